@@ -1,0 +1,45 @@
+"""The infotext parameters of one generated image, from the request and what the engine resolved.
+
+Why in core: the UI, the API and the scripts must all write the same keys in the same way.
+"""
+from __future__ import annotations
+
+from webui.core.requests import GenerationRequest
+
+APP_VERSION = "0.1.0"
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def generation_params(
+    request: GenerationRequest,
+    *,
+    seed: int,
+    sampler: str,
+    schedule: str,
+    model_name: str,
+    model_hash: str,
+    vae_name: str | None = None,
+    vae_hash: str | None = None,
+) -> dict[str, object]:
+    """A1111's parameter keys for one image (key order is applied by the infotext writer)."""
+    params: dict[str, object] = {
+        "Steps": request.steps,
+        "Sampler": sampler,
+        "Schedule type": schedule,
+        "CFG scale": _number(request.cfg_scale),
+        "Seed": seed,
+        "Size": f"{request.width}x{request.height}",
+        "Model hash": model_hash or None,
+        "Model": model_name or None,
+        "VAE hash": vae_hash,
+        "VAE": vae_name,
+    }
+    if request.clip_skip > 1:
+        params["Clip skip"] = request.clip_skip
+    for key, value in request.extra_params:
+        params[key] = value
+    params["Version"] = APP_VERSION
+    return params

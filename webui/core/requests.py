@@ -1,0 +1,59 @@
+"""Frozen request objects. Scripts derive variants with `dataclasses.replace`, never by mutation."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from webui.core.errors import ValidationError
+
+MAX_SIZE = 8192
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything one txt2img run needs. `seed == -1` means "pick a random seed" (resolved by the caller
+    before the request reaches the engine, so the infotext records the real seed)."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    sampler_name: str = "Euler a"
+    scheduler: str = "Automatic"
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    seed: int = -1
+    batch_size: int = 1
+    n_iter: int = 1
+    clip_skip: int = 1
+    checkpoint: str | None = None
+    vae: str | None = None
+    save_images: bool = True
+    extra_params: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def validate(self) -> None:
+        """Raise `ValidationError` with a readable message for out-of-range fields."""
+        problems = []
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value % 8 != 0:
+                problems.append(f"{name.capitalize()} must be divisible by 8 (got {value}).")
+            elif not 8 <= value <= MAX_SIZE:
+                problems.append(f"{name.capitalize()} must be between 8 and {MAX_SIZE} (got {value}).")
+        if not 1 <= self.steps <= 1000:
+            problems.append(f"Steps must be between 1 and 1000 (got {self.steps}).")
+        if not 1 <= self.batch_size <= 64:
+            problems.append(f"Batch size must be between 1 and 64 (got {self.batch_size}).")
+        if not 1 <= self.n_iter <= 1000:
+            problems.append(f"Batch count must be between 1 and 1000 (got {self.n_iter}).")
+        if not 0.0 <= self.cfg_scale <= 100.0:
+            problems.append(f"CFG scale must be between 0 and 100 (got {self.cfg_scale}).")
+        if not 1 <= self.clip_skip <= 12:
+            problems.append(f"Clip skip must be between 1 and 12 (got {self.clip_skip}).")
+        if self.seed < -1 or self.seed > 2**32 - 1:
+            problems.append(f"Seed must be -1 (random) or between 0 and {2**32 - 1} (got {self.seed}).")
+        if problems:
+            raise ValidationError(" ".join(problems))
+
+    @property
+    def total_images(self) -> int:
+        return self.batch_size * self.n_iter

@@ -1,0 +1,37 @@
+"""What a generation returns: the images (already saved, with their infotext) and A1111's `info` fields."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from webui.core.requests import GenerationRequest
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """One image. `image` is a PIL image (typed loosely: core does not import PIL)."""
+
+    image: Any
+    seed: int
+    infotext: str
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    request: GenerationRequest
+    images: tuple[GeneratedImage, ...]
+    model_name: str = ""
+    model_hash: str = ""
+    interrupted: bool = False
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+    job_timestamp: str = ""
+
+    @property
+    def seeds(self) -> list[int]:
+        return [img.seed for img in self.images]
+
+    @property
+    def infotexts(self) -> list[str]:
+        return [img.infotext for img in self.images]

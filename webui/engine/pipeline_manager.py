@@ -1,0 +1,134 @@
+"""The one loaded model, shared by every tab and the API.
+
+Why one object: switching checkpoint or VAE must load once and release the old weights; a failed load must
+leave the previous model usable. Only the GPU executor's worker calls these methods, so they need no lock.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from webui.core.errors import ModelLoadError, NoModelLoadedError
+from webui.engine.checkpoint_loader import LoadedCheckpoint, load_checkpoint, load_vae
+from webui.engine.devices import DeviceConfig, release_memory
+from webui.engine.hashing import HashCache
+from webui.engine.registry import ModelEntry, ModelRegistry
+from webui.engine.txt2img import ModelLabels
+
+log = logging.getLogger(__name__)
+
+VAE_AUTOMATIC = "Automatic"
+VAE_NONE = "None"
+
+
+@dataclass
+class ActiveModel:
+    """The loaded checkpoint, its own VAE (kept to switch back) and the VAE currently in use."""
+
+    entry: ModelEntry
+    loaded: LoadedCheckpoint
+    base_vae: object
+    model_hash: str
+    vae_entry: ModelEntry | None = None
+    vae_hash: str | None = None
+
+    @property
+    def pipeline(self):
+        return self.loaded.pipeline
+
+    @property
+    def labels(self) -> ModelLabels:
+        return ModelLabels(model_name=self.entry.name, model_hash=self.model_hash,
+                           vae_name=self.vae_entry.title if self.vae_entry else None, vae_hash=self.vae_hash)
+
+
+class PipelineManager:
+    def __init__(self, registry: ModelRegistry, device: DeviceConfig, cache_dir: Path, hashes: HashCache):
+        self.registry = registry
+        self.device = device
+        self.cache_dir = cache_dir
+        self.hashes = hashes
+        self.active: ActiveModel | None = None
+        self.vae_choice = VAE_AUTOMATIC
+        self.load_count = 0
+
+    def _hash(self, entry: ModelEntry) -> str:
+        if entry.kind == "diffusers":
+            return ""
+        return self.hashes.model_hash(entry.path)
+
+    def require(self) -> ActiveModel:
+        if self.active is None:
+            raise NoModelLoadedError("No checkpoint is loaded. Put a model in models/Stable-diffusion/, press "
+                                     "refresh next to the checkpoint list and pick it.")
+        return self.active
+
+    def ensure(self, checkpoint: str | None, vae: str | None = None) -> ActiveModel:
+        """Make `checkpoint` (a title or name; None = keep the current one or the first listed) and `vae` active."""
+        if checkpoint is not None:
+            entry = self.registry.find_checkpoint(checkpoint)
+            if self.active is None or self.active.entry.path != entry.path or \
+                    self.active.entry.mtime_ns != entry.mtime_ns:
+                self.load(entry)
+        elif self.active is None:
+            listed = self.registry.checkpoints()
+            if not listed:
+                self.require()
+            self.load(listed[0])
+        if vae is not None and vae != self.vae_choice:
+            self.set_vae(vae)
+        return self.require()
+
+    def load(self, entry: ModelEntry) -> ActiveModel:
+        """Load a checkpoint. On failure the previous model stays loaded and the error propagates."""
+        log.info("Loading checkpoint %s", entry.path)
+        loaded = load_checkpoint(entry.path, cache_dir=self.cache_dir, device=self.device.device,
+                                 dtype=self.device.dtype)
+        pipe = loaded.pipeline
+        if hasattr(pipe, "safety_checker"):
+            pipe.safety_checker = None
+        pipe.set_progress_bar_config(disable=True)
+        new = ActiveModel(entry=entry, loaded=loaded, base_vae=pipe.vae, model_hash=self._hash(entry))
+        old, self.active = self.active, new
+        del old
+        release_memory(self.device.device)
+        self.load_count += 1
+        try:
+            self._apply_vae(self.vae_choice)
+        except ModelLoadError as exc:
+            log.warning("%s Using the checkpoint's own VAE.", exc)
+            self.vae_choice = VAE_AUTOMATIC
+            self._apply_vae(VAE_AUTOMATIC)
+        return new
+
+    def set_vae(self, choice: str) -> None:
+        """'Automatic' (a same-named VAE file, else the checkpoint's own), 'None' (the checkpoint's own) or a
+        file in models/VAE. On failure the VAE in use stays."""
+        if self.active is not None:
+            self._apply_vae(choice)
+        self.vae_choice = choice
+
+    def _apply_vae(self, choice: str) -> None:
+        active = self.require()
+        entry: ModelEntry | None
+        if choice == VAE_NONE:
+            entry = None
+        elif choice == VAE_AUTOMATIC:
+            entry = self.registry.vae_for_checkpoint(active.entry)
+        else:
+            entry = self.registry.find_vae(choice)
+        if entry is None:
+            active.pipeline.vae = active.base_vae
+            active.vae_entry, active.vae_hash = None, None
+            return
+        if active.vae_entry is not None and active.vae_entry.path == entry.path:
+            return
+        vae = load_vae(entry.path, family=active.loaded.family, cache_dir=self.cache_dir, dtype=self.device.dtype)
+        base = active.base_vae.config
+        if tuple(vae.config.block_out_channels) != tuple(base.block_out_channels) or \
+                vae.config.latent_channels != base.latent_channels:
+            raise ModelLoadError(f"The VAE '{entry.title}' does not fit the checkpoint '{active.entry.title}' "
+                                 f"(a VAE for another model family?).")
+        active.pipeline.vae = vae.to(self.device.device)
+        active.vae_entry, active.vae_hash = entry, self._hash(entry)

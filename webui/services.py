@@ -1,0 +1,213 @@
+"""The one facade the UI and the API call. Everything that touches the device goes through the executor.
+
+Why a facade: the UI and the API must behave identically (same validation, same queue, same outputs), and
+neither may reach into the engine directly (DESIGN.md layers).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from concurrent.futures import Future
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from webui.core.errors import ModelLoadError, WebUIError
+from webui.core.options import Options
+from webui.core.progress import CancelToken, ProgressSnapshot, ProgressTracker
+from webui.core.requests import GenerationRequest
+from webui.core.results import GenerationResult
+from webui.core.samplers import SAMPLERS, SCHEDULE_TYPES, get_sampler, resolve_schedule, split_legacy_name
+from webui.core.seeds import resolve_seed
+from webui.core.settings import Settings
+from webui.engine.devices import DeviceConfig, configure_torch_threads
+from webui.engine.hashing import HashCache
+from webui.engine.outputs import OutputWriter
+from webui.engine.pipeline_manager import VAE_AUTOMATIC, VAE_NONE, PipelineManager
+from webui.engine.registry import ModelRegistry
+from webui.engine.txt2img import run_txt2img
+from webui.jobs.executor import GpuExecutor
+
+log = logging.getLogger(__name__)
+
+DEMO_MODEL_PATH = Path(__file__).resolve().parent / "assets" / "demo" / "demo-shapes.safetensors"
+
+
+class Services:
+    def __init__(self, settings: Settings, registry: ModelRegistry, manager: PipelineManager,
+                 executor: GpuExecutor, options: Options):
+        self.settings = settings
+        self.registry = registry
+        self.manager = manager
+        self.executor = executor
+        self.options = options
+        self.startup_message = ""
+
+    # ----- models -------------------------------------------------------------------------------------------
+    def checkpoint_titles(self) -> list[str]:
+        return [entry.title for entry in self.registry.checkpoints()]
+
+    def vae_titles(self) -> list[str]:
+        return [VAE_AUTOMATIC, VAE_NONE, *(entry.title for entry in self.registry.vaes())]
+
+    def refresh_models(self) -> None:
+        self.registry.refresh()
+
+    def current_checkpoint(self) -> str | None:
+        active = self.manager.active
+        return active.entry.title if active is not None else None
+
+    def current_vae(self) -> str:
+        return self.manager.vae_choice
+
+    def is_demo_model(self, title: str | None) -> bool:
+        if not title:
+            return False
+        return any(entry.builtin and entry.title == title for entry in self.registry.checkpoints())
+
+    def select_checkpoint(self, title: str) -> str:
+        """Load a checkpoint (queued behind running generations). Raises a `WebUIError` on failure; the
+        previous model stays loaded."""
+        def job(token: CancelToken, progress: ProgressTracker) -> str:
+            progress.start(f"Loading {title}", 1, 1)
+            return self.manager.ensure(title).entry.title
+
+        loaded = self.executor.run(job, label="load-checkpoint")
+        self.options.update({"sd_model_checkpoint": loaded})
+        return loaded
+
+    def select_vae(self, title: str) -> str:
+        def job(token: CancelToken, progress: ProgressTracker) -> str:
+            self.manager.set_vae(title)
+            return self.manager.vae_choice
+
+        chosen = self.executor.run(job, label="load-vae")
+        self.options.update({"sd_vae": chosen})
+        return chosen
+
+    def sd_models(self) -> list[dict[str, Any]]:
+        """A1111's /sdapi/v1/sd-models entries (hashes only where already known; never computed here)."""
+        rows = []
+        for entry in self.registry.checkpoints():
+            short = self.manager.hashes.cached_model_hash(entry.path) if entry.kind != "diffusers" else None
+            rows.append({
+                "title": f"{entry.title} [{short}]" if short else entry.title,
+                "model_name": entry.model_name,
+                "hash": short,
+                "sha256": None,
+                "filename": str(entry.path),
+                "config": None,
+            })
+        return rows
+
+    def sd_vaes(self) -> list[dict[str, Any]]:
+        return [{"model_name": e.title, "filename": str(e.path)} for e in self.registry.vaes()]
+
+    def load_startup_model(self) -> Future:
+        """Queue the start-up load: --ckpt, else the last used checkpoint, else the first listed."""
+        wanted = self.settings.ckpt and str(self.settings.ckpt)
+        if wanted and Path(wanted).is_file():
+            self.registry.add_external_checkpoint(Path(wanted))
+        wanted = wanted or self.options.get("sd_model_checkpoint")
+
+        def job(token: CancelToken, progress: ProgressTracker) -> str | None:
+            candidates = [wanted] if wanted else []
+            candidates += [e.title for e in self.registry.checkpoints() if e.title != wanted]
+            for title in candidates:
+                try:
+                    return self.manager.ensure(title, self.options.get("sd_vae")).entry.title
+                except WebUIError as exc:
+                    log.warning("Could not load %s at start: %s", title, exc)
+                    self.startup_message = str(exc)
+            return None
+
+        return self.executor.submit(job, label="startup-load")
+
+    # ----- generation ---------------------------------------------------------------------------------------
+    def default_request(self) -> GenerationRequest:
+        return GenerationRequest(clip_skip=int(self.options.get("CLIP_stop_at_last_layers") or 1))
+
+    def submit_txt2img(self, request: GenerationRequest) -> Future:
+        """Validate now (fast, in the caller's thread), then queue. The future yields a `GenerationResult`."""
+        request.validate()
+        name, schedule = split_legacy_name(request.sampler_name, request.scheduler)
+        resolve_schedule(get_sampler(name), schedule)
+        request = dataclasses.replace(request, sampler_name=name, scheduler=schedule)
+        save = request.save_images and bool(self.options.get("samples_save"))
+        writer = OutputWriter(self.settings.paths.outputs_dir, str(self.options.get("samples_format") or "png"))
+
+        def job(token: CancelToken, progress: ProgressTracker) -> GenerationResult:
+            active = self.manager.ensure(request.checkpoint, request.vae)
+            first_seed = resolve_seed(request.seed)
+            resolved = dataclasses.replace(request, seed=first_seed)
+            images, interrupted = run_txt2img(
+                active.pipeline, resolved, first_seed=first_seed, labels=active.labels, token=token,
+                progress=progress, sink=writer.save if save else None, is_inpaint=active.loaded.is_inpaint)
+            return GenerationResult(request=resolved, images=tuple(images), model_name=active.entry.name,
+                                    model_hash=active.model_hash, interrupted=interrupted,
+                                    job_timestamp=datetime.now().strftime("%Y%m%d%H%M%S"))
+
+        return self.executor.submit(job, label="txt2img")
+
+    def txt2img(self, request: GenerationRequest) -> GenerationResult:
+        return self.submit_txt2img(request).result()
+
+    def progress(self) -> ProgressSnapshot:
+        return self.executor.progress.snapshot()
+
+    def interrupt(self) -> bool:
+        return self.executor.interrupt()
+
+    def skip(self) -> bool:
+        return self.executor.skip()
+
+    # ----- tables -------------------------------------------------------------------------------------------
+    @staticmethod
+    def samplers() -> list[dict[str, Any]]:
+        return [{"name": s.name, "aliases": list(s.aliases), "options": {"scheduler": s.scheduler_class}}
+                for s in SAMPLERS]
+
+    @staticmethod
+    def sampler_names() -> list[str]:
+        return [s.name for s in SAMPLERS]
+
+    @staticmethod
+    def schedule_types() -> list[str]:
+        return list(SCHEDULE_TYPES)
+
+    # ----- options ------------------------------------------------------------------------------------------
+    def get_options(self) -> dict[str, Any]:
+        values = self.options.as_dict()
+        values["sd_model_checkpoint"] = self.current_checkpoint() or values.get("sd_model_checkpoint")
+        values["sd_vae"] = self.current_vae()
+        return values
+
+    def set_options(self, values: dict[str, Any]) -> None:
+        """A1111's POST /options: model options switch the model (errors keep the old one), the rest persist."""
+        values = dict(values)
+        checkpoint = values.pop("sd_model_checkpoint", None)
+        vae = values.pop("sd_vae", None)
+        if values:
+            self.options.update(values)
+        if checkpoint:
+            self.select_checkpoint(str(checkpoint))
+        if vae:
+            self.select_vae(str(vae))
+
+
+def build_services(settings: Settings) -> Services:
+    """The one wiring point below the UI: everything the app needs, built from `settings`."""
+    settings.paths.ensure()
+    configure_torch_threads(settings.torch_threads)
+    builtin = (DEMO_MODEL_PATH,) if settings.include_demo_model and DEMO_MODEL_PATH.is_file() else ()
+    registry = ModelRegistry(settings.paths.ckpt_dirs, settings.paths.vae_dir, builtin=builtin)
+    hashes = HashCache(settings.paths.cache_dir / "hashes.json")
+    device = DeviceConfig.from_settings(settings.device, settings.half_precision)
+    manager = PipelineManager(registry, device, settings.paths.cache_dir, hashes)
+    threads = settings.torch_threads
+    executor = GpuExecutor(on_worker_start=(lambda: configure_torch_threads(threads)) if threads else None)
+    options = Options(settings.paths.config_file)
+    return Services(settings, registry, manager, executor, options)
+
+
+__all__ = ["Services", "build_services", "ModelLoadError"]
