@@ -14,3 +14,87 @@ try:
     torch.set_num_threads(1)
 except ImportError:  # core-only test runs do not need torch
     pass
+
+
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random SD1/SD2/SDXL models written once per run as A1111 single-file checkpoints (fp16)."""
+    import torch
+
+    from webui.testing.tiny_models import write_tiny_checkpoint
+
+    folder = tmp_path_factory.mktemp("tiny-models")
+    files = {family: write_tiny_checkpoint(folder / f"tiny-{family}.safetensors", family, seed=seed,
+                                           dtype=torch.float16)
+             for seed, family in enumerate(("sd1", "sd2", "sdxl"))}
+    files["sd1-other"] = write_tiny_checkpoint(folder / "tiny-sd1-other.safetensors", "sd1", seed=7,
+                                               dtype=torch.float16)
+    return files
+
+
+def make_data_dir(root: Path, checkpoints: dict[str, Path], families=("sd1",)) -> Path:
+    """A data dir with A1111's folders and the given tiny checkpoints copied into models/Stable-diffusion."""
+    ckpt_dir = root / "models" / "Stable-diffusion"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    for family in families:
+        shutil.copy(checkpoints[family], ckpt_dir / checkpoints[family].name)
+    return root
+
+
+def make_settings(data_dir: Path, **overrides):
+    from webui.core.settings import Paths, Settings
+
+    fields = {"paths": Paths.from_dirs(data_dir), "device": "cpu", "include_demo_model": False, "api": True}
+    fields.update(overrides)
+    return Settings(**fields)
+
+
+@pytest.fixture(scope="session")
+def sd1_services(tmp_path_factory, tiny_checkpoints):
+    """One services object with the tiny SD1 model loaded, shared by the tests that only generate."""
+    from webui.services import build_services
+
+    data_dir = make_data_dir(tmp_path_factory.mktemp("data-sd1"), tiny_checkpoints, ("sd1", "sd1-other"))
+    services = build_services(make_settings(data_dir))
+    services.select_checkpoint(tiny_checkpoints["sd1"].name)
+    yield services
+    services.executor.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerThread:
+    """uvicorn serving an app in a background thread of the test process."""
+
+    def __init__(self, app, port: int):
+        import uvicorn
+
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

@@ -118,6 +118,15 @@ class HashCache:
         """Cached `Model hash` (10 hex)."""
         return self.sha256(path, "sha256")[:MODEL_HASH_LENGTH]
 
+    def cached_model_hash(self, path: Path) -> str | None:
+        """The `Model hash` if it is already known for this file version; never reads the file (listing
+        thousands of models must stay fast)."""
+        try:
+            digest = self._lookup("sha256", _FileKey.of(path))
+        except OSError:
+            return None
+        return digest[:MODEL_HASH_LENGTH] if digest else None
+
     def addnet_hash(self, path: Path) -> str:
         """Cached LoRA short hash (12 hex)."""
         return self.sha256(path, "addnet")[:ADDNET_HASH_LENGTH]

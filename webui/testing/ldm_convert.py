@@ -44,7 +44,10 @@ _UNET_RESNET_PARTS = {
     "time_emb_proj": "emb_layers.1",
     "conv_shortcut": "skip_connection",
 }
-_UNET_BLOCK_RE = re.compile(r"^(down_blocks|up_blocks)\.(\d+)\.(resnets|attentions|downsamplers|upsamplers)\.(\d+)\.(.+)$")
+_UNET_BLOCK_RE = re.compile(
+    r"^(down_blocks|up_blocks)\.(\d+)\.(resnets|attentions|downsamplers|upsamplers)\.(\d+)\.(.+)$"
+)
+_UNET_UP_ATTENTION_RE = re.compile(r"^up_blocks\.(\d+)\.attentions\.")
 _UNET_MID_RE = re.compile(r"^mid_block\.(resnets|attentions)\.(\d+)\.(.+)$")
 
 
@@ -78,7 +81,8 @@ def _unet_mid_key(kind: str, index: int, rest: str) -> str:
 def _unet_block_key(match: re.Match[str], layers_per_block: int, up_has_attention: set[int]) -> str:
     """Down block b, layer j is LDM input block 1 + b*(L+1) + j (its downsampler takes slot L); up block b, layer j is
     output block b*(L+1) + j (up blocks have one more layer, and the upsampler sits after the optional attention)."""
-    side, block, kind, layer, rest = match.group(1), int(match.group(2)), match.group(3), int(match.group(4)), match.group(5)
+    side, kind, rest = match.group(1), match.group(3), match.group(5)
+    block, layer = int(match.group(2)), int(match.group(4))
     if side == "down_blocks":
         start = 1 + block * (layers_per_block + 1)
         if kind == "resnets":
@@ -125,7 +129,7 @@ def unet_to_ldm(unet_state_dict: Mapping[str, torch.Tensor], unet_config: Mappin
     blocks flat. Transformer (attention) blocks keep their diffusers names inside LDM's SpatialTransformer.
     """
     layers_per_block = _layers_per_block(unet_config)
-    up_has_attention = {int(m.group(1)) for k in unet_state_dict if (m := re.match(r"^up_blocks\.(\d+)\.attentions\.", k))}
+    up_has_attention = {int(m.group(1)) for key in unet_state_dict if (m := _UNET_UP_ATTENTION_RE.match(key))}
     return {
         UNET_PREFIX + _unet_key(key, layers_per_block, up_has_attention): tensor
         for key, tensor in unet_state_dict.items()
@@ -145,7 +149,13 @@ _VAE_TOP_LEVEL = {
     "post_quant_conv": "post_quant_conv",
 }
 _VAE_ATTENTION_PARTS = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
-_VAE_RESNET_PARTS = {"norm1": "norm1", "conv1": "conv1", "norm2": "norm2", "conv2": "conv2", "conv_shortcut": "nin_shortcut"}
+_VAE_RESNET_PARTS = {
+    "norm1": "norm1",
+    "conv1": "conv1",
+    "norm2": "norm2",
+    "conv2": "conv2",
+    "conv_shortcut": "nin_shortcut",
+}
 _VAE_DOWN_RE = re.compile(r"^encoder\.down_blocks\.(\d+)\.(resnets\.(\d+)|downsamplers\.0)\.(.+)$")
 _VAE_UP_RE = re.compile(r"^decoder\.up_blocks\.(\d+)\.(resnets\.(\d+)|upsamplers\.0)\.(.+)$")
 _VAE_MID_RE = re.compile(r"^(encoder|decoder)\.mid_block\.(resnets|attentions)\.(\d+)\.(.+)$")

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+from safetensors.torch import save_file
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from webui.testing.ldm_convert import pipeline_components_to_ldm
 
@@ -49,9 +52,7 @@ def unet_heads(channels: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(max(1, c // 64) for c in channels)
 
 
-def _text_config(hidden: int, act: str, projection_dim: int | None = None) -> Any:
-    from transformers import CLIPTextConfig
-
+def _text_config(hidden: int, act: str, projection_dim: int | None = None) -> CLIPTextConfig:
     return CLIPTextConfig(
         vocab_size=CLIP_VOCAB_SIZE,
         max_position_embeddings=CLIP_MAX_LENGTH,
@@ -69,14 +70,10 @@ def _text_config(hidden: int, act: str, projection_dim: int | None = None) -> An
 
 
 def _clip_text_model(hidden: int, act: str) -> torch.nn.Module:
-    from transformers import CLIPTextModel
-
     return CLIPTextModel(_text_config(hidden, act))
 
 
 def _clip_text_model_with_projection(hidden: int, act: str) -> torch.nn.Module:
-    from transformers import CLIPTextModelWithProjection
-
     return CLIPTextModelWithProjection(_text_config(hidden, act, projection_dim=hidden))
 
 
@@ -99,8 +96,6 @@ def _unet_family_kwargs(family: str) -> dict[str, Any]:
 
 
 def _unet(family: str, in_channels: int) -> torch.nn.Module:
-    from diffusers import UNet2DConditionModel
-
     return UNet2DConditionModel(
         sample_size=UNET_SAMPLE_SIZE,
         in_channels=in_channels,
@@ -116,8 +111,6 @@ def _unet(family: str, in_channels: int) -> torch.nn.Module:
 
 def _vae() -> torch.nn.Module:
     """Two levels, so latents are 1/2 of the image size (fast); scaling factor left at the diffusers default."""
-    from diffusers import AutoencoderKL
-
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -129,10 +122,8 @@ def _vae() -> torch.nn.Module:
     )
 
 
-def _scheduler(prediction_type: str) -> Any:
+def _scheduler(prediction_type: str) -> EulerDiscreteScheduler:
     """SD's training noise schedule; `prediction_type` is the one fact a single file does not record."""
-    from diffusers import EulerDiscreteScheduler
-
     return EulerDiscreteScheduler(
         num_train_timesteps=1000,
         beta_start=0.00085,
@@ -185,8 +176,6 @@ def write_tiny_checkpoint(
     path: str | Path, family: str, *, seed: int = 0, dtype: torch.dtype = torch.float16, in_channels: int = 4
 ) -> Path:
     """Build tiny components and write them as one LDM single-file `.safetensors` (like an A1111 checkpoint)."""
-    from safetensors.torch import save_file
-
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     components = build_tiny_components(family, seed, in_channels=in_channels)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One command: install what the tests need, then lint (ruff, import-linter layer contracts) and run pytest.
+# Extra arguments go to pytest, e.g. `bash run_tests.sh -m "not slow"` or `bash run_tests.sh tests/unit`.
+set -euo pipefail
+cd "$(dirname "$0")"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False PYTHONUNBUFFERED=1
+PYTHON="${PYTHON:-python3}"
+
+# torch first and alone, so no other requirement pulls a different build.
+"$PYTHON" -m pip install --quiet --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
+"$PYTHON" -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+
+echo "== ruff"
+"$PYTHON" -m ruff check .
+echo "== import-linter (layer contracts of DESIGN.md)"
+lint-imports
+echo "== pytest"
+"$PYTHON" -m pytest "$@"
