@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 from gradio_client import Client
+from PIL import Image
 
 from app import build_app
 from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
+from webui.engine.images import read_infotext
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def ui(tmp_path_factory, tiny_checkpoints):
 
 def txt2img_args(**overrides):
     args = {"prompt_v": "a red circle", "negative_v": "", "sampler_v": "Euler a", "schedule_v": "Automatic",
-            "steps_v": 2, "width_v": 32, "height_v": 32, "cfg_v": 5, "seed_v": 321, "count_v": 1, "size_v": 2,
+            "steps_v": 2, "width_v": 64, "height_v": 64, "cfg_v": 5, "seed_v": 321, "count_v": 1, "size_v": 2,
             "clip_skip_v": 1}
     args.update(overrides)
     return list(args.values())
@@ -38,24 +39,23 @@ def test_startup_loads_the_first_checkpoint(ui):
 
 def test_generate_shows_saved_images_and_infotext(ui):
     services, client = ui
-    gallery, infotexts, seeds, progress, info, message, *_buttons = client.predict(*txt2img_args(),
-                                                                                   api_name="/txt2img")
+    gallery, progress, info, message = client.predict(*txt2img_args(), api_name="/txt2img")
     assert message == ""
-    assert len(gallery) == 2
-    assert seeds == [321, 322]
-    assert "Seed: 321" in infotexts[0] and "Seed: 322" in infotexts[1]
-    assert "Seed: 321" in info
+    assert [item["caption"] for item in gallery] == ["Seed 321", "Seed 322"]
+    assert "Seed: 321" in info and "Steps: 2" in info
     saved = sorted((services.settings.paths.outputs_dir / "txt2img-images").rglob("*.png"))
     assert [p.name.split("-", 1)[1] for p in saved[-2:]] == ["321.png", "322.png"]
-    assert Path(gallery[0]["image"]["path"] if isinstance(gallery[0]["image"], dict) else gallery[0]["image"]).exists()
+    # What the browser receives is the saved file itself, infotext included.
+    shown = read_infotext(Image.open(gallery[1]["image"]))
+    assert shown is not None and "Seed: 322" in shown
 
 
 def test_bad_input_shows_a_message_and_the_server_keeps_serving(ui):
     _, client = ui
-    *_, message, _gen, _int, _skip = client.predict(*txt2img_args(width_v=36), api_name="/txt2img")
+    *_, message = client.predict(*txt2img_args(width_v=68), api_name="/txt2img")
     assert "divisible by 8" in message
-    *_, message, _gen, _int, _skip = client.predict(*txt2img_args(sampler_v="Nope"), api_name="/txt2img")
-    assert "Unknown sampler" in message
+    *_, message = client.predict(*txt2img_args(sampler_v="DDIM", schedule_v="Karras"), api_name="/txt2img")
+    assert "not available with sampler 'DDIM'" in message
     gallery, *_ = client.predict(*txt2img_args(size_v=1), api_name="/txt2img")
     assert len(gallery) == 1
 
@@ -72,8 +72,8 @@ def test_refresh_and_select_checkpoint_including_a_corrupt_one(ui, tiny_checkpoi
     assert value == "tiny-sd1.safetensors"
     value, message, _note = client.predict("second.safetensors", api_name="/select_checkpoint")
     assert value == "second.safetensors" and "Loaded" in message
-    infotexts = client.predict(*txt2img_args(size_v=1), api_name="/txt2img")[1]
-    assert "Model: second" in infotexts[0]
+    info = client.predict(*txt2img_args(size_v=1), api_name="/txt2img")[2]
+    assert "Model: second" in info
     value, _message, _note = client.predict("tiny-sd1.safetensors", api_name="/select_checkpoint")
     assert value == "tiny-sd1.safetensors"
 
@@ -81,4 +81,7 @@ def test_refresh_and_select_checkpoint_including_a_corrupt_one(ui, tiny_checkpoi
 def test_seed_buttons(ui):
     _, client = ui
     assert client.predict(api_name="/random_seed") == -1
-    assert client.predict([55, 56], api_name="/reuse_seed") == 55
+    client.predict(*txt2img_args(seed_v=-1, size_v=1), api_name="/txt2img")
+    info = client.predict(*txt2img_args(seed_v=777, size_v=1), api_name="/txt2img")[2]
+    assert "Seed: 777" in info
+    assert client.predict(api_name="/reuse_seed") == 777  # the recycle button reuses the last image's seed

@@ -393,3 +393,29 @@ def infer_architecture(state_dict_shapes: Shapes, family: str) -> dict[str, dict
     if vae_shapes:
         result["vae"] = infer_vae_config(vae_shapes)
     return dict(sorted(result.items()))
+
+
+# --- diffusers folders --------------------------------------------------------------------------------------------
+
+# (pipeline class, text encoder activation) -> family; `None` matches any activation. SD1 and SD2 share the
+# pipeline class; their text encoders differ (OpenAI CLIP uses quick_gelu, OpenCLIP gelu).
+DIFFUSERS_FAMILIES: dict[tuple[str, str | None], str] = {
+    ("StableDiffusionXLPipeline", None): SDXL,
+    ("StableDiffusionXLInpaintPipeline", None): SDXL,
+    ("StableDiffusionXLImg2ImgPipeline", None): SDXL,
+    ("StableDiffusionPipeline", "quick_gelu"): SD1,
+    ("StableDiffusionInpaintPipeline", "quick_gelu"): SD1,
+    ("StableDiffusionImg2ImgPipeline", "quick_gelu"): SD1,
+    ("StableDiffusionPipeline", "gelu"): SD2,
+    ("StableDiffusionInpaintPipeline", "gelu"): SD2,
+    ("StableDiffusionImg2ImgPipeline", "gelu"): SD2,
+}
+
+
+def detect_family_from_diffusers_config(
+    model_index: Mapping[str, object], text_encoder_config: Mapping[str, object]
+) -> str | None:
+    """Family of a diffusers folder from its `model_index.json` and `text_encoder/config.json`, else None."""
+    pipeline = str(model_index.get("_class_name", ""))
+    activation = str(text_encoder_config.get("hidden_act", ""))
+    return DIFFUSERS_FAMILIES.get((pipeline, None)) or DIFFUSERS_FAMILIES.get((pipeline, activation))

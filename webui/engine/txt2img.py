@@ -17,6 +17,7 @@ from webui.core.progress import CancelToken, ProgressTracker
 from webui.core.requests import GenerationRequest
 from webui.core.results import GeneratedImage
 from webui.core.seeds import batch_seeds
+from webui.engine.prompt_encoding import Conditioning, count_chunks, encode_pieces
 from webui.engine.scheduler_factory import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -44,19 +45,37 @@ def _latent_shape(pipe, width: int, height: int) -> tuple[int, int, int]:
     return (pipe.vae.config.latent_channels, height // factor, width // factor)
 
 
-def _pipeline_kwargs(pipe, request: GenerationRequest, seeds: list[int], is_inpaint: bool) -> dict:
+def encode_request(pipe, request: GenerationRequest) -> tuple[Conditioning, Conditioning]:
+    """Positive and negative conditioning, padded to the same number of 75-token chunks."""
+    positive = [(request.prompt, 1.0)]
+    negative = [(request.negative_prompt, 1.0)]
+    chunks = max(count_chunks(pipe, positive), count_chunks(pipe, negative))
+    with torch.inference_mode():
+        return (encode_pieces(pipe, positive, request.clip_skip, chunks),
+                encode_pieces(pipe, negative, request.clip_skip, chunks))
+
+
+def _conditioning_kwargs(cond: Conditioning, uncond: Conditioning, count: int, dtype: torch.dtype) -> dict:
+    kwargs = {"prompt_embeds": cond.embeds.repeat(count, 1, 1).to(dtype),
+              "negative_prompt_embeds": uncond.embeds.repeat(count, 1, 1).to(dtype)}
+    if cond.pooled is not None:
+        kwargs["pooled_prompt_embeds"] = cond.pooled.repeat(count, 1).to(dtype)
+        kwargs["negative_pooled_prompt_embeds"] = uncond.pooled.repeat(count, 1).to(dtype)
+    return kwargs
+
+
+def _pipeline_kwargs(pipe, request: GenerationRequest, seeds: list[int], is_inpaint: bool,
+                     conds: tuple[Conditioning, Conditioning]) -> dict:
     param = next(pipe.unet.parameters())
     latents = cpu_noise(seeds, _latent_shape(pipe, request.width, request.height)).to(param.device, param.dtype)
     kwargs = dict(
-        prompt=[request.prompt] * len(seeds),
-        negative_prompt=[request.negative_prompt] * len(seeds),
+        **_conditioning_kwargs(*conds, len(seeds), param.dtype),
         num_inference_steps=request.steps,
         guidance_scale=request.cfg_scale,
         width=request.width,
         height=request.height,
         generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
         latents=latents,
-        clip_skip=request.clip_skip - 1 if request.clip_skip > 1 else None,
         output_type="pil",
     )
     if is_inpaint:
@@ -81,6 +100,7 @@ def run_txt2img(
     """Run all batches; returns the images (saved through `sink` first) and whether it was interrupted."""
     results: list[GeneratedImage] = []
     progress.start("txt2img", request.n_iter, request.steps)
+    conds = encode_request(pipe, request)
     for batch_no in range(request.n_iter):
         if token.interrupted:
             break
@@ -100,7 +120,8 @@ def run_txt2img(
 
         try:
             with torch.inference_mode():
-                output = pipe(**_pipeline_kwargs(pipe, request, seeds, is_inpaint), callback_on_step_end=on_step)
+                output = pipe(**_pipeline_kwargs(pipe, request, seeds, is_inpaint, conds),
+                              callback_on_step_end=on_step)
         except torch.OutOfMemoryError as exc:
             raise GenerationError("Out of memory while generating. Try a smaller size or batch, or start with "
                                   "--medvram / --lowvram.") from exc

@@ -51,14 +51,15 @@ def build_quicksettings(services: Services) -> Quicksettings:
 
     def on_checkpoint(title: str):
         if not title or title == services.current_checkpoint():
-            return gr.update(), "", gr.update(visible=services.is_demo_model(services.current_checkpoint()))
+            current = services.current_checkpoint()
+            return current, "", gr.update(visible=services.is_demo_model(current))
         try:
             services.select_checkpoint(title)
             text = f"Loaded **{title}**."
         except WebUIError as exc:
             text = f"**Could not load {title}:** {exc}"
         current = services.current_checkpoint()
-        return gr.update(value=current), text, gr.update(visible=services.is_demo_model(current))
+        return current, text, gr.update(visible=services.is_demo_model(current))
 
     def on_vae(title: str):
         try:
@@ -66,7 +67,7 @@ def build_quicksettings(services: Services) -> Quicksettings:
             text = ""
         except WebUIError as exc:
             text = f"**Could not use VAE {title}:** {exc}"
-        return gr.update(value=services.current_vae()), text
+        return services.current_vae(), text
 
     def on_clip_skip(value: float):
         services.options.update({"CLIP_stop_at_last_layers": int(value)})
