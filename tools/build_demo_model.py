@@ -67,6 +67,10 @@ TEXT_INTERMEDIATE = 256
 UNET_CHANNELS = (32, 64, 128)
 VAE_CHANNELS = (32, 64, 64)  # 3 blocks = 2 downsamplings: 64 px -> 16x16 latents
 LATENT_CHANNELS = 4
+# Posterior log-variance at the start of VAE training; the default (0, i.e. std 1) drowns the small early latents
+# in noise and the decoder learns blurry averages. exp(-10 / 2) = 0.007: almost deterministic, yet img2img's
+# `latent_dist.sample()` still draws from a real (tiny) distribution.
+VAE_INITIAL_LOGVAR = -10.0
 DATA_SEED, VAE_SEED, DIFFUSION_SEED, CHECK_SEED = 0, 1, 2, 3
 
 Log = Callable[[str], None]
@@ -218,6 +222,9 @@ def train_vae(images: np.ndarray, cfg: BuildConfig, log: Log) -> AutoencoderKL:
     torch.manual_seed(VAE_SEED)
     gen = torch.Generator().manual_seed(VAE_SEED)
     vae = build_vae().train()
+    with torch.no_grad():  # start with a near-zero posterior variance: the decoder learns from clean latents
+        vae.quant_conv.weight[LATENT_CHANNELS:] = 0.0
+        vae.quant_conv.bias[LATENT_CHANNELS:] = VAE_INITIAL_LOGVAR
     log(f"VAE: {count_params(vae) / 1e6:.2f}M parameters, {cfg.vae_steps} steps")
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, cfg.vae_steps, 20))

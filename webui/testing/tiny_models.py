@@ -23,7 +23,7 @@ from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionMode
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from webui.testing.ldm_convert import pipeline_components_to_ldm
+from webui.testing.ldm_convert import pipeline_components_to_ldm, vae_to_ldm
 
 FAMILIES = ("sd1", "sd2", "sdxl")
 UNET_CHANNELS = (32, 64)
@@ -181,4 +181,21 @@ def write_tiny_checkpoint(
     components = build_tiny_components(family, seed, in_channels=in_channels)
     state = _to_saveable(pipeline_components_to_ldm(components, family), dtype)
     save_file(state, str(target), metadata={"format": "pt"})
+    return target
+
+
+def write_tiny_vae(path: str | Path, *, seed: int = 0, block_out_channels: tuple[int, ...] = VAE_CHANNELS,
+                   dtype: torch.dtype = torch.float16) -> Path:
+    """A standalone VAE file in A1111's `models/VAE` layout (LDM keys without the `first_stage_model.` prefix).
+
+    Other `block_out_channels` give a VAE that does not fit the tiny checkpoints (for the mismatch path)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    levels = len(block_out_channels)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * levels,
+                        up_block_types=("UpDecoderBlock2D",) * levels, block_out_channels=block_out_channels,
+                        latent_channels=4)
+    state = {key.removeprefix("first_stage_model."): value for key, value in vae_to_ldm(vae.state_dict()).items()}
+    save_file(_to_saveable(state, dtype), str(target))
     return target
