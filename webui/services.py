@@ -12,7 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from webui.core.errors import ModelLoadError, WebUIError
+from webui.core.errors import ModelLoadError, ValidationError, WebUIError
+from webui.core.infotext import parse_infotext
 from webui.core.options import Options
 from webui.core.progress import CancelToken, ProgressSnapshot, ProgressTracker
 from webui.core.requests import GenerationRequest
@@ -20,8 +21,10 @@ from webui.core.results import GenerationResult
 from webui.core.samplers import SAMPLERS, SCHEDULE_TYPES, get_sampler, resolve_schedule, split_legacy_name
 from webui.core.seeds import resolve_seed
 from webui.core.settings import Settings
+from webui.core.styles import Style, StyleStore, apply_styles
 from webui.engine.devices import DeviceConfig, configure_torch_threads
 from webui.engine.hashing import HashCache
+from webui.engine.images import read_infotext
 from webui.engine.outputs import OutputWriter
 from webui.engine.pipeline_manager import VAE_AUTOMATIC, VAE_NONE, PipelineManager
 from webui.engine.registry import ModelRegistry
@@ -35,12 +38,13 @@ DEMO_MODEL_PATH = Path(__file__).resolve().parent / "assets" / "demo" / "demo-sh
 
 class Services:
     def __init__(self, settings: Settings, registry: ModelRegistry, manager: PipelineManager,
-                 executor: GpuExecutor, options: Options):
+                 executor: GpuExecutor, options: Options, styles: StyleStore):
         self.settings = settings
         self.registry = registry
         self.manager = manager
         self.executor = executor
         self.options = options
+        self.styles = styles
         self.startup_message = ""
 
     # ----- models -------------------------------------------------------------------------------------------
@@ -130,6 +134,7 @@ class Services:
     def submit_txt2img(self, request: GenerationRequest) -> Future:
         """Validate now (fast, in the caller's thread), then queue. The future yields a `GenerationResult`."""
         request.validate()
+        request = self.apply_request_styles(request)
         name, schedule = split_legacy_name(request.sampler_name, request.scheduler)
         resolve_schedule(get_sampler(name), schedule)
         request = dataclasses.replace(request, sampler_name=name, scheduler=schedule)
@@ -160,6 +165,53 @@ class Services:
 
     def skip(self) -> bool:
         return self.executor.skip()
+
+    # ----- styles, infotext, PNG info ------------------------------------------------------------------------
+    def style_names(self) -> list[str]:
+        self.styles.load()
+        return self.styles.names()
+
+    def style_rows(self) -> list[Style]:
+        self.styles.load()
+        return self.styles.styles()
+
+    def apply_styles_to_prompt(self, prompt: str, negative: str, names: list[str]) -> tuple[str, str]:
+        """A1111's "apply styles" button: the styles' text merged into the prompt boxes."""
+        chosen = [style for name in names if (style := self.styles.get(name)) is not None]
+        return apply_styles(prompt, negative, chosen)
+
+    def apply_request_styles(self, request: GenerationRequest) -> GenerationRequest:
+        """Styles selected for a generation are merged into its prompts before anything else sees them."""
+        if not request.styles:
+            return request
+        self.styles.load()
+        missing = [name for name in request.styles if self.styles.get(name) is None]
+        if missing:
+            raise ValidationError(f"Unknown style(s): {', '.join(missing)}. Styles come from "
+                                  f"{self.settings.paths.styles_file.name}.")
+        prompt, negative = self.apply_styles_to_prompt(request.prompt, request.negative_prompt, list(request.styles))
+        return dataclasses.replace(request, prompt=prompt, negative_prompt=negative, styles=())
+
+    def save_style(self, name: str, prompt: str, negative: str) -> list[str]:
+        self.styles.save_style(Style(name.strip(), prompt, negative))
+        return self.styles.names()
+
+    def delete_style(self, name: str) -> list[str]:
+        self.styles.delete(name)
+        return self.styles.names()
+
+    @staticmethod
+    def parse_infotext(text: str) -> dict[str, Any]:
+        """Infotext -> generation fields (A1111 API names), for "send to" and the paste button."""
+        return parse_infotext(text).to_generation_fields()
+
+    @staticmethod
+    def png_info(image: Any) -> dict[str, Any]:
+        """A1111's PNG Info: the infotext (PNG chunk or EXIF UserComment), other text items, parsed fields."""
+        infotext = read_infotext(image) or ""
+        items = {k: v for k, v in getattr(image, "info", {}).items() if isinstance(v, str) and k != "parameters"}
+        fields = parse_infotext(infotext).to_generation_fields() if infotext else {}
+        return {"info": infotext, "items": items, "parameters": fields}
 
     # ----- tables -------------------------------------------------------------------------------------------
     @staticmethod
@@ -207,7 +259,9 @@ def build_services(settings: Settings) -> Services:
     threads = settings.torch_threads
     executor = GpuExecutor(on_worker_start=(lambda: configure_torch_threads(threads)) if threads else None)
     options = Options(settings.paths.config_file)
-    return Services(settings, registry, manager, executor, options)
+    styles = StyleStore(settings.paths.styles_file)
+    styles.load()
+    return Services(settings, registry, manager, executor, options, styles)
 
 
 __all__ = ["Services", "build_services", "ModelLoadError"]

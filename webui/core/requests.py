@@ -22,6 +22,11 @@ class GenerationRequest:
     width: int = 512
     height: int = 512
     seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_w: int = 0
+    seed_resize_from_h: int = 0
+    styles: tuple[str, ...] = ()
     batch_size: int = 1
     n_iter: int = 1
     clip_skip: int = 1
@@ -51,6 +56,12 @@ class GenerationRequest:
             problems.append(f"Clip skip must be between 1 and 12 (got {self.clip_skip}).")
         if self.seed < -1 or self.seed > 2**32 - 1:
             problems.append(f"Seed must be -1 (random) or between 0 and {2**32 - 1} (got {self.seed}).")
+        if not 0.0 <= self.subseed_strength <= 1.0:
+            problems.append(f"Variation strength must be between 0 and 1 (got {self.subseed_strength}).")
+        for name in ("seed_resize_from_w", "seed_resize_from_h"):
+            value = getattr(self, name)
+            if value and (value % 8 != 0 or not 64 <= value <= MAX_SIZE):
+                problems.append(f"'Resize seed from' sizes must be 0 or a multiple of 8 from 64 (got {value}).")
         if problems:
             raise ValidationError(" ".join(problems))
 
