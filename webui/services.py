@@ -144,12 +144,14 @@ class Services:
         def job(token: CancelToken, progress: ProgressTracker) -> GenerationResult:
             active = self.manager.ensure(request.checkpoint, request.vae)
             first_seed = resolve_seed(request.seed)
-            resolved = dataclasses.replace(request, seed=first_seed)
-            images, interrupted = run_txt2img(
-                active.pipeline, resolved, first_seed=first_seed, labels=active.labels, token=token,
-                progress=progress, sink=writer.save if save else None, is_inpaint=active.loaded.is_inpaint)
+            first_subseed = resolve_seed(request.subseed)
+            resolved = dataclasses.replace(request, seed=first_seed, subseed=first_subseed)
+            images, interrupted, notes = run_txt2img(
+                active.pipeline, resolved, first_seed=first_seed, first_subseed=first_subseed,
+                labels=active.labels, token=token, progress=progress, sink=writer.save if save else None,
+                is_inpaint=active.loaded.is_inpaint)
             return GenerationResult(request=resolved, images=tuple(images), model_name=active.entry.name,
-                                    model_hash=active.model_hash, interrupted=interrupted,
+                                    model_hash=active.model_hash, interrupted=interrupted, warnings=tuple(notes),
                                     job_timestamp=datetime.now().strftime("%Y%m%d%H%M%S"))
 
         return self.executor.submit(job, label="txt2img")

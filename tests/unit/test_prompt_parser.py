@@ -141,6 +141,7 @@ SCHEDULE_CASES: list[tuple[str, int, list[tuple[int, str]]]] = [
     ("\\[a:3\\]", 10, [(10, "\\[a:3\\]")]),  # escaped brackets are no construct
     ("(x:1.2) [a:b:2]", 10, [(2, "(x:1.2) a"), (10, "(x:1.2) b")]),
     ("[a:b:3]:4]", 10, [(3, "a:4]"), (10, "b:4]")]),
+    ("[a:3]]]", 10, [(3, "]]"), (10, "a]]")]),  # A1111's Earley parser happens to read this one literally
     ("", 10, [(10, "")]),
 ]
 

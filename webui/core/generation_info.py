@@ -18,6 +18,7 @@ def generation_params(
     *,
     seed: int,
     sampler: str,
+    subseed: int | None = None,
     schedule: str,
     model_name: str,
     model_hash: str,
@@ -37,6 +38,11 @@ def generation_params(
         "VAE hash": vae_hash,
         "VAE": vae_name,
     }
+    if request.subseed_strength > 0 and subseed is not None:
+        params["Variation seed"] = subseed
+        params["Variation seed strength"] = _number(request.subseed_strength)
+    if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0:
+        params["Seed resize from"] = f"{request.seed_resize_from_w}x{request.seed_resize_from_h}"
     if request.clip_skip > 1:
         params["Clip skip"] = request.clip_skip
     for key, value in request.extra_params:

@@ -24,6 +24,11 @@ Conventions kept from A1111 (and checked against its doctests in tests/unit/test
 * A prompt A1111's grammar rejects (a `|` outside an alternation, a backslash at the very end) is not scheduled at
   all: the schedule is the whole prompt, unchanged. Brackets that do not form a construct are literal text.
 * Attention: unbalanced `(` / `[` apply their multiplier to everything after them; stray `)` / `]` are literal.
+
+One deliberate difference in scheduling: where a construct is directly followed by stray brackets, A1111's lark
+(Earley) parser picks between "construct" and "literal" by an accident of its ambiguity resolution -- `[a:3]]` and
+`[a:3]]]]` are edited but `[a:3]]]` is literal text (it depends on the parity of the stray run). We always read
+the construct. Everything else matches A1111 on fuzzed input.
 """
 from __future__ import annotations
 

@@ -60,8 +60,8 @@ class GenerationRequest:
             problems.append(f"Variation strength must be between 0 and 1 (got {self.subseed_strength}).")
         for name in ("seed_resize_from_w", "seed_resize_from_h"):
             value = getattr(self, name)
-            if value and (value % 8 != 0 or not 64 <= value <= MAX_SIZE):
-                problems.append(f"'Resize seed from' sizes must be 0 or a multiple of 8 from 64 (got {value}).")
+            if value and (value % 8 != 0 or not 8 <= value <= MAX_SIZE):
+                problems.append(f"'Resize seed from' sizes must be 0 (off) or a multiple of 8 (got {value}).")
         if problems:
             raise ValidationError(" ".join(problems))
 

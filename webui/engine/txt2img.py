@@ -1,5 +1,6 @@
-"""txt2img on a loaded pipeline, A1111-style: CPU noise per image (seed + i), one pipeline call per batch,
-cooperative interrupt/skip after every step, every image saved with its infotext before it is returned.
+"""txt2img on a loaded pipeline, A1111-style: CPU noise per image (seed + i, variation seeds), A1111 prompt
+syntax with per-step conditioning, one pipeline call per batch, cooperative interrupt/skip after every step,
+and every image saved with its infotext before it is returned.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from webui.core.progress import CancelToken, ProgressTracker
 from webui.core.requests import GenerationRequest
 from webui.core.results import GeneratedImage
 from webui.core.seeds import batch_seeds
-from webui.engine.prompt_encoding import Conditioning, count_chunks, encode_pieces
+from webui.engine.conditioning import ConditioningPlan, plan_conditioning
+from webui.engine.noise import batch_noise
+from webui.engine.prompt_encoding import Conditioning
 from webui.engine.scheduler_factory import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -35,27 +38,16 @@ class ModelLabels:
     vae_hash: str | None = None
 
 
-def cpu_noise(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
-    """A1111's CPU noise: one generator per image, so image i is the same whatever the batch size/device."""
-    return torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)) for s in seeds])
-
-
 def _latent_shape(pipe, width: int, height: int) -> tuple[int, int, int]:
     factor = pipe.vae_scale_factor
     return (pipe.vae.config.latent_channels, height // factor, width // factor)
 
 
-def encode_request(pipe, request: GenerationRequest) -> tuple[Conditioning, Conditioning]:
-    """Positive and negative conditioning, padded to the same number of 75-token chunks."""
-    positive = [(request.prompt, 1.0)]
-    negative = [(request.negative_prompt, 1.0)]
-    chunks = max(count_chunks(pipe, positive), count_chunks(pipe, negative))
-    with torch.inference_mode():
-        return (encode_pieces(pipe, positive, request.clip_skip, chunks),
-                encode_pieces(pipe, negative, request.clip_skip, chunks))
+def _is_sdxl(pipe) -> bool:
+    return getattr(pipe, "text_encoder_2", None) is not None
 
 
-def _conditioning_kwargs(cond: Conditioning, uncond: Conditioning, count: int, dtype: torch.dtype) -> dict:
+def _embeds(cond: Conditioning, uncond: Conditioning, count: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     kwargs = {"prompt_embeds": cond.embeds.repeat(count, 1, 1).to(dtype),
               "negative_prompt_embeds": uncond.embeds.repeat(count, 1, 1).to(dtype)}
     if cond.pooled is not None:
@@ -64,12 +56,21 @@ def _conditioning_kwargs(cond: Conditioning, uncond: Conditioning, count: int, d
     return kwargs
 
 
-def _pipeline_kwargs(pipe, request: GenerationRequest, seeds: list[int], is_inpaint: bool,
-                     conds: tuple[Conditioning, Conditioning]) -> dict:
+def _noise(pipe, request: GenerationRequest, seeds: list[int], subseeds: list[int]) -> torch.Tensor:
+    shape = _latent_shape(pipe, request.width, request.height)
+    resize_from = None
+    if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0:
+        resize_from = _latent_shape(pipe, request.seed_resize_from_w, request.seed_resize_from_h)
+    return batch_noise(seeds, shape, subseeds=subseeds, subseed_strength=request.subseed_strength,
+                       resize_from=resize_from)
+
+
+def _pipeline_kwargs(pipe, request: GenerationRequest, seeds: list[int], subseeds: list[int], is_inpaint: bool,
+                     plan: ConditioningPlan) -> dict:
     param = next(pipe.unet.parameters())
-    latents = cpu_noise(seeds, _latent_shape(pipe, request.width, request.height)).to(param.device, param.dtype)
+    latents = _noise(pipe, request, seeds, subseeds).to(param.device, param.dtype)
     kwargs = dict(
-        **_conditioning_kwargs(*conds, len(seeds), param.dtype),
+        **_embeds(*plan.at(0), len(seeds), param.dtype),
         num_inference_steps=request.steps,
         guidance_scale=request.cfg_scale,
         width=request.width,
@@ -77,6 +78,8 @@ def _pipeline_kwargs(pipe, request: GenerationRequest, seeds: list[int], is_inpa
         generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
         latents=latents,
         output_type="pil",
+        callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"] + (["add_text_embeds"] if _is_sdxl(pipe)
+                                                                           else []),
     )
     if is_inpaint:
         # A1111 runs txt2img on inpainting models as inpainting of a fully masked blank canvas.
@@ -86,50 +89,72 @@ def _pipeline_kwargs(pipe, request: GenerationRequest, seeds: list[int], is_inpa
     return kwargs
 
 
+def _step_callback(plan: ConditioningPlan, count: int, token: CancelToken, progress: ProgressTracker):
+    """After step i: report progress, honour interrupt/skip, and swap in the conditioning of step i + 1 when the
+    prompt schedule changes there (prompt editing, alternation)."""
+
+    def on_step(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
+        progress.update(sampling_step=step + 1)
+        if token.should_stop_batch():
+            pipeline._interrupt = True  # diffusers' documented way to stop the denoising loop
+        if plan.changes_at(step + 1):
+            cond, uncond = plan.at(step + 1)
+            current = callback_kwargs["prompt_embeds"]
+            embeds = _embeds(cond, uncond, count, current.dtype)
+            cfg = current.shape[0] == 2 * count
+            callback_kwargs["prompt_embeds"] = torch.cat(
+                [embeds["negative_prompt_embeds"], embeds["prompt_embeds"]]) if cfg else embeds["prompt_embeds"]
+            if "add_text_embeds" in callback_kwargs:
+                callback_kwargs["add_text_embeds"] = torch.cat(
+                    [embeds["negative_pooled_prompt_embeds"], embeds["pooled_prompt_embeds"]]) if cfg else \
+                    embeds["pooled_prompt_embeds"]
+        return callback_kwargs
+
+    return on_step
+
+
 def run_txt2img(
     pipe,
     request: GenerationRequest,
     *,
     first_seed: int,
+    first_subseed: int,
     labels: ModelLabels,
     token: CancelToken,
     progress: ProgressTracker,
     sink: ImageSink | None,
     is_inpaint: bool = False,
-) -> tuple[list[GeneratedImage], bool]:
-    """Run all batches; returns the images (saved through `sink` first) and whether it was interrupted."""
+) -> tuple[list[GeneratedImage], bool, list[str]]:
+    """Run all batches; returns the images (saved through `sink` first), whether it was interrupted, and notes
+    for the user (constructs applied differently from A1111)."""
     results: list[GeneratedImage] = []
     progress.start("txt2img", request.n_iter, request.steps)
-    conds = encode_request(pipe, request)
+    plan = plan_conditioning(pipe, request.prompt, request.negative_prompt, request.steps, request.clip_skip)
     for batch_no in range(request.n_iter):
         if token.interrupted:
             break
         token.clear_skip()
         progress.update(job_no=batch_no, sampling_step=0, skipped=False,
                         textinfo=f"Batch {batch_no + 1} of {request.n_iter}")
-        seeds = batch_seeds(first_seed + batch_no * request.batch_size, request.batch_size)
+        offset = batch_no * request.batch_size
+        seeds = batch_seeds(first_seed + offset, request.batch_size)
+        subseeds = batch_seeds(first_subseed + offset, request.batch_size)
         # A fresh scheduler per batch: SDE samplers seed their Brownian noise from the batch's first seed.
         pipe.scheduler, sampler, schedule = make_scheduler(
             dict(pipe.scheduler.config), request.sampler_name, request.scheduler, seed=seeds[0])
-
-        def on_step(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
-            progress.update(sampling_step=step + 1)
-            if token.should_stop_batch():
-                pipeline._interrupt = True  # diffusers' documented way to stop the denoising loop
-            return callback_kwargs
-
         try:
             with torch.inference_mode():
-                output = pipe(**_pipeline_kwargs(pipe, request, seeds, is_inpaint, conds),
-                              callback_on_step_end=on_step)
+                output = pipe(**_pipeline_kwargs(pipe, request, seeds, subseeds, is_inpaint, plan),
+                              callback_on_step_end=_step_callback(plan, len(seeds), token, progress))
         except torch.OutOfMemoryError as exc:
             raise GenerationError("Out of memory while generating. Try a smaller size or batch, or start with "
                                   "--medvram / --lowvram.") from exc
-        for image, seed in zip(output.images, seeds, strict=True):
-            params = generation_params(request, seed=seed, sampler=sampler, schedule=schedule,
-                                       model_name=labels.model_name, model_hash=labels.model_hash,
-                                       vae_name=labels.vae_name, vae_hash=labels.vae_hash)
+        for index, (image, seed) in enumerate(zip(output.images, seeds, strict=True)):
+            params = generation_params(request, seed=seed, subseed=subseeds[index], sampler=sampler,
+                                       schedule=schedule, model_name=labels.model_name,
+                                       model_hash=labels.model_hash, vae_name=labels.vae_name,
+                                       vae_hash=labels.vae_hash)
             infotext = build_infotext(request.prompt, request.negative_prompt, params)
             path = sink(image, seed, infotext) if sink is not None else None
             results.append(GeneratedImage(image=image, seed=seed, infotext=infotext, path=path))
-    return results, token.interrupted
+    return results, token.interrupted, plan.notes
