@@ -23,6 +23,7 @@ from webui.core.seeds import resolve_seed
 from webui.core.settings import Settings
 from webui.core.styles import Style, StyleStore, apply_styles
 from webui.engine.devices import DeviceConfig, configure_torch_threads
+from webui.engine.embeddings import EmbeddingLibrary
 from webui.engine.hashing import HashCache
 from webui.engine.images import read_infotext
 from webui.engine.outputs import OutputWriter
@@ -38,13 +39,14 @@ DEMO_MODEL_PATH = Path(__file__).resolve().parent / "assets" / "demo" / "demo-sh
 
 class Services:
     def __init__(self, settings: Settings, registry: ModelRegistry, manager: PipelineManager,
-                 executor: GpuExecutor, options: Options, styles: StyleStore):
+                 executor: GpuExecutor, options: Options, styles: StyleStore, embeddings: EmbeddingLibrary):
         self.settings = settings
         self.registry = registry
         self.manager = manager
         self.executor = executor
         self.options = options
         self.styles = styles
+        self.embeddings = embeddings
         self.startup_message = ""
 
     # ----- models -------------------------------------------------------------------------------------------
@@ -149,7 +151,8 @@ class Services:
             images, interrupted, notes = run_txt2img(
                 active.pipeline, resolved, first_seed=first_seed, first_subseed=first_subseed,
                 labels=active.labels, token=token, progress=progress, sink=writer.save if save else None,
-                is_inpaint=active.loaded.is_inpaint)
+                is_inpaint=active.loaded.is_inpaint, embeddings=self.embeddings.refresh(),
+                short_hash=lambda path: self.manager.hashes.sha256(path)[:12])
             return GenerationResult(request=resolved, images=tuple(images), model_name=active.entry.name,
                                     model_hash=active.model_hash, interrupted=interrupted, warnings=tuple(notes),
                                     job_timestamp=datetime.now().strftime("%Y%m%d%H%M%S"))
@@ -167,6 +170,20 @@ class Services:
 
     def skip(self) -> bool:
         return self.executor.skip()
+
+    def embedding_list(self) -> dict[str, Any]:
+        """A1111's /sdapi/v1/embeddings shape: loaded (fitting the current model) and skipped ones."""
+        from webui.engine.prompt_encoding import encoder_dims
+
+        library = self.embeddings.refresh()
+        active = self.manager.active
+        dims = encoder_dims(active.pipeline) if active is not None else None
+        loaded, skipped = {}, {}
+        for name, emb in library.items():
+            row = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": emb.dims()[-1],
+                   "vectors": emb.token_count}
+            (loaded if dims is None or emb.vectors_for(dims) is not None else skipped)[name] = row
+        return {"loaded": loaded, "skipped": skipped}
 
     # ----- styles, infotext, PNG info ------------------------------------------------------------------------
     def style_names(self) -> list[str]:
@@ -263,7 +280,8 @@ def build_services(settings: Settings) -> Services:
     options = Options(settings.paths.config_file)
     styles = StyleStore(settings.paths.styles_file)
     styles.load()
-    return Services(settings, registry, manager, executor, options, styles)
+    embeddings = EmbeddingLibrary(settings.paths.embeddings_dir)
+    return Services(settings, registry, manager, executor, options, styles, embeddings)
 
 
 __all__ = ["Services", "build_services", "ModelLoadError"]

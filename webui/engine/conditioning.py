@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 import torch
 
 from webui.core.prompt_parser import ParsedPrompt, ScheduleEntry, parse_full
-from webui.engine.prompt_encoding import Conditioning, count_chunks, encode_pieces
+from webui.engine.embeddings import Embedding
+from webui.engine.prompt_encoding import (
+    Conditioning,
+    TokenEmbeddings,
+    count_chunks,
+    encode_pieces,
+    encoder_dims,
+    prepare_embeddings,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,7 @@ class ConditioningPlan:
     encoded: dict[tuple[str, str], Conditioning]
     parsed: ParsedPrompt
     notes: list[str] = field(default_factory=list)
+    used_embeddings: tuple[Embedding, ...] = ()
 
     def at(self, step: int) -> tuple[Conditioning, Conditioning]:
         pos = self.positive.at(step)
@@ -78,8 +87,29 @@ def _negative_schedule(negative: str, steps: int) -> _Schedule:
     return _Schedule(entries)
 
 
+def _used_embeddings(pipe, texts: list[str], library: dict[str, Embedding],
+                     notes: list[str]) -> tuple[TokenEmbeddings | None, tuple[Embedding, ...]]:
+    """The library's embeddings named in the texts that fit this model; a note for those that do not."""
+    if not library:
+        return None, ()
+    probe = TokenEmbeddings({name: (0,) for name in library}, (), 0).pattern
+    named = {match for text in texts for match in probe.findall(text)}
+    dims = encoder_dims(pipe)
+    fitting: dict[str, list[torch.Tensor]] = {}
+    used: list[Embedding] = []
+    for name in sorted(named):
+        vectors = library[name].vectors_for(dims)
+        if vectors is None:
+            notes.append(f"Embedding '{name}' was skipped: it is for another model family "
+                         f"(vector sizes {library[name].dims()}, this model needs {dims}).")
+            continue
+        fitting[name] = vectors
+        used.append(library[name])
+    return prepare_embeddings(pipe, fitting), tuple(used)
+
+
 def plan_conditioning(pipe, prompt: str, negative: str, steps: int, clip_skip: int,
-                      encode=encode_pieces) -> ConditioningPlan:
+                      embeddings: dict[str, Embedding] | None = None) -> ConditioningPlan:
     """Parse both prompts, encode each distinct text once, padded to the largest chunk count of them all."""
     notes: list[str] = []
     parsed = parse_full(prompt, steps)
@@ -87,7 +117,8 @@ def plan_conditioning(pipe, prompt: str, negative: str, steps: int, clip_skip: i
     negative_schedule = _negative_schedule(negative, steps)
     texts = {("+", e.text): e.pieces for e in positive.entries}
     texts.update({("-", e.text): e.pieces for e in negative_schedule.entries})
-    chunks = max(count_chunks(pipe, pieces) for pieces in texts.values())
+    tokens, used = _used_embeddings(pipe, [key[1] for key in texts], embeddings or {}, notes)
+    chunks = max(count_chunks(pipe, pieces, tokens) for pieces in texts.values())
     with torch.inference_mode():
-        encoded = {key: encode(pipe, pieces, clip_skip, chunks) for key, pieces in texts.items()}
-    return ConditioningPlan(positive, negative_schedule, encoded, parsed, notes)
+        encoded = {key: encode_pieces(pipe, pieces, clip_skip, chunks, tokens) for key, pieces in texts.items()}
+    return ConditioningPlan(positive, negative_schedule, encoded, parsed, notes, used)

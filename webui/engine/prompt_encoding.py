@@ -7,6 +7,7 @@ For a plain prompt of <= 75 tokens the result equals diffusers' own encoding (te
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,13 +38,77 @@ class Conditioning:
         return self.embeds.shape[1] // (CHUNK_TOKENS + 2)
 
 
+@dataclass(frozen=True)
+class TokenEmbeddings:
+    """Textual-inversion embeddings used by one request: each name gets placeholder token ids past the
+    vocabulary; `rows` holds, per text encoder, the vectors those ids stand for."""
+
+    ids: dict[str, tuple[int, ...]]
+    rows: tuple[torch.Tensor, ...]
+    base_vocab: int
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        names = sorted(self.ids, key=len, reverse=True)
+        return re.compile(r"(?<![\w])(" + "|".join(re.escape(n) for n in names) + r")(?![\w])")
+
+
+def encoder_dims(pipe) -> tuple[int, ...]:
+    """Hidden sizes of the pipeline's text encoders (what an embedding's vectors must match)."""
+    return tuple(slot.encoder.config.hidden_size for slot in _slots(pipe))
+
+
+def prepare_embeddings(pipe, used: dict[str, list[torch.Tensor]]) -> TokenEmbeddings | None:
+    """Placeholder ids for the used embeddings, and their rows per text encoder."""
+    if not used:
+        return None
+    base = len(_slots(pipe)[0].tokenizer)
+    ids: dict[str, tuple[int, ...]] = {}
+    per_slot: list[list[torch.Tensor]] = [[] for _ in _slots(pipe)]
+    next_id = base
+    for name, vectors in used.items():
+        count = vectors[0].shape[0]
+        ids[name] = tuple(range(next_id, next_id + count))
+        next_id += count
+        for index, matrix in enumerate(vectors):
+            per_slot[index].append(matrix)
+    return TokenEmbeddings(ids, tuple(torch.cat(rows) for rows in per_slot), base)
+
+
+def _install_rows(encoder: torch.nn.Module, base_vocab: int, rows: torch.Tensor) -> None:
+    """Make the encoder's token table hold `rows` right after the base vocabulary. The base rows are never
+    touched, so prompts without embeddings encode exactly as before."""
+    table = encoder.get_input_embeddings()
+    needed = base_vocab + rows.shape[0]
+    if table.weight.shape[0] < needed:
+        encoder.resize_token_embeddings(needed, mean_resizing=False)
+        table = encoder.get_input_embeddings()
+    with torch.no_grad():
+        table.weight[base_vocab:needed] = rows.to(table.weight.device, table.weight.dtype)
+
+
 def _comma_id(tokenizer) -> int:
     return tokenizer.convert_tokens_to_ids(",</w>")
 
 
-def chunk_tokens(tokenizer, pieces: Sequence[tuple[str, float]]) -> list[TokenChunk]:
+def _text_tokens(tokenizer, text: str, embeddings: TokenEmbeddings | None) -> list[list[int]]:
+    """Token runs of `text`; an embedding's placeholder ids form one run that must not be split by a chunk."""
+    if embeddings is None:
+        return [[t] for t in tokenizer(text, add_special_tokens=False, truncation=False).input_ids]
+    runs: list[list[int]] = []
+    for index, part in enumerate(embeddings.pattern.split(text)):
+        if index % 2:
+            runs.append(list(embeddings.ids[part]))
+        elif part:
+            runs.extend([t] for t in tokenizer(part, add_special_tokens=False, truncation=False).input_ids)
+    return runs
+
+
+def chunk_tokens(tokenizer, pieces: Sequence[tuple[str, float]],
+                 embeddings: TokenEmbeddings | None = None) -> list[TokenChunk]:
     """Split weighted text pieces into chunks of at most 75 tokens, like A1111 (BREAK forces a new chunk; an
-    overflowing chunk breaks after its last comma when that comma is within the last 20 tokens)."""
+    overflowing chunk breaks after its last comma when that comma is within the last 20 tokens; an embedding's
+    vectors stay together in one chunk)."""
     comma = _comma_id(tokenizer)
     chunks: list[TokenChunk] = []
     tokens: list[int] = []
@@ -58,7 +123,14 @@ def chunk_tokens(tokenizer, pieces: Sequence[tuple[str, float]]) -> list[TokenCh
         if text == BREAK and weight == -1:
             flush()
             continue
-        for token in tokenizer(text, add_special_tokens=False, truncation=False).input_ids:
+        for run in _text_tokens(tokenizer, text, embeddings):
+            if len(run) > 1:
+                if len(tokens) + len(run) > CHUNK_TOKENS:
+                    flush()
+                tokens.extend(run)
+                weights.extend([weight] * len(run))
+                continue
+            token = run[0]
             if len(tokens) == CHUNK_TOKENS:
                 last_comma = max((i for i, t in enumerate(tokens) if t == comma), default=-1)
                 if last_comma >= 0 and len(tokens) - last_comma <= COMMA_BACKTRACK:
@@ -128,10 +200,13 @@ def _encode_chunk(slot: _EncoderSlot, ids: list[int], weights: list[float], clip
 
 
 def encode_pieces(pipe, pieces: Sequence[tuple[str, float]], clip_skip: int = 1,
-                  min_chunks: int = 1) -> Conditioning:
+                  min_chunks: int = 1, embeddings: TokenEmbeddings | None = None) -> Conditioning:
     """Encode weighted pieces into one conditioning, padded with empty chunks to `min_chunks`."""
     slots = _slots(pipe)
-    chunks = chunk_tokens(slots[0].tokenizer, pieces)
+    chunks = chunk_tokens(slots[0].tokenizer, pieces, embeddings)
+    if embeddings is not None:
+        for slot, rows in zip(slots, embeddings.rows, strict=True):
+            _install_rows(slot.encoder, embeddings.base_vocab, rows)
     chunks += [TokenChunk((), ())] * (min_chunks - len(chunks))
     per_chunk: list[torch.Tensor] = []
     pooled: torch.Tensor | None = None
@@ -147,5 +222,5 @@ def encode_pieces(pipe, pieces: Sequence[tuple[str, float]], clip_skip: int = 1,
     return Conditioning(torch.cat(per_chunk, dim=1), pooled)
 
 
-def count_chunks(pipe, pieces: Sequence[tuple[str, float]]) -> int:
-    return len(chunk_tokens(_slots(pipe)[0].tokenizer, pieces))
+def count_chunks(pipe, pieces: Sequence[tuple[str, float]], embeddings: TokenEmbeddings | None = None) -> int:
+    return len(chunk_tokens(_slots(pipe)[0].tokenizer, pieces, embeddings))

@@ -4,9 +4,11 @@ and every image saved with its infotext before it is returned.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -19,6 +21,7 @@ from webui.core.requests import GenerationRequest
 from webui.core.results import GeneratedImage
 from webui.core.seeds import batch_seeds
 from webui.engine.conditioning import ConditioningPlan, plan_conditioning
+from webui.engine.embeddings import Embedding
 from webui.engine.noise import batch_noise
 from webui.engine.prompt_encoding import Conditioning
 from webui.engine.scheduler_factory import make_scheduler
@@ -124,12 +127,18 @@ def run_txt2img(
     progress: ProgressTracker,
     sink: ImageSink | None,
     is_inpaint: bool = False,
+    embeddings: dict[str, Embedding] | None = None,
+    short_hash: Callable[[Path], str] | None = None,
 ) -> tuple[list[GeneratedImage], bool, list[str]]:
     """Run all batches; returns the images (saved through `sink` first), whether it was interrupted, and notes
     for the user (constructs applied differently from A1111)."""
     results: list[GeneratedImage] = []
     progress.start("txt2img", request.n_iter, request.steps)
-    plan = plan_conditioning(pipe, request.prompt, request.negative_prompt, request.steps, request.clip_skip)
+    plan = plan_conditioning(pipe, request.prompt, request.negative_prompt, request.steps, request.clip_skip,
+                             embeddings)
+    if plan.used_embeddings and short_hash is not None:
+        hashes = ", ".join(f"{e.name}: {short_hash(e.path)}" for e in plan.used_embeddings)
+        request = dataclasses.replace(request, extra_params=(*request.extra_params, ("TI hashes", hashes)))
     for batch_no in range(request.n_iter):
         if token.interrupted:
             break
