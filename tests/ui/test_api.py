@@ -105,3 +105,28 @@ def test_override_settings_apply_to_one_request(api):
 def test_openapi_docs(api):
     assert api.get("/docs").status_code == 200
     assert "/sdapi/v1/txt2img" in api.get("/openapi.json").json()["paths"]
+
+
+def test_variation_fields_styles_and_png_info(api, sd1_services):
+    sd1_services.save_style("api-style", "{prompt}, masterpiece", "lowres")
+    response = api.post("/sdapi/v1/txt2img", json={**BODY, "subseed": 5, "subseed_strength": 0.25,
+                                                   "styles": ["api-style"], "seed_resize_from_w": -1})
+    assert response.status_code == 200, response.text
+    info = json.loads(response.json()["info"])
+    assert info["all_subseeds"] == [5]
+    text = info["infotexts"][0]
+    assert text.startswith("a red circle, masterpiece\nNegative prompt: lowres")
+    assert "Variation seed: 5" in text and "Variation seed strength: 0.25" in text
+    styles = api.get("/sdapi/v1/prompt-styles").json()
+    assert {"name": "api-style", "prompt": "{prompt}, masterpiece", "negative_prompt": "lowres"} in styles
+    png = response.json()["images"][0]
+    parsed = api.post("/sdapi/v1/png-info", json={"image": "data:image/png;base64," + png}).json()
+    assert parsed["info"] == text
+    assert parsed["parameters"]["subseed"] == 5
+    assert api.post("/sdapi/v1/png-info", json={"image": "bm90IGFuIGltYWdl"}).status_code == 422
+    assert api.post("/sdapi/v1/txt2img", json={**BODY, "styles": ["nope"]}).status_code == 422
+
+
+def test_embeddings_endpoint(api):
+    data = api.get("/sdapi/v1/embeddings").json()
+    assert set(data) == {"loaded", "skipped"}

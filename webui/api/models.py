@@ -16,6 +16,8 @@ class Txt2ImgBody(BaseModel):
     seed: int | None = -1
     subseed: int | None = -1
     subseed_strength: float | None = 0.0
+    seed_resize_from_h: int | None = -1
+    seed_resize_from_w: int | None = -1
     sampler_name: str | None = None
     sampler_index: str | None = None
     scheduler: str | None = None
@@ -42,3 +44,9 @@ class ImagesResponse(BaseModel):
 
 class OptionsBody(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+class PngInfoBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    image: str = ""

@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
-from webui.api.models import ImagesResponse, OptionsBody, Txt2ImgBody
+from webui.api.models import ImagesResponse, OptionsBody, PngInfoBody, Txt2ImgBody
 from webui.core.errors import ModelNotFoundError, ValidationError, WebUIError
 from webui.core.requests import GenerationRequest
 from webui.core.results import GenerationResult
@@ -35,6 +35,18 @@ def encode_png(image: Any, infotext: str) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def decode_image(data: str) -> Any:
+    """A base64 image, with or without a `data:...;base64,` prefix, as A1111 clients send them."""
+    from PIL import Image, UnidentifiedImageError
+
+    if data.startswith("data:") and "," in data:
+        data = data.split(",", 1)[1]
+    try:
+        return Image.open(io.BytesIO(base64.b64decode(data, validate=False)))
+    except (ValueError, UnidentifiedImageError) as exc:
+        raise ValueError(f"The image could not be decoded: {exc}") from exc
+
+
 def _request_from_body(body: Txt2ImgBody, services: Services) -> GenerationRequest:
     defaults = services.default_request()
     fields: dict[str, Any] = {
@@ -47,6 +59,11 @@ def _request_from_body(body: Txt2ImgBody, services: Services) -> GenerationReque
         "width": body.width or defaults.width,
         "height": body.height or defaults.height,
         "seed": body.seed if body.seed is not None else -1,
+        "subseed": body.subseed if body.subseed is not None else -1,
+        "subseed_strength": body.subseed_strength or 0.0,
+        "seed_resize_from_w": max(body.seed_resize_from_w or 0, 0),
+        "seed_resize_from_h": max(body.seed_resize_from_h or 0, 0),
+        "styles": tuple(body.styles or ()),
         "batch_size": body.batch_size or 1,
         "n_iter": body.n_iter or 1,
         "clip_skip": defaults.clip_skip,
@@ -68,9 +85,12 @@ def _info_json(result: GenerationResult) -> str:
         "all_negative_prompts": [request.negative_prompt] * len(result.images),
         "seed": request.seed,
         "all_seeds": result.seeds,
-        "subseed": -1,
-        "all_subseeds": [-1] * len(result.images),
-        "subseed_strength": 0,
+        "subseed": request.subseed,
+        "all_subseeds": [request.subseed + i for i in range(len(result.images))],
+        "subseed_strength": request.subseed_strength,
+        "seed_resize_from_w": request.seed_resize_from_w or -1,
+        "seed_resize_from_h": request.seed_resize_from_h or -1,
+        "styles": list(request.styles),
         "width": request.width,
         "height": request.height,
         "sampler_name": request.sampler_name,
@@ -84,6 +104,7 @@ def _info_json(result: GenerationResult) -> str:
         "job_timestamp": result.job_timestamp,
         "index_of_first_image": 0,
         "interrupted": result.interrupted,
+        "warnings": list(result.warnings),
     })
 
 
@@ -153,6 +174,23 @@ def build_router(services: Services) -> APIRouter:
             "current_image": None,
             "textinfo": snap.textinfo or None,
         }
+
+    @router.get("/embeddings")
+    def embeddings() -> dict[str, Any]:
+        return services.embedding_list()
+
+    @router.get("/prompt-styles")
+    def prompt_styles() -> list[dict[str, str]]:
+        return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
+                for s in services.style_rows()]
+
+    @router.post("/png-info")
+    def png_info(body: PngInfoBody) -> dict[str, Any]:
+        try:
+            image = decode_image(body.image)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return services.png_info(image)
 
     @router.post("/interrupt")
     def interrupt() -> None:
