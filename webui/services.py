@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from webui.core.errors import ModelLoadError, ValidationError, WebUIError
+from webui.core.errors import ModelLoadError, ModelNotFoundError, ValidationError, WebUIError
 from webui.core.infotext import parse_infotext
 from webui.core.options import Options
 from webui.core.progress import CancelToken, ProgressSnapshot, ProgressTracker
@@ -35,6 +35,12 @@ from webui.jobs.executor import GpuExecutor
 log = logging.getLogger(__name__)
 
 DEMO_MODEL_PATH = Path(__file__).resolve().parent / "assets" / "demo" / "demo-shapes.safetensors"
+
+# Infotext keys -> the always-present generation fields they fill (see `Services.infotext_fields`).
+_CORE_INFOTEXT_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Steps", ("steps",)), ("Sampler", ("sampler_name",)), ("CFG scale", ("cfg_scale",)), ("Seed", ("seed",)),
+    ("Size", ("width", "height")),
+)
 
 
 class Services:
@@ -141,7 +147,7 @@ class Services:
         resolve_schedule(get_sampler(name), schedule)
         request = dataclasses.replace(request, sampler_name=name, scheduler=schedule)
         save = request.save_images and bool(self.options.get("samples_save"))
-        writer = OutputWriter(self.settings.paths.outputs_dir, str(self.options.get("samples_format") or "png"))
+        writer = OutputWriter.from_options(self.options, self.settings.paths.data_dir)
 
         def job(token: CancelToken, progress: ProgressTracker) -> GenerationResult:
             active = self.manager.ensure(request.checkpoint, request.vae)
@@ -223,6 +229,36 @@ class Services:
     def parse_infotext(text: str) -> dict[str, Any]:
         """Infotext -> generation fields (A1111 API names), for "send to" and the paste button."""
         return parse_infotext(text).to_generation_fields()
+
+    @staticmethod
+    def infotext_fields(text: str) -> dict[str, Any]:
+        """Like `parse_infotext`, but only the fields the text names (plus A1111's implied defaults for clip
+        skip and schedule type), so that pasting a partial infotext leaves the other UI fields alone."""
+        parsed = parse_infotext(text)
+        if not parsed.params:
+            return {"prompt": parsed.prompt, "negative_prompt": parsed.negative_prompt}
+        fields = parsed.to_generation_fields()
+        for key, names in _CORE_INFOTEXT_KEYS:
+            if key not in parsed.params:
+                for name in names:
+                    fields.pop(name, None)
+        return fields
+
+    def find_checkpoint_title(self, name: str | None, model_hash: str | None) -> str | None:
+        """The listed checkpoint an infotext's `Model hash` / `Model` names: by a hash already known (exact file),
+        else by name. Files are never hashed here: that would read gigabytes to fill a form."""
+        wanted = (model_hash or "").strip().lower()
+        if wanted:
+            for entry in self.registry.checkpoints():
+                known = self.manager.hashes.cached_model_hash(entry.path) if entry.kind != "diffusers" else None
+                if known and known.lower() == wanted:
+                    return entry.title
+        if name:
+            try:
+                return self.registry.find_checkpoint(name).title
+            except ModelNotFoundError:
+                return None
+        return None
 
     @staticmethod
     def png_info(image: Any) -> dict[str, Any]:

@@ -62,6 +62,24 @@ def test_alternation_and_break_and_long_prompts_generate(sd1_services):
         assert parse_infotext(result.infotexts[0]).prompt == prompt
 
 
+def test_and_is_composable_diffusion(sd1_services):
+    plain = image(sd1_services)
+    # uncond + 1 * (c - uncond) + 0 * (other - uncond) is exactly the plain prompt's prediction.
+    assert np.array_equal(plain, image(sd1_services, prompt="a red circle AND a blue square:0"))
+    halves = image(sd1_services, prompt="a red circle:0.5 AND a red circle:0.5")
+    assert np.abs(plain - halves).max() <= 1
+    both = image(sd1_services, prompt="a red circle AND a blue square")
+    assert not np.array_equal(plain, both)
+    batch = sd1_services.txt2img(dataclasses.replace(BASE, prompt="a red circle AND a blue square", batch_size=2))
+    assert np.abs(np.asarray(batch.images[0].image).astype(int) - both).max() <= 1  # batched matmuls round apart
+    assert type(sd1_services.manager.require().pipeline.unet).__name__ == "UNet2DConditionModel"
+
+
+def test_and_with_prompt_editing_per_part(sd1_services):
+    edited = image(sd1_services, prompt="a [red:blue:10] circle AND a blue square:0")
+    assert np.array_equal(edited, image(sd1_services))
+
+
 def test_long_negative_is_padded_to_the_prompt_chunks(sd1_services):
     pipe = sd1_services.manager.require().pipeline
     plan = plan_conditioning(pipe, " ".join(["red"] * 100), "blurry", 4, 1)

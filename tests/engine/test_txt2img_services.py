@@ -188,3 +188,20 @@ def test_switching_checkpoints_loads_once_and_refresh_finds_new_files(tmp_path, 
         assert not np.array_equal(a, pixels(b)[0])
     finally:
         services.executor.shutdown()
+
+
+def test_sdxl_prompt_syntax_and_composable_prompts(tmp_path, tiny_checkpoints):
+    from webui.services import build_services
+
+    data_dir = make_data_dir(tmp_path, tiny_checkpoints, ("sdxl",))
+    services = build_services(make_settings(data_dir))
+    try:
+        services.select_checkpoint("tiny-sdxl.safetensors")
+        base = dataclasses.replace(BASE, width=64, height=64, sampler_name="Euler")
+        plain = pixels(services.txt2img(base))[0]
+        zero_part = pixels(services.txt2img(dataclasses.replace(base, prompt="a red circle AND a cat:0")))[0]
+        assert np.array_equal(plain, zero_part)
+        edited = services.txt2img(dataclasses.replace(base, prompt="a [red:(blue:1.3):0.5] circle BREAK sky"))
+        assert not np.array_equal(plain, pixels(edited)[0])
+    finally:
+        services.executor.shutdown()

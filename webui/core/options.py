@@ -1,6 +1,8 @@
 """Runtime options, persisted in A1111's `config.json` format.
 
 Why keep unknown keys: users point us at their A1111 data dir; keys we do not use yet must survive a save.
+Why specs: the Settings tab, the API's POST /options and `config.json` all set the same keys, so each known key
+declares its type and limits once here, and every way in gets the same validation and the same messages.
 """
 from __future__ import annotations
 
@@ -9,33 +11,165 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from webui.core.errors import ValidationError
+from webui.core.errors import SamplerError, ValidationError
+from webui.core.filenames import FILENAME_TOKENS, unknown_filename_tokens
+from webui.core.samplers import get_sampler
 
 log = logging.getLogger(__name__)
+
+Normalizer = Callable[[Any], Any]
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise ValueError("must be true or false")
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value.strip()
+
+
+def _as_list(value: Any) -> list[str]:
+    """A list of names; A1111's older `quicksettings` option was one comma-separated string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise ValueError("must be a list of names")
+    return [item.strip() for item in value if item.strip()]
+
+
+def _int_range(low: int, high: int) -> Normalizer:
+    def normalize(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a whole number from {low} to {high}") from None
+        if not number.is_integer() or not low <= number <= high:
+            raise ValueError(f"must be a whole number from {low} to {high} (got {value})")
+        return int(number)
+
+    return normalize
+
+
+def _known_filename_tokens(pattern: str) -> None:
+    unknown = unknown_filename_tokens(pattern)
+    if unknown:
+        known = ", ".join(f"[{name}]" for name in FILENAME_TOKENS)
+        raise ValueError(f"has unknown token(s) {', '.join(unknown)}; known tokens: {known}")
+
+
+def _sampler_name(value: Any) -> str:
+    try:
+        return get_sampler(_as_text(value)).name
+    except SamplerError:
+        raise ValueError(f"must be a known sampler name (got {value!r})") from None
+
+
+def _folder(value: Any) -> str:
+    """A folder; relative folders are under the data dir. Empty means the default."""
+    return _as_text(value)
 
 
 @dataclass(frozen=True)
 class OptionSpec:
+    """One known option: its default, the Settings tab label (and help), and how a new value is checked.
+
+    `normalize` turns an incoming value into the stored one or raises `ValueError` with the reason (the message
+    names the option); `choices` is the closed list of values, when there is one. `check` is a stricter test
+    applied only to new values: a file from A1111 may hold values we cannot use (a filename token we do not know),
+    which are kept and used as A1111 would, but not accepted as new input.
+    """
+
     key: str
     default: Any
     label: str
     choices: tuple[Any, ...] | None = None
+    normalize: Normalizer | None = None
+    check: Callable[[Any], None] | None = None
+    help: str = ""
 
 
 OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("sd_model_checkpoint", None, "Stable Diffusion checkpoint"),
     OptionSpec("sd_vae", "Automatic", "SD VAE"),
-    OptionSpec("CLIP_stop_at_last_layers", 1, "Clip skip"),
-    OptionSpec("samples_save", True, "Always save all generated images"),
-    OptionSpec("samples_format", "png", "File format for images", ("png", "jpg", "webp")),
+    OptionSpec("CLIP_stop_at_last_layers", 1, "Clip skip", normalize=_int_range(1, 12),
+               help="Stop the text encoder this many layers before its end (1 = use the last layer)."),
+    OptionSpec("samples_save", True, "Always save all generated images", normalize=_as_bool),
+    OptionSpec("grid_save", True, "Always save all generated image grids", normalize=_as_bool,
+               help="Grids are made by scripts (X/Y/Z plot) and batches; this is stored now and used once those "
+                    "produce grids."),
+    OptionSpec("samples_format", "png", "File format for images", ("png", "jpg", "webp"),
+               normalize=lambda value: _as_text(value).lower().lstrip(".")),
+    OptionSpec("samples_filename_pattern", "", "Images filename pattern", normalize=_as_text,
+               check=_known_filename_tokens,
+               help="Tokens such as [seed], [prompt_spaces], [prompt], [steps], [cfg], [sampler], [model_name], "
+                    "[width], [height], [datetime], [date]. Files are named NNNNN-<pattern>; empty means "
+                    "NNNNN-[seed]."),
+    OptionSpec("outdir_txt2img_samples", "outputs/txt2img-images", "Output directory for txt2img images",
+               normalize=_folder, help="Relative folders are inside the data directory. Empty means the default."),
     OptionSpec("quicksettings_list", ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"],
-               "Quicksettings list"),
+               "Quicksettings list", normalize=_as_list,
+               help="Settings shown at the top of the page (the checkpoint is always shown). Takes effect when "
+                    "the page is reloaded."),
+    OptionSpec("default_sampler", "Euler a", "Default sampling method", normalize=_sampler_name,
+               help="The txt2img sampler selected when the page is loaded."),
 )
 _SPECS = {spec.key: spec for spec in OPTION_SPECS}
+
+
+def option_spec(key: str) -> OptionSpec | None:
+    """The spec of a known option, None for keys we only keep (A1111 keys we do not use)."""
+    return _SPECS.get(key)
+
+
+def validate_options(values: dict[str, Any], strict: bool = True) -> dict[str, Any]:
+    """The values as they will be stored, or `ValidationError` naming every bad value (none is applied then).
+
+    Unknown keys pass unchanged: A1111 clients and config files carry many options we keep but do not use.
+    `strict=False` (reading a stored value) skips the specs' extra `check`.
+    """
+    cleaned: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in values.items():
+        spec = _SPECS.get(key)
+        if spec is None:
+            cleaned[key] = value
+            continue
+        try:
+            new = spec.normalize(value) if spec.normalize is not None else value
+            if strict and spec.check is not None:
+                spec.check(new)
+        except ValueError as exc:
+            problems.append(f"{spec.label} ({key}) {exc}.")
+            continue
+        if spec.choices is not None and new not in spec.choices:
+            problems.append(f"{spec.label} ({key}) must be one of {', '.join(map(str, spec.choices))} "
+                            f"(got {value!r}).")
+            continue
+        cleaned[key] = new
+    if problems:
+        raise ValidationError(" ".join(problems))
+    return cleaned
 
 
 class Options:
@@ -47,16 +181,31 @@ class Options:
         self._values: dict[str, Any] = {}
         if path is not None and path.is_file():
             try:
-                self._values = json.loads(path.read_text(encoding="utf-8"))
+                loaded = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as exc:
                 log.warning("Could not read %s (%s); starting from defaults.", path, exc)
+            else:
+                if isinstance(loaded, dict):
+                    self._values = loaded
+                else:
+                    log.warning("%s does not hold a JSON object; starting from defaults.", path)
 
     def get(self, key: str) -> Any:
+        """The stored value, else the default. A stored value that is invalid (a hand-edited file) reads as the
+        default, so one bad key never breaks generation or the Settings tab."""
         with self._lock:
-            if key in self._values:
-                return self._values[key]
+            present = key in self._values
+            value = self._values.get(key)
         spec = _SPECS.get(key)
-        return spec.default if spec else None
+        if not present:
+            return spec.default if spec else None
+        if spec is None:
+            return value
+        try:
+            return validate_options({key: value}, strict=False)[key]
+        except ValidationError as exc:
+            log.warning("Ignoring invalid %s in %s: %s", key, self.path, exc)
+            return spec.default
 
     def as_dict(self) -> dict[str, Any]:
         with self._lock:
@@ -64,15 +213,24 @@ class Options:
             merged.update(self._values)
             return merged
 
-    def update(self, values: dict[str, Any], save: bool = True) -> None:
-        for key, value in values.items():
-            spec = _SPECS.get(key)
-            if spec is not None and spec.choices is not None and value not in spec.choices:
-                raise ValidationError(f"Option {key} must be one of {', '.join(map(str, spec.choices))}.")
+    def update(self, values: dict[str, Any], save: bool = True) -> list[str]:
+        """Validate and store `values` (all or none); returns the keys whose value changed."""
+        cleaned = validate_options(values)
+        changed = [key for key, value in cleaned.items() if self.get(key) != value]
         with self._lock:
-            self._values.update(values)
+            self._values.update(cleaned)
         if save:
             self.save()
+        return changed
+
+    def output_dir(self, key: str, data_dir: Path) -> Path:
+        """An output-folder option as a path: relative values are inside `data_dir`, empty means the default."""
+        value = str(self.get(key) or "").strip()
+        spec = _SPECS.get(key)
+        if not value and spec is not None:
+            value = str(spec.default or "")
+        folder = Path(value).expanduser()
+        return folder if folder.is_absolute() else Path(data_dir) / folder
 
     def save(self) -> None:
         if self.path is None:

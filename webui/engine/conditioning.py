@@ -37,45 +37,33 @@ class _Schedule:
 
 @dataclass
 class ConditioningPlan:
-    """Encoded conditionings for every text the prompt and negative prompt use during sampling."""
+    """Encoded conditionings for every text the prompt (each AND part) and the negative prompt use."""
 
-    positive: _Schedule
+    parts: tuple[tuple[_Schedule, float], ...]
     negative: _Schedule
     encoded: dict[tuple[str, str], Conditioning]
     parsed: ParsedPrompt
     notes: list[str] = field(default_factory=list)
     used_embeddings: tuple[Embedding, ...] = ()
 
+    @property
+    def composable(self) -> bool:
+        """True for prompts with AND: each part needs its own UNet pass (composable diffusion)."""
+        return len(self.parts) > 1
+
     def at(self, step: int) -> tuple[Conditioning, Conditioning]:
-        pos = self.positive.at(step)
-        neg = self.negative.at(step)
-        return self.encoded[("+", pos.text)], self.encoded[("-", neg.text)]
+        """The first part's and the negative conditioning at `step` (all there is without AND)."""
+        return self.encoded[("+", self.parts[0][0].at(step).text)], self.encoded[("-", self.negative.at(step).text)]
+
+    def parts_at(self, step: int) -> list[tuple[Conditioning, float]]:
+        return [(self.encoded[("+", schedule.at(step).text)], weight) for schedule, weight in self.parts]
 
     def changes_at(self, step: int) -> bool:
         """True when step `step` uses other texts than step `step - 1`."""
-        return step > 0 and (self.positive.at(step).text != self.positive.at(step - 1).text
-                             or self.negative.at(step).text != self.negative.at(step - 1).text)
-
-
-def _positive_schedule(parsed: ParsedPrompt, notes: list[str]) -> _Schedule:
-    if len(parsed.subprompts) > 1:
-        # Composable diffusion (AND) needs one UNet pass per part; until that lands, the parts are encoded one
-        # after the other (like BREAK), which keeps every part's content in the image.
-        notes.append("AND (composable diffusion) is applied as BREAK in this version.")
-        steps = sorted({entry.end_step for sub in parsed.subprompts for entry in sub.schedule})
-        entries = []
-        for end in steps:
-            pieces: list[tuple[str, float]] = []
-            texts = []
-            for index, sub in enumerate(parsed.subprompts):
-                entry = sub.at_step(end)
-                if index:
-                    pieces.append(("BREAK", -1.0))
-                pieces.extend(entry.pieces)
-                texts.append(entry.text)
-            entries.append(ScheduleEntry(end, " AND ".join(texts), tuple(pieces)))
-        return _Schedule(tuple(entries))
-    return _Schedule(parsed.subprompts[0].schedule)
+        if step <= 0:
+            return False
+        schedules = [schedule for schedule, _ in self.parts] + [self.negative]
+        return any(s.at(step).text != s.at(step - 1).text for s in schedules)
 
 
 def _negative_schedule(negative: str, steps: int) -> _Schedule:
@@ -113,12 +101,12 @@ def plan_conditioning(pipe, prompt: str, negative: str, steps: int, clip_skip: i
     """Parse both prompts, encode each distinct text once, padded to the largest chunk count of them all."""
     notes: list[str] = []
     parsed = parse_full(prompt, steps)
-    positive = _positive_schedule(parsed, notes)
+    parts = tuple((_Schedule(sub.schedule), sub.weight) for sub in parsed.subprompts)
     negative_schedule = _negative_schedule(negative, steps)
-    texts = {("+", e.text): e.pieces for e in positive.entries}
+    texts = {("+", e.text): e.pieces for schedule, _ in parts for e in schedule.entries}
     texts.update({("-", e.text): e.pieces for e in negative_schedule.entries})
     tokens, used = _used_embeddings(pipe, [key[1] for key in texts], embeddings or {}, notes)
     chunks = max(count_chunks(pipe, pieces, tokens) for pieces in texts.values())
     with torch.inference_mode():
         encoded = {key: encode_pieces(pipe, pieces, clip_skip, chunks, tokens) for key, pieces in texts.items()}
-    return ConditioningPlan(positive, negative_schedule, encoded, parsed, notes, used)
+    return ConditioningPlan(parts, negative_schedule, encoded, parsed, notes, used)

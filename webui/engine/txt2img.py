@@ -20,6 +20,7 @@ from webui.core.progress import CancelToken, ProgressTracker
 from webui.core.requests import GenerationRequest
 from webui.core.results import GeneratedImage
 from webui.core.seeds import batch_seeds
+from webui.engine.composable import ComposableUNet
 from webui.engine.conditioning import ConditioningPlan, plan_conditioning
 from webui.engine.embeddings import Embedding
 from webui.engine.noise import batch_noise
@@ -92,6 +93,11 @@ def _pipeline_kwargs(pipe, request: GenerationRequest, seeds: list[int], subseed
     return kwargs
 
 
+def _set_parts(unet: ComposableUNet, plan: ConditioningPlan, step: int, count: int) -> None:
+    unet.set_parts([(cond.embeds.repeat(count, 1, 1), cond.pooled.repeat(count, 1) if cond.pooled is not None
+                     else None, weight) for cond, weight in plan.parts_at(step)])
+
+
 def _step_callback(plan: ConditioningPlan, count: int, token: CancelToken, progress: ProgressTracker):
     """After step i: report progress, honour interrupt/skip, and swap in the conditioning of step i + 1 when the
     prompt schedule changes there (prompt editing, alternation)."""
@@ -100,7 +106,9 @@ def _step_callback(plan: ConditioningPlan, count: int, token: CancelToken, progr
         progress.update(sampling_step=step + 1)
         if token.should_stop_batch():
             pipeline._interrupt = True  # diffusers' documented way to stop the denoising loop
-        if plan.changes_at(step + 1):
+        if plan.composable and plan.changes_at(step + 1):
+            _set_parts(pipeline.unet, plan, step + 1, count)
+        elif plan.changes_at(step + 1):
             cond, uncond = plan.at(step + 1)
             current = callback_kwargs["prompt_embeds"]
             embeds = _embeds(cond, uncond, count, current.dtype)
@@ -151,10 +159,16 @@ def run_txt2img(
         # A fresh scheduler per batch: SDE samplers seed their Brownian noise from the batch's first seed.
         pipe.scheduler, sampler, schedule = make_scheduler(
             dict(pipe.scheduler.config), request.sampler_name, request.scheduler, seed=seeds[0])
+        run_pipe = pipe
+        if plan.composable:
+            # A view of the same components with the AND-combining UNet; the loaded pipeline is not changed.
+            run_pipe = type(pipe).from_pipe(pipe, unet=ComposableUNet(pipe.unet))
+            run_pipe.set_progress_bar_config(disable=True)
+            _set_parts(run_pipe.unet, plan, 0, len(seeds))
         try:
             with torch.inference_mode():
-                output = pipe(**_pipeline_kwargs(pipe, request, seeds, subseeds, is_inpaint, plan),
-                              callback_on_step_end=_step_callback(plan, len(seeds), token, progress))
+                output = run_pipe(**_pipeline_kwargs(pipe, request, seeds, subseeds, is_inpaint, plan),
+                                  callback_on_step_end=_step_callback(plan, len(seeds), token, progress))
         except torch.OutOfMemoryError as exc:
             raise GenerationError("Out of memory while generating. Try a smaller size or batch, or start with "
                                   "--medvram / --lowvram.") from exc
