@@ -50,7 +50,7 @@ TEMPLATES: tuple[tuple[str, int], ...] = (
 HOLDOUT_SEED = 1234
 HOLDOUT_FRACTION = 0.1
 EMPTY_CAPTION_FRACTION = 0.1
-RADIUS_RANGE = (9, 22)  # half the shape's width in pixels at 64 px
+RADIUS_RANGE = (10, 22)  # half the shape's width in pixels at 64 px
 MARGIN = 4  # pixels of pure background kept along the border (the evaluator reads the background there)
 
 Triple = tuple[str, str, str]  # (foreground colour, shape, background colour)

@@ -16,16 +16,19 @@ from webui.core.errors import ModelLoadError, ModelNotFoundError, ValidationErro
 from webui.core.infotext import parse_infotext
 from webui.core.options import Options
 from webui.core.progress import CancelToken, ProgressSnapshot, ProgressTracker
+from webui.core.prompt_parser import LORA_KINDS, extract_extra_networks
 from webui.core.requests import GenerationRequest
 from webui.core.results import GenerationResult
 from webui.core.samplers import SAMPLERS, SCHEDULE_TYPES, get_sampler, resolve_schedule, split_legacy_name
 from webui.core.seeds import resolve_seed
 from webui.core.settings import Settings
 from webui.core.styles import Style, StyleStore, apply_styles
+from webui.engine.adapters import AdapterRequest
 from webui.engine.devices import DeviceConfig, configure_torch_threads
 from webui.engine.embeddings import EmbeddingLibrary
 from webui.engine.hashing import HashCache
 from webui.engine.images import read_infotext
+from webui.engine.lora_library import LoraLibrary
 from webui.engine.outputs import OutputWriter
 from webui.engine.pipeline_manager import VAE_AUTOMATIC, VAE_NONE, PipelineManager
 from webui.engine.registry import ModelRegistry
@@ -45,7 +48,8 @@ _CORE_INFOTEXT_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 class Services:
     def __init__(self, settings: Settings, registry: ModelRegistry, manager: PipelineManager,
-                 executor: GpuExecutor, options: Options, styles: StyleStore, embeddings: EmbeddingLibrary):
+                 executor: GpuExecutor, options: Options, styles: StyleStore, embeddings: EmbeddingLibrary,
+                 loras: LoraLibrary):
         self.settings = settings
         self.registry = registry
         self.manager = manager
@@ -53,6 +57,7 @@ class Services:
         self.options = options
         self.styles = styles
         self.embeddings = embeddings
+        self.loras = loras
         self.startup_message = ""
 
     # ----- models -------------------------------------------------------------------------------------------
@@ -149,6 +154,8 @@ class Services:
         save = request.save_images and bool(self.options.get("samples_save"))
         writer = OutputWriter.from_options(self.options, self.settings.paths.data_dir)
 
+        adapter_requests, adapter_notes = self.resolve_loras(request.prompt)
+
         def job(token: CancelToken, progress: ProgressTracker) -> GenerationResult:
             active = self.manager.ensure(request.checkpoint, request.vae)
             first_seed = resolve_seed(request.seed)
@@ -158,9 +165,10 @@ class Services:
                 active.pipeline, resolved, first_seed=first_seed, first_subseed=first_subseed,
                 labels=active.labels, token=token, progress=progress, sink=writer.save if save else None,
                 is_inpaint=active.loaded.is_inpaint, embeddings=self.embeddings.refresh(),
-                short_hash=lambda path: self.manager.hashes.sha256(path)[:12])
+                short_hash=self._short_hash, adapters=(active.adapters, adapter_requests))
             return GenerationResult(request=resolved, images=tuple(images), model_name=active.entry.name,
-                                    model_hash=active.model_hash, interrupted=interrupted, warnings=tuple(notes),
+                                    model_hash=active.model_hash, interrupted=interrupted,
+                                    warnings=(*adapter_notes, *notes),
                                     job_timestamp=datetime.now().strftime("%Y%m%d%H%M%S"))
 
         return self.executor.submit(job, label="txt2img")
@@ -176,6 +184,36 @@ class Services:
 
     def skip(self) -> bool:
         return self.executor.skip()
+
+    def _short_hash(self, path: Path) -> str:
+        """A1111's short hash of an extra-network file: the "addnet" hash of a safetensors file's tensor data."""
+        if path.suffix == ".safetensors":
+            return self.manager.hashes.addnet_hash(path)
+        return self.manager.hashes.sha256(path)[:12]
+
+    def resolve_loras(self, prompt: str) -> tuple[list[AdapterRequest], list[str]]:
+        """`<lora:name:te:unet>` / `<lyco:...>` tags -> files; unknown names become notes, never errors."""
+        _, calls = extract_extra_networks(prompt)
+        requests: list[AdapterRequest] = []
+        notes: list[str] = []
+        self.loras.refresh()
+        for call in calls:
+            if call.kind not in LORA_KINDS:
+                notes.append(f"Extra network type '{call.kind}' is not supported; <{call.kind}:{call.name}> ignored.")
+                continue
+            entry = self.loras.find(call.name)
+            if entry is None:
+                notes.append(f"LoRA '{call.name}' not found in models/Lora or models/LyCORIS.")
+                continue
+            requests.append(AdapterRequest(entry.name, entry.path, entry.version_key, call.te_weight,
+                                           call.unet_weight))
+        return requests, notes
+
+    def lora_list(self) -> list[dict[str, Any]]:
+        """A1111's /sdapi/v1/loras shape."""
+        self.loras.refresh()
+        return [{"name": e.name, "alias": e.metadata().get("ss_output_name", e.name), "path": str(e.path),
+                 "metadata": e.metadata()} for e in self.loras.entries()]
 
     def embedding_list(self) -> dict[str, Any]:
         """A1111's /sdapi/v1/embeddings shape: loaded (fitting the current model) and skipped ones."""
@@ -317,7 +355,8 @@ def build_services(settings: Settings) -> Services:
     styles = StyleStore(settings.paths.styles_file)
     styles.load()
     embeddings = EmbeddingLibrary(settings.paths.embeddings_dir)
-    return Services(settings, registry, manager, executor, options, styles, embeddings)
+    loras = LoraLibrary((settings.paths.lora_dir, settings.paths.lycoris_dir))
+    return Services(settings, registry, manager, executor, options, styles, embeddings, loras)
 
 
 __all__ = ["Services", "build_services", "ModelLoadError"]

@@ -29,9 +29,9 @@ from webui.engine.checkpoint_loader import (
     read_yaml_hints,
 )
 from webui.engine.clip_tokenizer import load_clip_tokenizer, write_tokenizer_files
+from webui.engine.ldm_convert import VAE_PREFIX, pipeline_components_to_ldm, vae_to_ldm
 from webui.engine.model_detection import detect_kind_from_keys, infer_architecture
 from webui.engine.safetensors_header import read_safetensors_header
-from webui.testing.ldm_convert import VAE_PREFIX, pipeline_components_to_ldm, vae_to_ldm
 from webui.testing.tiny_models import TEXT_LAYERS, build_tiny_components, write_tiny_checkpoint
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

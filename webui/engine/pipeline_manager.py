@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webui.core.errors import ModelLoadError, NoModelLoadedError
+from webui.engine.adapters import AdapterSet
 from webui.engine.checkpoint_loader import LoadedCheckpoint, load_checkpoint, load_vae
 from webui.engine.devices import DeviceConfig, release_memory
 from webui.engine.hashing import HashCache
@@ -30,6 +31,7 @@ class ActiveModel:
     loaded: LoadedCheckpoint
     base_vae: object
     model_hash: str
+    adapters: AdapterSet
     vae_entry: ModelEntry | None = None
     vae_hash: str | None = None
 
@@ -89,7 +91,8 @@ class PipelineManager:
         if hasattr(pipe, "safety_checker"):
             pipe.safety_checker = None
         pipe.set_progress_bar_config(disable=True)
-        new = ActiveModel(entry=entry, loaded=loaded, base_vae=pipe.vae, model_hash=self._hash(entry))
+        new = ActiveModel(entry=entry, loaded=loaded, base_vae=pipe.vae, model_hash=self._hash(entry),
+                          adapters=AdapterSet(pipe))
         old, self.active = self.active, new
         del old
         release_memory(self.device.device)

@@ -20,6 +20,7 @@ from webui.core.progress import CancelToken, ProgressTracker
 from webui.core.requests import GenerationRequest
 from webui.core.results import GeneratedImage
 from webui.core.seeds import batch_seeds
+from webui.engine.adapters import AdapterRequest, AdapterSet
 from webui.engine.composable import ComposableUNet
 from webui.engine.conditioning import ConditioningPlan, plan_conditioning
 from webui.engine.embeddings import Embedding
@@ -137,13 +138,22 @@ def run_txt2img(
     is_inpaint: bool = False,
     embeddings: dict[str, Embedding] | None = None,
     short_hash: Callable[[Path], str] | None = None,
+    adapters: tuple[AdapterSet, list[AdapterRequest]] | None = None,
 ) -> tuple[list[GeneratedImage], bool, list[str]]:
     """Run all batches; returns the images (saved through `sink` first), whether it was interrupted, and notes
-    for the user (constructs applied differently from A1111)."""
+    for the user (files skipped, constructs applied differently from A1111)."""
     results: list[GeneratedImage] = []
     progress.start("txt2img", request.n_iter, request.steps)
+    notes: list[str] = []
+    if adapters is not None:
+        adapter_set, wanted = adapters
+        notes += adapter_set.apply(wanted)  # before encoding: text-encoder LoRA weights shape the conditioning
+        if adapter_set.current and short_hash is not None:
+            hashes = ", ".join(f"{a.name}: {short_hash(a.path)}" for a in adapter_set.current)
+            request = dataclasses.replace(request, extra_params=(*request.extra_params, ("Lora hashes", hashes)))
     plan = plan_conditioning(pipe, request.prompt, request.negative_prompt, request.steps, request.clip_skip,
                              embeddings)
+    notes += plan.notes
     if plan.used_embeddings and short_hash is not None:
         hashes = ", ".join(f"{e.name}: {short_hash(e.path)}" for e in plan.used_embeddings)
         request = dataclasses.replace(request, extra_params=(*request.extra_params, ("TI hashes", hashes)))
@@ -180,4 +190,4 @@ def run_txt2img(
             infotext = build_infotext(request.prompt, request.negative_prompt, params)
             path = sink(image, seed, infotext) if sink is not None else None
             results.append(GeneratedImage(image=image, seed=seed, infotext=infotext, path=path))
-    return results, token.interrupted, plan.notes
+    return results, token.interrupted, notes

@@ -1,37 +1,47 @@
-"""The txt2img tab: prompt, sampler, size, CFG, seed, batch, Generate/Interrupt/Skip, progress, gallery."""
+"""The txt2img tab: prompt, styles, paste, sampler, size, CFG, seed (with "Extra"), batch, Generate/Interrupt/Skip,
+progress, gallery."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import gradio as gr
 
 from webui.core.errors import WebUIError
+from webui.core.results import GeneratedImage
 from webui.services import Services
 from webui.ui import mappers
-from webui.ui.components import Quicksettings
+from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
+from webui.ui.paste import PasteTargets, fill_from_infotext
+from webui.ui.styles_ui import PASTE_SYMBOL, StyleSelector, build_style_editor, build_style_selector
 
-DICE = "\U0001f3b2"  # 🎲
-RECYCLE = "\u267b\ufe0f"  # ♻️
 POLL_SECONDS = 0.3
+TAB = "txt2img"
 
 
-def build_txt2img_tab(services: Services, quick: Quicksettings) -> None:
+def build_txt2img_tab(services: Services, quick: Quicksettings, blocks: gr.Blocks | None = None) -> PasteTargets:
+    """Build the tab; returns the widgets an infotext fills, for PNG Info's "Send to txt2img"."""
     defaults = services.default_request()
     with gr.Row():
         with gr.Column(scale=6):
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt",
-                                placeholder="Prompt (press Generate)")
+                                placeholder="Prompt (press Generate). Paste an infotext here and press "
+                                            + PASTE_SYMBOL + " to fill every field from it.")
             negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="txt2img_neg_prompt")
         with gr.Column(scale=1, min_width=180):
             generate = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
             with gr.Row():
                 interrupt = gr.Button("Interrupt", visible=False, elem_id="txt2img_interrupt")
                 skip = gr.Button("Skip", visible=False, elem_id="txt2img_skip")
+            with gr.Row():
+                paste = gr.Button(PASTE_SYMBOL, elem_id="paste", scale=0, min_width=40)
+                styles = build_style_selector(services, TAB)
+    build_style_editor(services, TAB, styles, prompt, negative)
     with gr.Row():
         with gr.Column(scale=1):
             with gr.Row():
                 sampler = gr.Dropdown(label="Sampling method", choices=services.sampler_names(),
-                                      value=defaults.sampler_name, elem_id="txt2img_sampling")
+                                      value=services.options.get("default_sampler"), elem_id="txt2img_sampling")
                 schedule = gr.Dropdown(label="Schedule type", choices=services.schedule_types(),
                                        value=defaults.scheduler, elem_id="txt2img_scheduler")
             steps = gr.Slider(label="Sampling steps", minimum=1, maximum=150, step=1, value=defaults.steps,
@@ -48,10 +58,7 @@ def build_txt2img_tab(services: Services, quick: Quicksettings) -> None:
                                        elem_id="txt2img_batch_size")
             cfg = gr.Slider(label="CFG Scale", minimum=1, maximum=30, step=0.5, value=defaults.cfg_scale,
                             elem_id="txt2img_cfg_scale")
-            with gr.Row():
-                seed = gr.Number(label="Seed", value=-1, precision=0, elem_id="txt2img_seed", scale=4)
-                random_seed = gr.Button(DICE, elem_id="txt2img_random_seed", scale=0, min_width=40)
-                reuse_seed = gr.Button(RECYCLE, elem_id="txt2img_reuse_seed", scale=0, min_width=40)
+            seeds = build_seed_inputs(TAB)
         with gr.Column(scale=1):
             progress = gr.HTML("", elem_id="txt2img_progress")
             gallery = gr.Gallery(label="Output", columns=4, height="auto", elem_id="txt2img_gallery",
@@ -61,15 +68,23 @@ def build_txt2img_tab(services: Services, quick: Quicksettings) -> None:
     infotexts = gr.State([])
     last_seeds = gr.State([])
 
+    widgets = {"prompt": prompt, "negative_prompt": negative, "steps": steps, "sampler_name": sampler,
+               "scheduler": schedule, "cfg_scale": cfg, "seed": seeds.seed, "width": width, "height": height,
+               "clip_skip": quick.clip_skip, "subseed": seeds.subseed, "subseed_strength": seeds.subseed_strength,
+               "seed_resize_from_w": seeds.seed_resize_from_w, "seed_resize_from_h": seeds.seed_resize_from_h}
+    targets = PasteTargets(widgets, seeds.extra, quick, message)
+
     def busy(flag: bool):
         return gr.update(visible=not flag), gr.update(visible=flag), gr.update(visible=flag)
 
     def run(prompt_v, negative_v, sampler_v, schedule_v, steps_v, width_v, height_v, cfg_v, seed_v,
-            count_v, size_v, clip_skip_v):
+            count_v, size_v, clip_skip_v, styles_v=None, extra_v=False, subseed_v=-1, strength_v=0.0,
+            resize_w_v=0, resize_h_v=0):
         idle = busy(False)
         try:
             request = mappers.txt2img_request(prompt_v, negative_v, sampler_v, schedule_v, steps_v, width_v,
-                                              height_v, cfg_v, seed_v, count_v, size_v, clip_skip_v)
+                                              height_v, cfg_v, seed_v, count_v, size_v, clip_skip_v, styles_v,
+                                              extra_v, subseed_v, strength_v, resize_w_v, resize_h_v)
             future = services.submit_txt2img(request)
         except (WebUIError, ValueError, TypeError) as exc:
             yield gr.update(), [], [], "", "", mappers.error_markdown(str(exc)), *idle
@@ -84,27 +99,66 @@ def build_txt2img_tab(services: Services, quick: Quicksettings) -> None:
         except WebUIError as exc:
             yield gr.update(), [], [], "", "", mappers.error_markdown(str(exc)), *idle
             return
-        images = [(str(img.path) if img.path else img.image, f"Seed {img.seed}") for img in result.images]
-        note = "Interrupted: showing the images made so far." if result.interrupted else ""
+        images = [(_shown(services, img), f"Seed {img.seed}") for img in result.images]
+        notes = list(result.warnings)
+        if result.interrupted:
+            notes.insert(0, "Interrupted: showing the images made so far.")
         first = result.infotexts[0] if result.infotexts else ""
-        yield images, result.infotexts, result.seeds, "", mappers.info_html(first), note, *idle
+        yield images, result.infotexts, result.seeds, "", mappers.info_html(first), mappers.notes_markdown(notes), \
+            *idle
 
     generate.click(
         run,
-        inputs=[prompt, negative, sampler, schedule, steps, width, height, cfg, seed, batch_count, batch_size,
-                quick.clip_skip],
+        inputs=[prompt, negative, sampler, schedule, steps, width, height, cfg, seeds.seed, batch_count, batch_size,
+                quick.clip_skip, styles.dropdown, *seeds.request_inputs()],
         outputs=[gallery, infotexts, last_seeds, progress, info, message, generate, interrupt, skip],
         api_name="txt2img",
         concurrency_limit=None,
     )
     interrupt.click(lambda: services.interrupt() and None, api_name="interrupt")
     skip.click(lambda: services.skip() and None, api_name="skip")
-    random_seed.click(lambda: -1, outputs=[seed], api_name="random_seed")
-    reuse_seed.click(lambda seeds: seeds[0] if seeds else -1, inputs=[last_seeds], outputs=[seed],
-                     api_name="reuse_seed")
+    _wire_seed_buttons(services, seeds, last_seeds, infotexts)
+    paste.click(lambda text: fill_from_infotext(services, targets, text), inputs=[prompt],
+                outputs=targets.outputs(), api_name="txt2img_paste")
 
     def on_select(texts: list[str], evt: gr.SelectData):
         index = evt.index if isinstance(evt.index, int) else 0
         return mappers.info_html(texts[index] if 0 <= index < len(texts) else "")
 
     gallery.select(on_select, inputs=[infotexts], outputs=[info], api_name="txt2img_select_image")
+    if blocks is not None:
+        _on_page_load(services, blocks, sampler, styles)
+    return targets
+
+
+def _wire_seed_buttons(services: Services, seeds: SeedWidgets, last_seeds: gr.State, infotexts: gr.State) -> None:
+    """Dice sets -1 (random); recycle reuses the last image's seed, or its variation seed from its infotext."""
+
+    def last_subseed(texts: list[str]) -> int:
+        fields = services.infotext_fields(texts[0]) if texts else {}
+        return int(fields.get("subseed", -1))
+
+    seeds.random_seed.click(lambda: -1, outputs=[seeds.seed], api_name="random_seed")
+    seeds.reuse_seed.click(lambda values: values[0] if values else -1, inputs=[last_seeds], outputs=[seeds.seed],
+                           api_name="reuse_seed")
+    seeds.reuse_subseed.click(last_subseed, inputs=[infotexts], outputs=[seeds.subseed],
+                              api_name="txt2img_reuse_subseed")
+
+
+def _on_page_load(services: Services, blocks: gr.Blocks, sampler: gr.Dropdown, styles: StyleSelector) -> None:
+    """Settings that apply "at page load" (A1111's reload-UI settings): the default sampler; and the styles list,
+    which may have changed in another tab or on disk since the app was built."""
+
+    def load():
+        names = services.style_names()
+        return services.options.get("default_sampler"), gr.update(choices=names)
+
+    blocks.load(load, outputs=[sampler, styles.dropdown], api_name=False)
+
+
+def _shown(services: Services, image: GeneratedImage) -> str | object:
+    """The saved file when Gradio may serve it (the outputs folder); otherwise the image itself. Why: a custom
+    output folder outside `outputs/` is not in Gradio's allowed paths, and serving it must not fail the job."""
+    if image.path is not None and Path(image.path).resolve().is_relative_to(services.settings.paths.outputs_dir):
+        return str(image.path)
+    return image.image

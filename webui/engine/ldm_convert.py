@@ -136,6 +136,16 @@ def unet_to_ldm(unet_state_dict: Mapping[str, torch.Tensor], unet_config: Mappin
     }
 
 
+def unet_key_map(unet_keys: list[str], unet_config: Mapping[str, Any]) -> dict[str, str]:
+    """diffusers UNet parameter key -> LDM key (without the `model.diffusion_model.` prefix).
+
+    Used beyond the test fixtures: kohya's SDXL LoRA files name UNet modules the LDM way (`input_blocks_4_1_...`).
+    """
+    layers_per_block = _layers_per_block(unet_config)
+    up_has_attention = {int(m.group(1)) for key in unet_keys if (m := _UNET_UP_ATTENTION_RE.match(key))}
+    return {key: _unet_key(key, layers_per_block, up_has_attention) for key in unet_keys}
+
+
 # --- VAE ------------------------------------------------------------------------------------------------------------
 
 _VAE_TOP_LEVEL = {

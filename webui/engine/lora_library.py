@@ -1,0 +1,90 @@
+"""The LoRA / LyCORIS files in `models/Lora` and `models/LyCORIS`, found by name as A1111 does.
+
+Why its own listing: `<lora:name:w>` names a file by its stem (any sub-folder); the UI cards, the API and the
+prompt all need the same lookup, the kohya `ss_*` metadata (read from the safetensors header only) and the
+sidecar `name.json` (activation text, preferred weight).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from webui.core.errors import ModelLoadError
+from webui.engine.safetensors_header import read_safetensors_header
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (".safetensors", ".pt", ".ckpt")
+
+
+@dataclass(frozen=True)
+class LoraEntry:
+    name: str
+    path: Path
+    folder: str
+    size: int
+    mtime_ns: int
+
+    @property
+    def version_key(self) -> str:
+        return f"{self.path}:{self.size}:{self.mtime_ns}"
+
+    def metadata(self) -> dict[str, str]:
+        """The file's kohya/civitai metadata (`ss_*`), from the header only."""
+        if self.path.suffix != ".safetensors":
+            return {}
+        try:
+            meta, _ = read_safetensors_header(self.path)
+        except ModelLoadError as exc:
+            log.warning("%s", exc)
+            return {}
+        return dict(meta or {})
+
+    def sidecar(self) -> dict:
+        """A1111's `name.json` next to the file (description, activation text, preferred weight, notes)."""
+        path = self.path.with_suffix(".json")
+        try:
+            return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, json.JSONDecodeError) as exc:
+            log.warning("Ignoring unreadable %s: %s", path, exc)
+            return {}
+
+
+class LoraLibrary:
+    def __init__(self, folders: tuple[Path, ...]):
+        self.folders = folders
+        self._lock = threading.Lock()
+        self._entries: dict[str, LoraEntry] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        entries: dict[str, LoraEntry] = {}
+        for folder in self.folders:
+            if not folder.is_dir():
+                continue
+            for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for filename in sorted(filenames):
+                    path = Path(dirpath) / filename
+                    if path.suffix.lower() not in EXTENSIONS or filename.startswith("."):
+                        continue
+                    try:
+                        stat = path.stat()
+                    except OSError:
+                        continue
+                    entry = LoraEntry(path.stem, path, folder.name, stat.st_size, stat.st_mtime_ns)
+                    entries.setdefault(entry.name, entry)
+        with self._lock:
+            self._entries = entries
+
+    def entries(self) -> list[LoraEntry]:
+        with self._lock:
+            return list(self._entries.values())
+
+    def find(self, name: str) -> LoraEntry | None:
+        with self._lock:
+            return self._entries.get(name)

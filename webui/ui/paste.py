@@ -1,0 +1,73 @@
+"""Filling the txt2img widgets from an infotext: the paste button (A1111's ↙) and PNG Info's "Send to txt2img".
+
+Why one module: both must fill exactly the same widgets in the same way, including switching the checkpoint the
+infotext names; A1111 users rely on "paste, then Generate" reproducing an image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from webui.core.errors import WebUIError
+from webui.services import Services
+from webui.ui import mappers
+from webui.ui.components import Quicksettings
+
+
+@dataclass
+class PasteTargets:
+    """The widgets an infotext fills: one per `mappers.PASTE_FIELDS` name, plus the "Extra" seed checkbox, the
+    checkpoint dropdown (with the demo-model note it controls) and a message area for notes."""
+
+    fields: dict[str, gr.components.Component]
+    extra_seed: gr.Checkbox
+    quick: Quicksettings
+    message: gr.Markdown
+
+    def outputs(self) -> list[Any]:
+        """Output components, in the order `fill_from_infotext` returns values."""
+        return [*(self.fields[name] for name in mappers.PASTE_FIELDS), self.extra_seed, self.quick.checkpoint,
+                self.quick.demo_note, self.message]
+
+    def limits(self) -> dict[str, tuple[float, float]]:
+        """The range of every slider target: Gradio refuses values outside it."""
+        return {name: (float(comp.minimum), float(comp.maximum)) for name, comp in self.fields.items()
+                if isinstance(comp, gr.Slider)}
+
+
+def fill_from_infotext(services: Services, targets: PasteTargets, text: str) -> list[Any]:
+    """Updates for `targets.outputs()`: every field the infotext names, the rest unchanged."""
+    if not (text or "").strip():
+        return [gr.update() for _ in targets.outputs()[:-1]] + ["Nothing to paste: the prompt box is empty."]
+    plan = mappers.paste_plan(services.infotext_fields(text), samplers=services.sampler_names(),
+                              schedules=services.schedule_types(), limits=targets.limits())
+    updates: list[Any] = [plan.values[name] if name in plan.values else gr.update()
+                          for name in mappers.PASTE_FIELDS]
+    updates.append(True if plan.show_extra else gr.update())
+    checkpoint, note = _checkpoint(services, plan)
+    if note:
+        plan.notes.append(note)
+    updates.append(checkpoint)
+    updates.append(gr.update(visible=services.is_demo_model(services.current_checkpoint())))
+    updates.append(mappers.notes_markdown(plan.notes))
+    return updates
+
+
+def _checkpoint(services: Services, plan: mappers.PastePlan) -> tuple[Any, str]:
+    """Switch to the checkpoint the infotext names when we have it; otherwise keep the current one with a note."""
+    if not plan.model and not plan.model_hash:
+        return gr.update(), ""
+    title = services.find_checkpoint_title(plan.model, plan.model_hash)
+    if title is None:
+        return gr.update(), mappers.checkpoint_note(plan.model, plan.model_hash)
+    if title == services.current_checkpoint():
+        return gr.update(), ""
+    try:
+        loaded = services.select_checkpoint(title)
+        note = f"Switched the checkpoint to **{loaded}**."
+    except WebUIError as exc:
+        note = f"**Could not load {title}:** {exc}"
+    # Choices too: this session's list may predate the file (Gradio refuses values outside the choices).
+    return gr.update(value=services.current_checkpoint(), choices=services.checkpoint_titles()), note

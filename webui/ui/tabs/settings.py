@@ -1,0 +1,87 @@
+"""The Settings tab: the options these issues use, saved to `config.json` on "Apply settings".
+
+Why widgets come from the option specs: labels, help and allowed values are declared once in `webui.core.options`
+(the API validates against the same specs), so the tab cannot drift from what the options accept.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import gradio as gr
+
+from webui.core.errors import WebUIError
+from webui.core.options import OPTION_SPECS, option_spec
+from webui.services import Services
+from webui.ui import mappers
+from webui.ui.components import Quicksettings, quicksettings_visibility
+
+# Sections and the option keys they show, in A1111's order.
+SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Saving images/grids", ("samples_save", "samples_format", "samples_filename_pattern", "grid_save")),
+    ("Paths for saving", ("outdir_txt2img_samples",)),
+    ("Stable Diffusion", ("CLIP_stop_at_last_layers",)),
+    ("User interface", ("quicksettings_list", "default_sampler")),
+)
+SETTING_KEYS: tuple[str, ...] = tuple(key for _, keys in SECTIONS for key in keys)
+
+
+def _widget(services: Services, key: str) -> gr.components.Component:
+    """One option's widget, chosen by its key (the spec gives label, help and choices)."""
+    spec = option_spec(key)
+    if spec is None:
+        raise KeyError(f"No option spec for settings key {key!r}.")
+    common: dict[str, Any] = {"label": spec.label, "info": spec.help or None, "elem_id": f"setting_{key}",
+                              "value": services.options.get(key)}
+    if key in ("samples_save", "grid_save"):
+        return gr.Checkbox(**common)
+    if key == "samples_format":
+        return gr.Radio(choices=list(spec.choices or ()), **common)
+    if key == "CLIP_stop_at_last_layers":
+        # Not elem_id setting_...: the quicksettings slider has that id (A1111 shows it in one place at a time).
+        common["elem_id"] = "settings_tab_CLIP_stop_at_last_layers"
+        return gr.Slider(minimum=1, maximum=12, step=1, **common)
+    if key == "default_sampler":
+        return gr.Dropdown(choices=services.sampler_names(), **common)
+    if key == "quicksettings_list":
+        return gr.Dropdown(choices=[s.key for s in OPTION_SPECS], multiselect=True, allow_custom_value=True,
+                           **common)
+    return gr.Textbox(**common)
+
+
+def build_settings_tab(services: Services, quick: Quicksettings, blocks: gr.Blocks | None = None) -> None:
+    with gr.Row():
+        apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
+    result = gr.Markdown("", elem_id="settings_result")
+    widgets: dict[str, gr.components.Component] = {}
+    for title, keys in SECTIONS:
+        with gr.Accordion(title, open=True, elem_id=f"settings_section_{title.split()[0].lower()}"):
+            for key in keys:
+                widgets[key] = _widget(services, key)
+    components = [widgets[key] for key in SETTING_KEYS]
+
+    def current() -> list[Any]:
+        return [services.options.get(key) for key in SETTING_KEYS]
+
+    def on_apply(*values: Any) -> list[Any]:
+        """Validate all, store all (or none), report what changed; never raise into Gradio."""
+        try:
+            before = {key: services.options.get(key) for key in SETTING_KEYS}
+            services.set_options(dict(zip(SETTING_KEYS, values, strict=True)))
+        except WebUIError as exc:
+            return [mappers.error_markdown(str(exc)), *(gr.update() for _ in components), gr.update()]
+        changed = [key for key in SETTING_KEYS if services.options.get(key) != before[key]]
+        return [mappers.settings_message(changed), *current(), services.options.get("CLIP_stop_at_last_layers")]
+
+    # Name the API parameters after the option keys (A1111's names) instead of param_0, param_1, ...
+    on_apply.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(key, inspect.Parameter.POSITIONAL_OR_KEYWORD) for key in SETTING_KEYS])
+    apply.click(on_apply, inputs=components, outputs=[result, *components, quick.clip_skip],
+                api_name="apply_settings")
+    # The quicksettings slider persists clip skip on its own; keep this tab's copy in step so Apply never writes
+    # back a stale value.
+    quick.clip_skip.release(lambda value: value, inputs=[quick.clip_skip],
+                           outputs=[widgets["CLIP_stop_at_last_layers"]], api_name=False)
+    if blocks is not None:
+        blocks.load(lambda: [*current(), *quicksettings_visibility(services.options.get("quicksettings_list"))],
+                    outputs=[*components, *quick.visibility_outputs()], api_name=False)
