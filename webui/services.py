@@ -340,6 +340,15 @@ class Services:
             self.select_vae(str(vae))
 
 
+def checkpoint_cache_limits(options: Options) -> tuple[int, int]:
+    """(A1111's sd_checkpoints_limit, byte budget): the budget defaults to half of the machine's RAM."""
+    import psutil
+
+    limit = int(options.get("sd_checkpoints_limit") or 1)
+    budget = options.get("sd_checkpoints_cache_bytes")
+    return limit, int(budget) if budget else psutil.virtual_memory().total // 2
+
+
 def build_services(settings: Settings) -> Services:
     """The one wiring point below the UI: everything the app needs, built from `settings`."""
     settings.paths.ensure()
@@ -348,10 +357,11 @@ def build_services(settings: Settings) -> Services:
     registry = ModelRegistry(settings.paths.ckpt_dirs, settings.paths.vae_dir, builtin=builtin)
     hashes = HashCache(settings.paths.cache_dir / "hashes.json")
     device = DeviceConfig.from_settings(settings.device, settings.half_precision)
-    manager = PipelineManager(registry, device, settings.paths.cache_dir, hashes)
+    options = Options(settings.paths.config_file)
+    manager = PipelineManager(registry, device, settings.paths.cache_dir, hashes,
+                              limits=lambda: checkpoint_cache_limits(options))
     threads = settings.torch_threads
     executor = GpuExecutor(on_worker_start=(lambda: configure_torch_threads(threads)) if threads else None)
-    options = Options(settings.paths.config_file)
     styles = StyleStore(settings.paths.styles_file)
     styles.load()
     embeddings = EmbeddingLibrary(settings.paths.embeddings_dir)

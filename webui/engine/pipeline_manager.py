@@ -6,8 +6,12 @@ leave the previous model usable. Only the GPU executor's worker calls these meth
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from webui.core.errors import ModelLoadError, NoModelLoadedError
 from webui.engine.adapters import AdapterSet
@@ -45,8 +49,56 @@ class ActiveModel:
                            vae_name=self.vae_entry.title if self.vae_entry else None, vae_hash=self.vae_hash)
 
 
+def model_bytes(pipe) -> int:
+    """Bytes of all weights of a pipeline's torch components."""
+    total = 0
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            total += sum(p.numel() * p.element_size() for p in component.parameters())
+    return total
+
+
+class CheckpointCache:
+    """Checkpoints kept in RAM after switching away (A1111's "Maximum checkpoints kept in RAM", which counts the
+    loaded one too), also bounded by a byte budget. Cached pipelines live on the CPU; least recently used go
+    first."""
+
+    def __init__(self, limits: Callable[[], tuple[int, int]]):
+        self._limits = limits  # -> (sd_checkpoints_limit, max bytes; 0 = no byte limit)
+        self._models: OrderedDict[tuple[str, int], ActiveModel] = OrderedDict()
+        self.hits = 0
+
+    @staticmethod
+    def _key(entry: ModelEntry) -> tuple[str, int]:
+        return str(entry.path), entry.mtime_ns
+
+    def take(self, entry: ModelEntry) -> ActiveModel | None:
+        model = self._models.pop(self._key(entry), None)
+        if model is not None:
+            self.hits += 1
+        return model
+
+    def put(self, model: ActiveModel) -> None:
+        limit, budget = self._limits()
+        if limit <= 1:
+            return
+        model.pipeline.to("cpu")
+        self._models[self._key(model.entry)] = model
+        self._models.move_to_end(self._key(model.entry))
+        while self._models and (len(self._models) > limit - 1 or
+                                (budget and sum(model_bytes(m.pipeline) for m in self._models.values()) > budget)):
+            self._models.popitem(last=False)
+
+    def titles(self) -> list[str]:
+        return [m.entry.title for m in self._models.values()]
+
+    def clear(self) -> None:
+        self._models.clear()
+
+
 class PipelineManager:
-    def __init__(self, registry: ModelRegistry, device: DeviceConfig, cache_dir: Path, hashes: HashCache):
+    def __init__(self, registry: ModelRegistry, device: DeviceConfig, cache_dir: Path, hashes: HashCache,
+                 limits: Callable[[], tuple[int, int]] | None = None):
         self.registry = registry
         self.device = device
         self.cache_dir = cache_dir
@@ -54,6 +106,7 @@ class PipelineManager:
         self.active: ActiveModel | None = None
         self.vae_choice = VAE_AUTOMATIC
         self.load_count = 0
+        self.cache = CheckpointCache(limits or (lambda: (1, 0)))
 
     def _hash(self, entry: ModelEntry) -> str:
         if entry.kind == "diffusers":
@@ -83,20 +136,29 @@ class PipelineManager:
         return self.require()
 
     def load(self, entry: ModelEntry) -> ActiveModel:
-        """Load a checkpoint. On failure the previous model stays loaded and the error propagates."""
-        log.info("Loading checkpoint %s", entry.path)
-        loaded = load_checkpoint(entry.path, cache_dir=self.cache_dir, device=self.device.device,
-                                 dtype=self.device.dtype)
-        pipe = loaded.pipeline
-        if hasattr(pipe, "safety_checker"):
-            pipe.safety_checker = None
-        pipe.set_progress_bar_config(disable=True)
-        new = ActiveModel(entry=entry, loaded=loaded, base_vae=pipe.vae, model_hash=self._hash(entry),
-                          adapters=AdapterSet(pipe))
+        """Switch to a checkpoint: from the RAM cache when it is there, else from disk. On failure the previous
+        model stays loaded and the error propagates."""
+        new = self.cache.take(entry)
+        if new is None:
+            log.info("Loading checkpoint %s", entry.path)
+            loaded = load_checkpoint(entry.path, cache_dir=self.cache_dir, device=self.device.device,
+                                     dtype=self.device.dtype)
+            pipe = loaded.pipeline
+            if hasattr(pipe, "safety_checker"):
+                pipe.safety_checker = None
+            pipe.set_progress_bar_config(disable=True)
+            new = ActiveModel(entry=entry, loaded=loaded, base_vae=pipe.vae, model_hash=self._hash(entry),
+                              adapters=AdapterSet(pipe))
+            self.load_count += 1
+        else:
+            log.info("Checkpoint %s taken from the RAM cache", entry.path)
+            new.pipeline.to(self.device.device)
         old, self.active = self.active, new
+        if old is not None:
+            old.adapters.restore()  # the cache keeps base weights only
+            self.cache.put(old)
         del old
         release_memory(self.device.device)
-        self.load_count += 1
         try:
             self._apply_vae(self.vae_choice)
         except ModelLoadError as exc:
