@@ -26,13 +26,14 @@ from webui.core.styles import Style, StyleStore, apply_styles
 from webui.engine.adapters import AdapterRequest
 from webui.engine.devices import DeviceConfig, configure_torch_threads
 from webui.engine.embeddings import EmbeddingLibrary
+from webui.engine.generation import GenerationContext, run_generation
 from webui.engine.hashing import HashCache
 from webui.engine.images import read_infotext
 from webui.engine.lora_library import LoraLibrary
 from webui.engine.outputs import OutputWriter
 from webui.engine.pipeline_manager import VAE_AUTOMATIC, VAE_NONE, PipelineManager
 from webui.engine.registry import ModelRegistry
-from webui.engine.txt2img import run_txt2img
+from webui.engine.upscalers import UpscalerLibrary
 from webui.jobs.executor import GpuExecutor
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ _CORE_INFOTEXT_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
 class Services:
     def __init__(self, settings: Settings, registry: ModelRegistry, manager: PipelineManager,
                  executor: GpuExecutor, options: Options, styles: StyleStore, embeddings: EmbeddingLibrary,
-                 loras: LoraLibrary):
+                 loras: LoraLibrary, upscalers: UpscalerLibrary):
         self.settings = settings
         self.registry = registry
         self.manager = manager
@@ -58,6 +59,7 @@ class Services:
         self.styles = styles
         self.embeddings = embeddings
         self.loras = loras
+        self.upscalers = upscalers
         self.startup_message = ""
 
     # ----- models -------------------------------------------------------------------------------------------
@@ -152,7 +154,9 @@ class Services:
         resolve_schedule(get_sampler(name), schedule)
         request = dataclasses.replace(request, sampler_name=name, scheduler=schedule)
         save = request.save_images and bool(self.options.get("samples_save"))
-        writer = OutputWriter.from_options(self.options, self.settings.paths.data_dir)
+        folder_key = "outdir_txt2img_samples" if request.img2img is None else "outdir_img2img_samples"
+        writer = OutputWriter.from_options(self.options, self.settings.paths.data_dir, folder_key)
+        sink = writer.save
 
         adapter_requests, adapter_notes = self.resolve_loras(request.prompt)
 
@@ -161,11 +165,13 @@ class Services:
             first_seed = resolve_seed(request.seed)
             first_subseed = resolve_seed(request.subseed)
             resolved = dataclasses.replace(request, seed=first_seed, subseed=first_subseed)
-            images, interrupted, notes = run_txt2img(
-                active.pipeline, resolved, first_seed=first_seed, first_subseed=first_subseed,
-                labels=active.labels, token=token, progress=progress, sink=writer.save if save else None,
-                is_inpaint=active.loaded.is_inpaint, embeddings=self.embeddings.refresh(),
-                short_hash=self._short_hash, adapters=(active.adapters, adapter_requests))
+            context = GenerationContext(
+                labels=active.labels, token=token, progress=progress, sink=sink if save else None,
+                scheduler_config=active.scheduler_config, is_inpaint_model=active.loaded.is_inpaint,
+                embeddings=self.embeddings.refresh(), short_hash=self._short_hash,
+                adapters=(active.adapters, adapter_requests), upscalers=self.upscalers)
+            images, interrupted, notes = run_generation(active.pipeline, resolved, context, first_seed=first_seed,
+                                                        first_subseed=first_subseed)
             return GenerationResult(request=resolved, images=tuple(images), model_name=active.entry.name,
                                     model_hash=active.model_hash, interrupted=interrupted,
                                     warnings=(*adapter_notes, *notes),
@@ -366,7 +372,8 @@ def build_services(settings: Settings) -> Services:
     styles.load()
     embeddings = EmbeddingLibrary(settings.paths.embeddings_dir)
     loras = LoraLibrary((settings.paths.lora_dir, settings.paths.lycoris_dir))
-    return Services(settings, registry, manager, executor, options, styles, embeddings, loras)
+    upscalers = UpscalerLibrary((settings.paths.esrgan_dir, settings.paths.models_dir / "RealESRGAN"), device.device)
+    return Services(settings, registry, manager, executor, options, styles, embeddings, loras, upscalers)
 
 
 __all__ = ["Services", "build_services", "ModelLoadError"]

@@ -163,6 +163,8 @@ def test_paste_leaves_unnamed_fields_and_clamps_out_of_range_values(ui):
 
 def test_paste_switches_to_a_checkpoint_the_infotext_names(ui, tiny_checkpoints):
     services, client = ui
+    info = generate(client)[2]
+    own_hash = info.split("Model hash: ")[1].split(",")[0]
     shutil.copy(tiny_checkpoints["sd1-other"], services.settings.paths.ckpt_dir / "other.safetensors")
     services.refresh_models()
     try:
@@ -172,6 +174,10 @@ def test_paste_switches_to_a_checkpoint_the_infotext_names(ui, tiny_checkpoints)
         assert "other.safetensors" in [c[0] for c in values["checkpoint"]["choices"]]
         assert "Switched" in values["message"]
         assert services.current_checkpoint() == "other.safetensors"
+        # By hash: the file was renamed since the image was made, but its Model hash is known.
+        text = f"a cat\nSteps: 3, Sampler: Euler, Seed: 1, Model hash: {own_hash}, Model: old-name"
+        values = paste_values(client.predict(text, api_name="/txt2img_paste"))
+        assert values["checkpoint"]["value"] == "tiny-sd1.safetensors"
     finally:
         services.select_checkpoint("tiny-sd1.safetensors")
 
@@ -188,6 +194,10 @@ def test_extra_seed_options_reach_the_request(ui):
     request = _capture_request(services, client, extra_v=True, subseed_v=7, strength_v=0.0, resize_w_v=128)
     assert (request.subseed_strength, request.seed_resize_from_w, request.seed_resize_from_h) == (0.0, 0, 0)
     assert client.predict(api_name="/txt2img_random_subseed") == -1
+    # Recycle reuses the variation seed of the last image (a random one was resolved and recorded).
+    info = generate(client, extra_v=True, subseed_v=-1, strength_v=0.3)[2]
+    recorded = int(info.split("Variation seed: ")[1].split(",")[0])
+    assert client.predict(api_name="/txt2img_reuse_subseed") == recorded
 
 
 def _capture_request(services, client, **overrides):
@@ -242,7 +252,8 @@ def test_png_info_of_an_image_without_parameters(ui, tmp_path):
 
 
 SETTINGS = {"samples_save": True, "samples_format": "png", "samples_filename_pattern": "", "grid_save": True,
-            "outdir_txt2img_samples": "outputs/txt2img-images", "CLIP_stop_at_last_layers": 1,
+            "outdir_txt2img_samples": "outputs/txt2img-images", "outdir_img2img_samples": "outputs/img2img-images",
+            "outdir_extras_samples": "outputs/extras-images", "CLIP_stop_at_last_layers": 1,
             "quicksettings_list": ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"],
             "default_sampler": "Euler a"}
 
@@ -269,6 +280,8 @@ def test_settings_persist_and_change_format_folder_and_pattern(ui):
         text = read_infotext(Image.open(files[0]))
         assert text is not None and text.startswith("a green: triangle\n") and "Seed: 555" in text
         assert "Seed: 555" in info and gallery
+        # PNG Info reads it back from the JPEG's EXIF UserComment.
+        assert client.predict(handle_file(str(files[0])), api_name="/pnginfo")[1] == text
     finally:
         apply_settings(client)
     assert json.loads(config.read_text(encoding="utf-8"))["samples_format"] == "png"
@@ -284,6 +297,17 @@ def test_invalid_settings_show_a_message_and_change_nothing(ui):
     with pytest.raises(AppError):  # Gradio itself refuses values outside a slider's range
         apply_settings(client, CLIP_stop_at_last_layers=13)
     assert apply_settings(client)[0] == "Nothing changed."
+
+
+def test_an_output_folder_that_cannot_be_created_gives_a_message(ui):
+    _, client = ui
+    try:
+        apply_settings(client, outdir_txt2img_samples="styles.csv/images")  # a file is in the way
+        message = generate(client)[3]
+        assert "Could not save the images" in message
+    finally:
+        apply_settings(client)
+    assert generate(client)[3] == ""
 
 
 def test_clip_skip_and_default_sampler_settings(ui):

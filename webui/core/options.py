@@ -127,6 +127,10 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                     "NNNNN-[seed]."),
     OptionSpec("outdir_txt2img_samples", "outputs/txt2img-images", "Output directory for txt2img images",
                normalize=_folder, help="Relative folders are inside the data directory. Empty means the default."),
+    OptionSpec("outdir_img2img_samples", "outputs/img2img-images", "Output directory for img2img images",
+               normalize=_folder, help="Relative folders are inside the data directory. Empty means the default."),
+    OptionSpec("outdir_extras_samples", "outputs/extras-images", "Output directory for images from extras tab",
+               normalize=_folder, help="Relative folders are inside the data directory. Empty means the default."),
     OptionSpec("quicksettings_list", ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"],
                "Quicksettings list", normalize=_as_list,
                help="Settings shown at the top of the page (the checkpoint is always shown). Takes effect when "

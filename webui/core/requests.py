@@ -2,10 +2,40 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from webui.core.errors import ValidationError
 
 MAX_SIZE = 8192
+RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
+INPAINT_FILL = ("fill", "original", "latent noise", "latent nothing")
+
+
+@dataclass(frozen=True)
+class Img2ImgInputs:
+    """The image side of an img2img/inpaint request (A1111's img2img fields). Images are PIL images (typed
+    loosely: core does not import PIL)."""
+
+    init_images: tuple[Any, ...] = ()
+    mask: Any = None
+    resize_mode: int = 0
+    mask_blur: int = 4
+    inpainting_fill: int = 1
+    inpaint_full_res: bool = False
+    inpaint_full_res_padding: int = 32
+    inpainting_mask_invert: bool = False
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not self.init_images:
+            problems.append("img2img needs an input image.")
+        if not 0 <= self.resize_mode < len(RESIZE_MODES):
+            problems.append(f"Resize mode must be 0-{len(RESIZE_MODES) - 1} (got {self.resize_mode}).")
+        if not 0 <= self.inpainting_fill < len(INPAINT_FILL):
+            problems.append(f"Masked content must be 0-{len(INPAINT_FILL) - 1} (got {self.inpainting_fill}).")
+        if not 0 <= self.mask_blur <= 64:
+            problems.append(f"Mask blur must be between 0 and 64 (got {self.mask_blur}).")
+        return problems
 
 
 @dataclass(frozen=True)
@@ -34,6 +64,24 @@ class GenerationRequest:
     vae: str | None = None
     save_images: bool = True
     extra_params: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    denoising_strength: float = 0.75
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: str = "Latent"
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    img2img: Img2ImgInputs | None = None
+
+    @property
+    def hires_size(self) -> tuple[int, int]:
+        """Target size of the hires pass: "resize to" when set (one side 0 keeps the aspect), else "upscale by"."""
+        if self.hr_resize_x or self.hr_resize_y:
+            width = self.hr_resize_x or round(self.width * self.hr_resize_y / self.height)
+            height = self.hr_resize_y or round(self.height * self.hr_resize_x / self.width)
+        else:
+            width, height = round(self.width * self.hr_scale), round(self.height * self.hr_scale)
+        return width // 8 * 8, height // 8 * 8
 
     def validate(self) -> None:
         """Raise `ValidationError` with a readable message for out-of-range fields."""
@@ -56,6 +104,12 @@ class GenerationRequest:
             problems.append(f"Clip skip must be between 1 and 12 (got {self.clip_skip}).")
         if self.seed < -1 or self.seed > 2**32 - 1:
             problems.append(f"Seed must be -1 (random) or between 0 and {2**32 - 1} (got {self.seed}).")
+        if not 0.0 <= self.denoising_strength <= 1.0:
+            problems.append(f"Denoising strength must be between 0 and 1 (got {self.denoising_strength}).")
+        if self.enable_hr and not 1.0 <= self.hr_scale <= 8.0 and not (self.hr_resize_x or self.hr_resize_y):
+            problems.append(f"Hires upscale must be between 1 and 8 (got {self.hr_scale}).")
+        if self.img2img is not None:
+            problems += self.img2img.validate()
         if not 0.0 <= self.subseed_strength <= 1.0:
             problems.append(f"Variation strength must be between 0 and 1 (got {self.subseed_strength}).")
         for name in ("seed_resize_from_w", "seed_resize_from_h"):

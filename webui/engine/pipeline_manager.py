@@ -17,9 +17,9 @@ from webui.core.errors import ModelLoadError, NoModelLoadedError
 from webui.engine.adapters import AdapterSet
 from webui.engine.checkpoint_loader import LoadedCheckpoint, load_checkpoint, load_vae
 from webui.engine.devices import DeviceConfig, release_memory
+from webui.engine.generation import ModelLabels
 from webui.engine.hashing import HashCache
 from webui.engine.registry import ModelEntry, ModelRegistry
-from webui.engine.txt2img import ModelLabels
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class ActiveModel:
     base_vae: object
     model_hash: str
     adapters: AdapterSet
+    scheduler_config: dict
     vae_entry: ModelEntry | None = None
     vae_hash: str | None = None
 
@@ -148,7 +149,7 @@ class PipelineManager:
                 pipe.safety_checker = None
             pipe.set_progress_bar_config(disable=True)
             new = ActiveModel(entry=entry, loaded=loaded, base_vae=pipe.vae, model_hash=self._hash(entry),
-                              adapters=AdapterSet(pipe))
+                              adapters=AdapterSet(pipe), scheduler_config=dict(pipe.scheduler.config))
             self.load_count += 1
         else:
             log.info("Checkpoint %s taken from the RAM cache", entry.path)

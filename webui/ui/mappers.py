@@ -196,9 +196,3 @@ def settings_message(changed: Sequence[str]) -> str:
         return "Nothing changed."
     return f"{len(changed)} setting{'s' if len(changed) != 1 else ''} changed: {', '.join(changed)}."
 
-
-def settings_value(key: str, value: Any) -> Any:
-    """A widget value as the option's type: Gradio sliders and numbers deliver floats for whole numbers."""
-    if isinstance(value, float) and value.is_integer() and key == "CLIP_stop_at_last_layers":
-        return int(value)
-    return value

@@ -15,6 +15,8 @@ from webui.ui.paste import PasteTargets, fill_from_infotext
 
 
 def build_png_info_tab(services: Services, tabs: gr.Tabs, txt2img: PasteTargets, txt2img_tab_id: str) -> None:
+    """The tab; "Send to txt2img" fills `txt2img` through the same code as the paste button, then selects the
+    tab `txt2img_tab_id` of `tabs`."""
     with gr.Row(equal_height=False):
         with gr.Column(variant="panel"):
             image = gr.Image(label="Source", type="pil", image_mode=None, sources=["upload", "clipboard"],

@@ -19,7 +19,7 @@ from webui.ui.components import Quicksettings, quicksettings_visibility
 # Sections and the option keys they show, in A1111's order.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Saving images/grids", ("samples_save", "samples_format", "samples_filename_pattern", "grid_save")),
-    ("Paths for saving", ("outdir_txt2img_samples",)),
+    ("Paths for saving", ("outdir_txt2img_samples", "outdir_img2img_samples", "outdir_extras_samples")),
     ("Stable Diffusion", ("CLIP_stop_at_last_layers",)),
     ("User interface", ("quicksettings_list", "default_sampler")),
 )
@@ -50,6 +50,8 @@ def _widget(services: Services, key: str) -> gr.components.Component:
 
 
 def build_settings_tab(services: Services, quick: Quicksettings, blocks: gr.Blocks | None = None) -> None:
+    """The tab, "Apply settings" (all values validated together; only changed keys reported), and with `blocks`
+    a page-load refresh so a reloaded page shows the stored values and the quicksettings the list asks for."""
     with gr.Row():
         apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
     result = gr.Markdown("", elem_id="settings_result")

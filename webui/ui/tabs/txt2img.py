@@ -99,6 +99,9 @@ def build_txt2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
         except WebUIError as exc:
             yield gr.update(), [], [], "", "", mappers.error_markdown(str(exc)), *idle
             return
+        except OSError as exc:  # saving failed: an output folder that cannot be created, a full disk
+            yield gr.update(), [], [], "", "", mappers.error_markdown(f"Could not save the images: {exc}"), *idle
+            return
         images = [(_shown(services, img), f"Seed {img.seed}") for img in result.images]
         notes = list(result.warnings)
         if result.interrupted:
