@@ -26,6 +26,7 @@ from webui.core.styles import Style, StyleStore, apply_styles
 from webui.engine.adapters import AdapterRequest
 from webui.engine.devices import DeviceConfig, configure_torch_threads
 from webui.engine.embeddings import EmbeddingLibrary
+from webui.engine.extras import ExtrasRequest, run_extras
 from webui.engine.generation import GenerationContext, run_generation
 from webui.engine.hashing import HashCache
 from webui.engine.images import read_infotext
@@ -33,7 +34,7 @@ from webui.engine.lora_library import LoraLibrary
 from webui.engine.outputs import OutputWriter
 from webui.engine.pipeline_manager import VAE_AUTOMATIC, VAE_NONE, PipelineManager
 from webui.engine.registry import ModelRegistry
-from webui.engine.upscalers import UpscalerLibrary
+from webui.engine.upscalers import LATENT_MODES, UpscalerLibrary
 from webui.jobs.executor import GpuExecutor
 
 log = logging.getLogger(__name__)
@@ -311,6 +312,36 @@ class Services:
         items = {k: v for k, v in getattr(image, "info", {}).items() if isinstance(v, str) and k != "parameters"}
         fields = parse_infotext(infotext).to_generation_fields() if infotext else {}
         return {"info": infotext, "items": items, "parameters": fields}
+
+    # ----- extras (upscaling) -------------------------------------------------------------------------------
+    def upscaler_names(self) -> list[str]:
+        return self.upscalers.names()
+
+    def hires_upscaler_names(self) -> list[str]:
+        return [*LATENT_MODES, *(n for n in self.upscalers.names() if n != "None")]
+
+    def submit_extras(self, images: list[Any], request: ExtrasRequest, save: bool = True) -> Future:
+        """Upscale images on the GPU executor; the future yields [(image, path or None, parameters)]."""
+        if not images:
+            raise ValidationError("Extras needs at least one image.")
+        for name in (request.upscaler_1, request.upscaler_2):
+            if name not in self.upscalers.names():
+                raise ModelNotFoundError(f"No upscaler named '{name}'. Available: {', '.join(self.upscaler_names())}.")
+        writer = OutputWriter.from_options(self.options, self.settings.paths.data_dir, "outdir_extras_samples")
+
+        def job(token: CancelToken, progress: ProgressTracker) -> list[tuple[Any, Path | None, str]]:
+            progress.start("extras", len(images), 1)
+            results = []
+            for index, image in enumerate(images):
+                if token.interrupted:
+                    break
+                progress.update(job_no=index)
+                upscaled, info = run_extras(image, request, self.upscalers)
+                path = writer.save_extras(upscaled, info) if save else None
+                results.append((upscaled, path, info))
+            return results
+
+        return self.executor.submit(job, label="extras")
 
     # ----- tables -------------------------------------------------------------------------------------------
     @staticmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,10 @@ class _Batch:
 def _denoise(pipe, task: str, plan: ConditioningPlan, request: GenerationRequest, batch: _Batch,
              ctx: GenerationContext, steps: int, step_offset: int = 0, **task_kwargs):
     """One pipeline call for one batch, on a view of the loaded pipeline for `task`."""
+    strength = task_kwargs.get("strength")
+    if strength is not None and 0 < strength < 1 and int(steps * strength) < 1:
+        # diffusers runs int(steps * strength) steps; at least one must run, or it fails on an empty schedule.
+        steps = math.ceil(1 / strength)
     scheduler, batch.sampler, batch.schedule = make_scheduler(
         ctx.scheduler_config, request.sampler_name, request.scheduler, seed=batch.seeds[0])
     replace = {"unet": ComposableUNet(pipe.unet)} if plan.composable else {}
@@ -197,8 +202,10 @@ def _img2img_batch(pipe, plan, request, batch, ctx) -> list[Image.Image]:
     filled = [fill_masked(img, mask, inputs.inpainting_fill, seed) for img, seed in zip(inits, batch.seeds,
                                                                                         strict=True)]
     padding = inputs.inpaint_full_res_padding if inputs.inpaint_full_res else None
-    images = _denoise(pipe, "inpaint", plan, request, batch, ctx, request.steps, image=filled,
-                      mask_image=[mask] * count, strength=request.denoising_strength, width=request.width,
+    # diffusers' "only masked" crop path takes one image (shared by the batch).
+    image, mask_image = (filled[0], mask) if padding is not None else (filled, [mask] * count)
+    images = _denoise(pipe, "inpaint", plan, request, batch, ctx, request.steps, image=image,
+                      mask_image=mask_image, strength=request.denoising_strength, width=request.width,
                       height=request.height, padding_mask_crop=padding, output_type="pil")
     # Paste back: outside the (blurred) mask the input pixels come back unchanged, as A1111 does.
     return [Image.composite(out.resize(init.size), init, mask) if padding is None else out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from webui.core.filenames import FilenameContext, image_decoration, next_image_path
+from webui.core.filenames import FilenameContext, image_decoration, next_image_path, next_sequence_number
 from webui.core.options import Options
 from webui.engine.images import save_image
 
@@ -42,3 +42,11 @@ class OutputWriter:
             folder.mkdir(parents=True, exist_ok=True)
             path = next_image_path(folder, seed, self.fmt, decoration=decoration)
             return save_image(image, path, infotext, fmt=self.fmt)
+
+    def save_extras(self, image: Image.Image, parameters: str) -> Path:
+        """Extras results go straight into the folder as `NNNNN.<ext>` (A1111's extras-images layout), with the
+        postprocessing parameters as their infotext."""
+        with self._lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / f"{next_sequence_number(self.folder):05d}.{self.fmt}"
+            return save_image(image, path, parameters, fmt=self.fmt)
