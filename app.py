@@ -5,39 +5,95 @@ Nothing is built, detected or loaded at import time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI
 
+from webui.api.security import gradio_auth, install_security, lan_urls
 from webui.core.settings import Settings
 from webui.services import Services, build_services
 
 log = logging.getLogger("app")
 
+UiBuilder = Callable[[Services], Any]
 
-def build_app(services: Services) -> FastAPI:
+
+def build_app(services: Services, ui_builder: UiBuilder | None = None) -> FastAPI:
     """The FastAPI server: the A1111 API (with --api) and the Gradio UI (unless --nowebui) in one process,
-    sharing one `Services` and so one GPU executor."""
+    sharing one `Services` and so one GPU executor, behind the security middlewares (webui/api/security.py).
+
+    `ui_builder` (services -> gr.Blocks) defaults to the real UI; tests of the server's wiring may pass a small one.
+    """
     settings = services.settings
     app = FastAPI(title="Stable Diffusion Studio API", docs_url="/docs", openapi_url="/openapi.json")
     if settings.api:
         from webui.api.routes import install_api
 
         install_api(app, services)
-    if not settings.nowebui:
-        import gradio as gr
-
-        from webui.ui.app_ui import CSS, build_ui
-
-        blocks = build_ui(services)
-        blocks.queue(default_concurrency_limit=None)
-        app = gr.mount_gradio_app(
-            app, blocks, path="/", allowed_paths=[str(settings.paths.outputs_dir)],
-            theme=gr.themes.Default(), css=CSS, server_name=settings.host, server_port=settings.port,
-            footer_links=["api", "gradio"] if settings.api else ["gradio"],
-            js=f"() => document.body.classList.toggle('dark', {str(settings.theme == 'dark').lower()})"
-            if settings.theme else None,
-        )
+    file_roots: list[str] = []
+    if settings.nowebui:
+        _api_home(app)
+    else:
+        app, upload_dir = _mount_ui(app, services, ui_builder)
+        file_roots.append(upload_dir)
+    install_security(app, settings, file_roots)
     return app
+
+
+def _api_home(app: FastAPI) -> None:
+    """With --nowebui, `/` says where the API is instead of a bare 404."""
+
+    @app.get("/", include_in_schema=False)
+    def home() -> dict[str, str]:
+        return {"name": "Stable Diffusion Studio API", "docs": "/docs", "api": "/sdapi/v1"}
+
+
+def _mount_ui(app: FastAPI, services: Services, ui_builder: UiBuilder | None) -> tuple[FastAPI, str]:
+    """Mount the Gradio UI at `/`; returns the app and Gradio's upload folder (which its file route serves)."""
+    import gradio as gr
+    from gradio.utils import get_upload_folder
+
+    from webui.ui.app_ui import CSS, build_ui
+
+    settings = services.settings
+    blocks = (ui_builder or build_ui)(services)
+    blocks.queue(default_concurrency_limit=None)
+    credentials = settings.security.gradio_auth
+    app = gr.mount_gradio_app(
+        app, blocks, path="/",
+        allowed_paths=[str(settings.paths.outputs_dir), *(str(p) for p in settings.security.allowed_paths)],
+        auth=gradio_auth(credentials) if credentials else None,
+        theme=gr.themes.Default(), css=CSS, server_name=settings.host, server_port=settings.port,
+        footer_links=["api", "gradio"] if settings.api else ["gradio"],
+        js=f"() => document.body.classList.toggle('dark', {str(settings.theme == 'dark').lower()})"
+        if settings.theme else None,
+    )
+    return app, get_upload_folder()
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's arguments: bind address, port, TLS files and keep-alive from the launch flags."""
+    security = settings.security
+    options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": "warning",
+                               "timeout_keep_alive": security.timeout_keep_alive}
+    if security.tls:
+        options.update(ssl_keyfile=str(security.tls_keyfile), ssl_certfile=str(security.tls_certfile))
+    return options
+
+
+def exposure_warnings(settings: Settings) -> list[str]:
+    """What is reachable from other machines without a password (empty on a loopback bind)."""
+    if settings.is_loopback:
+        return []
+    warnings = []
+    if not settings.nowebui and not settings.security.gradio_auth:
+        warnings.append(f"The UI is reachable from the network (bound to {settings.host}) without a password: "
+                        "anyone on the network can use it. Add --gradio-auth user:password.")
+    if settings.api and not settings.security.api_auth:
+        warnings.append(f"The API is reachable from the network (bound to {settings.host}) without a password. "
+                        "Add --api-auth user:password.")
+    return warnings
 
 
 def _announce(settings: Settings) -> None:
@@ -46,9 +102,12 @@ def _announce(settings: Settings) -> None:
     for flag in settings.unknown_flags:
         log.warning("Unknown command-line argument %s ignored.", flag)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    print(f"Running on local URL:  http://{shown}:{settings.port}", flush=True)  # noqa: T201
+    print(f"Running on local URL:  {settings.scheme}://{shown}:{settings.port}", flush=True)  # noqa: T201
     if not settings.is_loopback:
-        log.warning("The server is reachable from the network (bound to %s).", settings.host)
+        for url in lan_urls(settings):
+            print(f"Running on network URL: {url}", flush=True)  # noqa: T201
+    for warning in exposure_warnings(settings):
+        log.warning(warning)
 
 
 def main(settings: Settings) -> None:
@@ -58,4 +117,4 @@ def main(settings: Settings) -> None:
     services.load_startup_model()
     app = build_app(services)
     _announce(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(app, **server_options(settings))

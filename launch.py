@@ -48,7 +48,16 @@ IMPLEMENTED_FLAGS = {
     "--skip-install", "--use-cpu", "--theme", "--api", "--nowebui", "--lora-dir", "--lyco-dir",
     "--embeddings-dir", "--esrgan-models-path", "--styles-file", "--ui-config-file", "--ui-settings-file",
     "--no-half", "--precision", "--threads", "--no-demo-model",
+    # network exposure (webui/api/security.py, app.py)
+    "--gradio-auth", "--gradio-auth-path", "--api-auth", "--cors-allow-origins", "--cors-allow-origins-regex",
+    "--tls-keyfile", "--tls-certfile", "--gradio-allowed-path", "--timeout-keep-alive",
+    # memory, precision and attention (webui/engine/memory.py)
+    "--medvram", "--medvram-sdxl", "--lowvram", "--no-half-vae", "--upcast-sampling", "--xformers",
+    "--force-enable-xformers", "--opt-sdp-attention", "--opt-split-attention", "--disable-opt-split-attention",
+    "--opt-channelslast", "--device-id",
 }
+# Flags given as their own argparse arguments (typed or repeatable), not in the generic accepted lists.
+_TYPED_FLAGS = ("--gradio-allowed-path", "--timeout-keep-alive")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,8 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api", action="store_true", help="serve the /sdapi/v1 HTTP API")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument("--no-demo-model", action="store_true", help="do not list the embedded demo model")
+    parser.add_argument("--gradio-allowed-path", action="append", default=[],
+                        help="extra folder whose files the UI may serve (repeatable)")
+    parser.add_argument("--timeout-keep-alive", type=int, default=30, help="seconds an idle connection is kept")
     for flag in VALUE_FLAGS_ACCEPTED:
-        parser.add_argument(flag, default=None)
+        if flag not in _TYPED_FLAGS:
+            parser.add_argument(flag, default=None)
     for flag in BOOL_FLAGS_ACCEPTED:
         parser.add_argument(flag, action="store_true")
     return parser
@@ -78,21 +91,86 @@ def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
-def _resolve_device(use_cpu: list[str]) -> str:
+def _resolve_device(use_cpu: list[str], device_id: str | None = None) -> str:
+    """`--use-cpu all|sd` forces the CPU; else the first accelerator found. `--device-id N` picks cuda:N."""
     if "all" in use_cpu or "sd" in use_cpu:
         return "cpu"
     import torch
 
     if torch.cuda.is_available():
-        return "cuda"
+        return f"cuda:{_device_index(device_id)}" if device_id not in (None, "") else "cuda"
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
 
 
+def _device_index(device_id: str | None) -> int:
+    from webui.core.errors import ValidationError
+
+    try:
+        index = int(str(device_id))
+    except ValueError:
+        raise ValidationError(f"--device-id must be a GPU number such as 0 or 1 (got {device_id!r}).") from None
+    if index < 0:
+        raise ValidationError(f"--device-id must be 0 or more (got {index}).")
+    return index
+
+
+def _read_auth_file(path: str) -> str:
+    from webui.core.errors import ValidationError
+
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(f"--gradio-auth-path: cannot read {path} ({exc.strerror}).") from None
+
+
+def _existing_file(value: str | None, flag: str) -> Path | None:
+    from webui.core.errors import ValidationError
+
+    if not value:
+        return None
+    path = Path(value).expanduser().resolve()
+    if not path.is_file():
+        raise ValidationError(f"{flag}: no such file {path}.")
+    return path
+
+
+def _security_settings(args: argparse.Namespace):
+    """Auth, TLS, CORS and served folders: parsed and checked now, so a typo stops the launch with a message
+    instead of silently serving an unprotected UI."""
+    from webui.core.settings import SecuritySettings, parse_credentials
+
+    ui_auth = args.gradio_auth or ""
+    if args.gradio_auth_path:
+        ui_auth += "\n" + _read_auth_file(args.gradio_auth_path)
+    origins = tuple(o.strip() for o in (args.cors_allow_origins or "").split(",") if o.strip())
+    return SecuritySettings(
+        gradio_auth=parse_credentials(ui_auth, "--gradio-auth"),
+        api_auth=parse_credentials(args.api_auth or "", "--api-auth"),
+        tls_keyfile=_existing_file(args.tls_keyfile, "--tls-keyfile"),
+        tls_certfile=_existing_file(args.tls_certfile, "--tls-certfile"),
+        cors_allow_origins=origins,
+        cors_allow_origins_regex=args.cors_allow_origins_regex or None,
+        allowed_paths=tuple(Path(p).expanduser().resolve() for p in args.gradio_allowed_path),
+        timeout_keep_alive=args.timeout_keep_alive,
+    )
+
+
+def _memory_flags(args: argparse.Namespace):
+    from webui.core.settings import MemoryFlags
+
+    return MemoryFlags(
+        medvram=args.medvram, medvram_sdxl=args.medvram_sdxl, lowvram=args.lowvram, no_half_vae=args.no_half_vae,
+        upcast_sampling=args.upcast_sampling, xformers=args.xformers or args.force_enable_xformers,
+        opt_sdp_attention=args.opt_sdp_attention, opt_split_attention=args.opt_split_attention,
+        disable_opt_split_attention=args.disable_opt_split_attention, opt_channelslast=args.opt_channelslast,
+    )
+
+
 def build_settings(argv: list[str]):
     """Parse A1111-style flags into `Settings`. Unknown flags are kept and warned about, never fatal."""
-    from webui.core.settings import Paths, Settings
+    from webui.core.settings import Paths, Settings, hide_secrets
 
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -114,12 +192,12 @@ def build_settings(argv: list[str]):
         extra_ckpt_dirs=tuple(p for p in (_path(args.ckpt_dir),) if p is not None),
     )
     host = args.server_name or ("0.0.0.0" if args.listen else "127.0.0.1")
-    device = _resolve_device(args.use_cpu)
+    device = _resolve_device(args.use_cpu, args.device_id)
     full_precision = args.no_half or args.precision == "full"
     return Settings(
         paths=paths,
         host=host,
-        port=args.port or 7860,
+        port=args.port or (7861 if args.nowebui else 7860),  # A1111 serves the API alone on 7861
         server_name=args.server_name,
         api=args.api or args.nowebui,
         nowebui=args.nowebui,
@@ -129,9 +207,11 @@ def build_settings(argv: list[str]):
         theme=args.theme,
         torch_threads=args.threads,
         include_demo_model=not args.no_demo_model,
+        security=_security_settings(args),
+        memory=_memory_flags(args),
         accepted_only_flags=accepted_only,
         unknown_flags=tuple(unknown),
-        raw_flags=vars(args),
+        raw_flags=hide_secrets(vars(args)),
     )
 
 

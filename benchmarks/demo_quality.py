@@ -131,13 +131,13 @@ def generate(pipe, prompt: str, seeds: Sequence[int], sampler: str = SAMPLERS[0]
              cfg: float = CFG, size: int = SIZE, negative_prompt: str = "") -> list[Image.Image]:
     """One batch the way txt2img makes it: the app's sampler table, one CPU noise generator per seed."""
     from webui.engine.scheduler_factory import make_scheduler
-    from webui.engine.txt2img import cpu_noise
 
     pipe.scheduler, _, _ = make_scheduler(dict(pipe.scheduler.config), sampler, seed=seeds[0])
     shape = (pipe.vae.config.latent_channels, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor)
+    # A1111's noise: drawn on the CPU from one generator per seed, so image i depends only on its own seed.
+    noise = torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)) for s in seeds])
     output = pipe(prompt=[prompt] * len(seeds), negative_prompt=[negative_prompt] * len(seeds),
-                  num_inference_steps=steps, guidance_scale=cfg, width=size, height=size,
-                  latents=cpu_noise(list(seeds), shape),
+                  num_inference_steps=steps, guidance_scale=cfg, width=size, height=size, latents=noise,
                   generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], output_type="pil")
     return list(output.images)
 

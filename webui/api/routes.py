@@ -3,20 +3,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
-from webui.api.models import ImagesResponse, OptionsBody, PngInfoBody, Txt2ImgBody
+from webui.api.models import (
+    ExtrasBaseBody,
+    ExtrasBatchBody,
+    ExtrasSingleBody,
+    ImagesResponse,
+    Img2ImgBody,
+    OptionsBody,
+    PngInfoBody,
+    Txt2ImgBody,
+)
+from webui.api.security import basic_auth
 from webui.core.errors import ModelNotFoundError, ValidationError, WebUIError
-from webui.core.requests import GenerationRequest
+from webui.core.requests import GenerationRequest, Img2ImgInputs
 from webui.core.results import GenerationResult
-from webui.services import Services
+from webui.services import ExtrasRequest, Services
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +59,9 @@ def decode_image(data: str) -> Any:
         raise ValueError(f"The image could not be decoded: {exc}") from exc
 
 
-def _request_from_body(body: Txt2ImgBody, services: Services) -> GenerationRequest:
-    defaults = services.default_request()
-    fields: dict[str, Any] = {
+def _base_fields(body: Txt2ImgBody, defaults: GenerationRequest) -> dict[str, Any]:
+    """The txt2img fields; a missing or null value takes the default (A1111 clients send nulls for "default")."""
+    return {
         "prompt": body.prompt or "",
         "negative_prompt": body.negative_prompt or "",
         "sampler_name": body.sampler_name or body.sampler_index or defaults.sampler_name,
@@ -68,12 +80,85 @@ def _request_from_body(body: Txt2ImgBody, services: Services) -> GenerationReque
         "n_iter": body.n_iter or 1,
         "clip_skip": defaults.clip_skip,
         "save_images": bool(body.save_images),
+        "denoising_strength": body.denoising_strength if body.denoising_strength is not None
+        else defaults.denoising_strength,
     }
+
+
+def _hires_fields(body: Txt2ImgBody, defaults: GenerationRequest) -> dict[str, Any]:
+    return {
+        "enable_hr": bool(body.enable_hr),
+        "hr_scale": body.hr_scale if body.hr_scale is not None else defaults.hr_scale,
+        "hr_upscaler": body.hr_upscaler or defaults.hr_upscaler,
+        "hr_second_pass_steps": body.hr_second_pass_steps or 0,
+        "hr_resize_x": body.hr_resize_x or 0,
+        "hr_resize_y": body.hr_resize_y or 0,
+    }
+
+
+def _overrides(body: Txt2ImgBody) -> dict[str, Any]:
+    """`override_settings` keys that map to request fields (the model, VAE and clip skip of this request only)."""
+    fields: dict[str, Any] = {}
     for key, value in (body.override_settings or {}).items():
         field = _REQUEST_OVERRIDES.get(key)
         if field is not None and value is not None:
             fields[field] = int(value) if field == "clip_skip" else str(value)
+    return fields
+
+
+def _request_from_body(body: Txt2ImgBody, services: Services) -> GenerationRequest:
+    defaults = services.default_request()
+    fields = {**_base_fields(body, defaults), **_hires_fields(body, defaults), **_overrides(body)}
     return GenerationRequest(**fields)
+
+
+def _img2img_inputs(body: Img2ImgBody) -> Img2ImgInputs:
+    """A1111's img2img image fields: base64 images (with or without a data: prefix) and the inpaint options."""
+    images = tuple(decode_image(data).convert("RGB") for data in body.init_images or ())
+    mask = decode_image(body.mask) if body.mask else None
+    blur = body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x or 0, body.mask_blur_y or 0)
+    return Img2ImgInputs(
+        init_images=images, mask=mask, resize_mode=body.resize_mode or 0, mask_blur=blur,
+        inpainting_fill=body.inpainting_fill or 0,
+        inpaint_full_res=bool(body.inpaint_full_res) if body.inpaint_full_res is not None else True,
+        inpaint_full_res_padding=body.inpaint_full_res_padding or 0,
+        inpainting_mask_invert=bool(body.inpainting_mask_invert))
+
+
+def _img2img_request(body: Img2ImgBody, services: Services) -> GenerationRequest:
+    request = _request_from_body(body, services)
+    return dataclasses.replace(request, enable_hr=False, img2img=_img2img_inputs(body))
+
+
+def _extras_request(body: ExtrasBaseBody) -> ExtrasRequest:
+    """A1111's extras fields: resize_mode 0 scales by `upscaling_resize`, 1 scales to the given size."""
+    resize_to = (body.upscaling_resize_w or 512, body.upscaling_resize_h or 512) if body.resize_mode == 1 else None
+    return ExtrasRequest(scale_by=body.upscaling_resize or 2.0, resize_to=resize_to,
+                         crop_to_fit=body.upscaling_crop if body.upscaling_crop is not None else True,
+                         upscaler_1=body.upscaler_1 or "None", upscaler_2=body.upscaler_2 or "None",
+                         upscaler_2_visibility=body.extras_upscaler_2_visibility or 0.0)
+
+
+def _plain_png(image: Any) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _progress_payload(services: Services, skip_current_image: bool) -> dict[str, Any]:
+    """A1111's progress shape; `current_image` is a small live preview of the running job's latents."""
+    snap = services.progress()
+    preview = None if skip_current_image or not snap.active else services.current_preview()
+    return {
+        "progress": snap.fraction,
+        "eta_relative": snap.eta_seconds() or 0.0,
+        "state": {"skipped": snap.skipped, "interrupted": snap.interrupted, "stopping_generation": False,
+                  "job": snap.job, "job_count": snap.job_count, "job_timestamp": "", "job_no": snap.job_no,
+                  "sampling_step": snap.sampling_step, "sampling_steps": snap.sampling_steps},
+        "current_image": _plain_png(preview) if preview is not None else None,
+        "textinfo": snap.textinfo or None,
+        "current_task": None,
+    }
 
 
 def _info_json(result: GenerationResult) -> str:
@@ -113,19 +198,81 @@ def _http_error(exc: WebUIError) -> HTTPException:
     return HTTPException(status_code=status, detail=str(exc))
 
 
-def build_router(services: Services) -> APIRouter:
-    router = APIRouter(prefix="/sdapi/v1", tags=["sdapi"])
+async def _generate(services: Services, request: GenerationRequest) -> GenerationResult:
+    try:
+        return await asyncio.wrap_future(services.submit_txt2img(request))
+    except WebUIError as exc:
+        raise _http_error(exc) from exc
 
+
+def _images_response(result: GenerationResult, body: Txt2ImgBody, parameters: dict[str, Any]) -> ImagesResponse:
+    images = [encode_png(img.image, img.infotext) for img in result.images] if body.send_images else []
+    return ImagesResponse(images=images, parameters=parameters, info=_info_json(result))
+
+
+def _generation_routes(router: APIRouter, services: Services) -> None:
     @router.post("/txt2img", response_model=ImagesResponse)
     async def txt2img(body: Txt2ImgBody) -> ImagesResponse:
         try:
             request = _request_from_body(body, services)
-            result = await asyncio.wrap_future(services.submit_txt2img(request))
         except WebUIError as exc:
             raise _http_error(exc) from exc
-        images = [encode_png(img.image, img.infotext) for img in result.images] if body.send_images else []
-        return ImagesResponse(images=images, parameters=body.model_dump(), info=_info_json(result))
+        return _images_response(await _generate(services, request), body, body.model_dump())
 
+    @router.post("/img2img", response_model=ImagesResponse)
+    async def img2img(body: Img2ImgBody) -> ImagesResponse:
+        try:
+            request = await asyncio.to_thread(_img2img_request, body, services)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        except WebUIError as exc:
+            raise _http_error(exc) from exc
+        parameters = body.model_dump()
+        if not body.include_init_images:
+            parameters.update(init_images=None, mask=None)
+        return _images_response(await _generate(services, request), body, parameters)
+
+    @router.get("/progress")
+    def progress(skip_current_image: bool = False) -> dict[str, Any]:
+        return _progress_payload(services, skip_current_image)
+
+    @router.post("/interrupt")
+    def interrupt() -> None:
+        services.interrupt()
+
+    @router.post("/skip")
+    def skip() -> None:
+        services.skip()
+
+
+def _extras_routes(router: APIRouter, services: Services) -> None:
+    async def run(images: list[Any], body: ExtrasBaseBody) -> list[tuple[Any, Any, str]]:
+        try:
+            return await asyncio.wrap_future(services.submit_extras(images, _extras_request(body), save=False))
+        except WebUIError as exc:
+            raise _http_error(exc) from exc
+
+    @router.post("/extra-single-image")
+    async def extra_single_image(body: ExtrasSingleBody) -> dict[str, Any]:
+        try:
+            image = decode_image(body.image)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        (result, _, info), *_ = await run([image], body)
+        return {"html_info": info, "image": _plain_png(result) if body.show_extras_results else ""}
+
+    @router.post("/extra-batch-images")
+    async def extra_batch_images(body: ExtrasBatchBody) -> dict[str, Any]:
+        try:
+            images = [decode_image(item.data) for item in body.imageList]
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        results = await run(images, body)
+        return {"html_info": results[0][2] if results else "",
+                "images": [_plain_png(img) for img, _, _ in results] if body.show_extras_results else []}
+
+
+def _model_routes(router: APIRouter, services: Services) -> None:
     @router.get("/sd-models")
     def sd_models() -> list[dict[str, Any]]:
         return services.sd_models()
@@ -142,13 +289,21 @@ def build_router(services: Services) -> APIRouter:
     def refresh_vae() -> None:
         services.refresh_models()
 
-    @router.get("/samplers")
-    def samplers() -> list[dict[str, Any]]:
-        return services.samplers()
+    @router.get("/loras")
+    def loras() -> list[dict[str, Any]]:
+        return services.lora_list()
 
-    @router.get("/schedulers")
-    def schedulers() -> list[dict[str, Any]]:
-        return [{"name": name.lower().replace(" ", "_"), "label": name} for name in services.schedule_types()]
+    @router.post("/refresh-loras")
+    def refresh_loras() -> None:
+        services.lora_list()  # rescans the LoRA folders
+
+    @router.get("/embeddings")
+    def embeddings() -> dict[str, Any]:
+        return services.embedding_list()
+
+    @router.post("/refresh-embeddings")
+    def refresh_embeddings() -> None:
+        services.embedding_list()  # rescans the embeddings folder
 
     @router.get("/options")
     def get_options() -> dict[str, Any]:
@@ -161,29 +316,38 @@ def build_router(services: Services) -> APIRouter:
         except WebUIError as exc:
             raise _http_error(exc) from exc
 
-    @router.get("/progress")
-    def progress() -> dict[str, Any]:
-        snap = services.progress()
-        eta = snap.eta_seconds()
-        return {
-            "progress": snap.fraction,
-            "eta_relative": eta or 0.0,
-            "state": {"skipped": snap.skipped, "interrupted": snap.interrupted, "stopping_generation": False,
-                      "job": snap.job, "job_count": snap.job_count, "job_timestamp": "", "job_no": snap.job_no,
-                      "sampling_step": snap.sampling_step, "sampling_steps": snap.sampling_steps},
-            "current_image": None,
-            "textinfo": snap.textinfo or None,
-        }
 
-    @router.get("/embeddings")
-    def embeddings() -> dict[str, Any]:
-        return services.embedding_list()
+def _table_routes(router: APIRouter, services: Services) -> None:
+    @router.get("/samplers")
+    def samplers() -> list[dict[str, Any]]:
+        return services.samplers()
+
+    @router.get("/schedulers")
+    def schedulers() -> list[dict[str, Any]]:
+        return [{"name": name.lower().replace(" ", "_"), "label": name, "aliases": None, "default_rho": -1,
+                 "need_inner_model": False} for name in services.schedule_types()]
+
+    @router.get("/upscalers")
+    def upscalers() -> list[dict[str, Any]]:
+        return services.upscaler_rows()
+
+    @router.get("/latent-upscale-modes")
+    def latent_upscale_modes() -> list[dict[str, str]]:
+        return [{"name": name} for name in services.latent_upscale_modes()]
+
+    @router.get("/scripts")
+    def scripts() -> dict[str, list[str]]:
+        # X/Y/Z plot and Prompt matrix run from the UI; their A1111 `script_args` (positional UI values) are not
+        # mapped yet, so no script is offered to API clients.
+        return {"txt2img": [], "img2img": []}
 
     @router.get("/prompt-styles")
     def prompt_styles() -> list[dict[str, str]]:
         return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
                 for s in services.style_rows()]
 
+
+def _info_routes(router: APIRouter, services: Services) -> None:
     @router.post("/png-info")
     def png_info(body: PngInfoBody) -> dict[str, Any]:
         try:
@@ -192,20 +356,27 @@ def build_router(services: Services) -> APIRouter:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         return services.png_info(image)
 
-    @router.post("/interrupt")
-    def interrupt() -> None:
-        services.interrupt()
+    @router.get("/cmd-flags")
+    def cmd_flags() -> dict[str, Any]:
+        return services.settings.public_flags()
 
-    @router.post("/skip")
-    def skip() -> None:
-        services.skip()
+    @router.get("/memory")
+    def memory() -> dict[str, Any]:
+        return services.memory()
 
+
+def build_router(services: Services, auth: Callable[..., None] | None = None) -> APIRouter:
+    """Every /sdapi/v1 route, behind `--api-auth` when given."""
+    router = APIRouter(prefix="/sdapi/v1", tags=["sdapi"], dependencies=[Depends(auth)] if auth else [])
+    for add in (_generation_routes, _extras_routes, _model_routes, _table_routes, _info_routes):
+        add(router, services)
     return router
 
 
 def install_api(app: FastAPI, services: Services) -> None:
     """Mount the /sdapi/v1 routes and turn domain errors into A1111-style JSON errors."""
-    app.include_router(build_router(services))
+    credentials = services.settings.security.api_auth
+    app.include_router(build_router(services, basic_auth(credentials) if credentials else None))
 
     @app.exception_handler(WebUIError)
     async def _domain_error(request: Request, exc: WebUIError) -> JSONResponse:

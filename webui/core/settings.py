@@ -10,6 +10,86 @@ from pathlib import Path
 
 from webui.core.errors import ValidationError
 
+# Flags whose values are credentials: never shown by cmd-flags or in logs.
+SECRET_FLAGS = ("gradio_auth", "api_auth", "ngrok")
+
+
+def hide_secrets(flags: dict[str, object]) -> dict[str, object]:
+    """`flags` with the values of credential flags replaced, for anything shown or logged."""
+    return {key: "<hidden>" if key in SECRET_FLAGS and value else value for key, value in flags.items()}
+
+
+@dataclass(frozen=True)
+class Credential:
+    """One `user:password` pair of `--gradio-auth` / `--api-auth`. The password never appears in a repr (logs,
+    tracebacks and the cmd-flags endpoint must not leak it)."""
+
+    user: str
+    password: str = field(repr=False)
+
+
+def parse_credentials(text: str, flag: str) -> tuple[Credential, ...]:
+    """A1111's credential syntax: `user:pass` entries separated by commas or new lines (the `--gradio-auth-path`
+    file uses both). The first `:` splits, so a password may contain `:`; a user name may not."""
+    creds: list[Credential] = []
+    for line in text.splitlines():
+        for raw in line.split(","):
+            entry = raw.strip()
+            if not entry:
+                continue
+            user, sep, password = entry.partition(":")
+            if not sep or not user.strip() or not password:
+                missing = "password" if user.strip() else "user name"
+                # The entry itself is not echoed: it may hold a password.
+                raise ValidationError(f"{flag} entries must look like user:password (one entry has no {missing}).")
+            creds.append(Credential(user.strip(), password))
+    return tuple(creds)
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """Who may reach the server and how: auth, TLS, CORS and extra hosts/paths (A1111's network flags)."""
+
+    gradio_auth: tuple[Credential, ...] = ()
+    api_auth: tuple[Credential, ...] = ()
+    tls_keyfile: Path | None = None
+    tls_certfile: Path | None = None
+    cors_allow_origins: tuple[str, ...] = ()
+    cors_allow_origins_regex: str | None = None
+    allowed_paths: tuple[Path, ...] = ()
+    timeout_keep_alive: int = 30
+
+    def __post_init__(self) -> None:
+        if (self.tls_keyfile is None) != (self.tls_certfile is None):
+            raise ValidationError("--tls-keyfile and --tls-certfile must be given together.")
+        if self.timeout_keep_alive < 1:
+            raise ValidationError(f"--timeout-keep-alive must be at least 1 second (got {self.timeout_keep_alive}).")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_keyfile is not None
+
+
+@dataclass(frozen=True)
+class MemoryFlags:
+    """A1111's memory, precision and attention flags as given; `webui.engine.memory` turns them into diffusers
+    calls (which ones apply depends on the device and the model family, known only after a load)."""
+
+    medvram: bool = False
+    medvram_sdxl: bool = False
+    lowvram: bool = False
+    no_half_vae: bool = False
+    upcast_sampling: bool = False
+    xformers: bool = False
+    opt_sdp_attention: bool = False
+    opt_split_attention: bool = False
+    disable_opt_split_attention: bool = False
+    opt_channelslast: bool = False
+
+    def given(self) -> tuple[str, ...]:
+        """The flags that are on, spelled as on the command line (for messages)."""
+        return tuple(f"--{name.replace('_', '-')}" for name, value in vars(self).items() if value)
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -92,9 +172,11 @@ class Settings:
     theme: str | None = None
     torch_threads: int | None = None
     include_demo_model: bool = True
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    memory: MemoryFlags = field(default_factory=MemoryFlags)
     accepted_only_flags: tuple[str, ...] = ()
     unknown_flags: tuple[str, ...] = ()
-    raw_flags: dict[str, object] = field(default_factory=dict)
+    raw_flags: dict[str, object] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -105,3 +187,11 @@ class Settings:
     @property
     def is_loopback(self) -> bool:
         return self.host in ("127.0.0.1", "localhost", "::1")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.security.tls else "http"
+
+    def public_flags(self) -> dict[str, object]:
+        """The launch flags as A1111's /sdapi/v1/cmd-flags shows them, with credentials hidden."""
+        return hide_secrets(self.raw_flags)

@@ -33,3 +33,42 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
     elif device.type == "mps":
         torch.mps.empty_cache()
+
+
+def _ram_stats() -> dict[str, float]:
+    """A1111's `ram` block: this process's resident memory against the machine's total."""
+    import psutil
+
+    used = psutil.Process().memory_info().rss
+    total = psutil.virtual_memory().total
+    return {"free": float(total - used), "used": float(used), "total": float(total)}
+
+
+def _cuda_stats(device: torch.device) -> dict[str, object]:
+    """A1111's `cuda` block (bytes): the GPU's free/total and torch's allocator counters."""
+    index = device.index if device.type == "cuda" and device.index is not None else torch.cuda.current_device()
+    free, total = torch.cuda.mem_get_info(index)
+    stats = torch.cuda.memory_stats(index)
+
+    def pair(key: str) -> dict[str, int]:
+        return {"current": int(stats.get(f"{key}.all.current", 0)), "peak": int(stats.get(f"{key}.all.peak", 0))}
+
+    return {
+        "system": {"free": free, "used": total - free, "total": total},
+        "active": pair("active_bytes"),
+        "allocated": pair("allocated_bytes"),
+        "reserved": pair("reserved_bytes"),
+        "inactive": pair("inactive_split_bytes"),
+        "events": {"retries": int(stats.get("num_alloc_retries", 0)), "oom": int(stats.get("num_ooms", 0))},
+    }
+
+
+def memory_stats(device: torch.device) -> dict[str, object]:
+    """RAM and (when a CUDA GPU is present) GPU memory, in A1111's /sdapi/v1/memory shape."""
+    cuda: dict[str, object] = {"error": "unavailable"}
+    if torch.cuda.is_available():
+        try:
+            cuda = _cuda_stats(device)
+        except RuntimeError as exc:  # a GPU that is present but not usable (driver mismatch, busy)
+            cuda = {"error": str(exc)}
+    return {"ram": _ram_stats(), "cuda": cuda}

@@ -19,6 +19,7 @@ from webui.engine.checkpoint_loader import LoadedCheckpoint, load_checkpoint, lo
 from webui.engine.devices import DeviceConfig, release_memory
 from webui.engine.generation import ModelLabels
 from webui.engine.hashing import HashCache
+from webui.engine.memory import MemoryOptimizer, MemoryOptions
 from webui.engine.registry import ModelEntry, ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class CheckpointCache:
 
 class PipelineManager:
     def __init__(self, registry: ModelRegistry, device: DeviceConfig, cache_dir: Path, hashes: HashCache,
-                 limits: Callable[[], tuple[int, int]] | None = None):
+                 limits: Callable[[], tuple[int, int]] | None = None, memory: MemoryOptimizer | None = None):
         self.registry = registry
         self.device = device
         self.cache_dir = cache_dir
@@ -108,6 +109,7 @@ class PipelineManager:
         self.vae_choice = VAE_AUTOMATIC
         self.load_count = 0
         self.cache = CheckpointCache(limits or (lambda: (1, 0)))
+        self.memory = memory or MemoryOptimizer(MemoryOptions(device=str(device.device)))
 
     def _hash(self, entry: ModelEntry) -> str:
         if entry.kind == "diffusers":
@@ -142,7 +144,7 @@ class PipelineManager:
         new = self.cache.take(entry)
         if new is None:
             log.info("Loading checkpoint %s", entry.path)
-            loaded = load_checkpoint(entry.path, cache_dir=self.cache_dir, device=self.device.device,
+            loaded = load_checkpoint(entry.path, cache_dir=self.cache_dir, device=self.memory.load_device(),
                                      dtype=self.device.dtype)
             pipe = loaded.pipeline
             if hasattr(pipe, "safety_checker"):
@@ -153,10 +155,11 @@ class PipelineManager:
             self.load_count += 1
         else:
             log.info("Checkpoint %s taken from the RAM cache", entry.path)
-            new.pipeline.to(self.device.device)
+            new.pipeline.to(self.memory.load_device())
         old, self.active = self.active, new
         if old is not None:
             old.adapters.restore()  # the cache keeps base weights only
+            self.memory.detach(old.pipeline)
             self.cache.put(old)
         del old
         release_memory(self.device.device)
@@ -166,6 +169,7 @@ class PipelineManager:
             log.warning("%s Using the checkpoint's own VAE.", exc)
             self.vae_choice = VAE_AUTOMATIC
             self._apply_vae(VAE_AUTOMATIC)
+        self.memory.apply(new.pipeline, new.loaded.family)
         return new
 
     def set_vae(self, choice: str) -> None:
@@ -173,6 +177,7 @@ class PipelineManager:
         file in models/VAE. On failure the VAE in use stays."""
         if self.active is not None:
             self._apply_vae(choice)
+            self.memory.apply(self.active.pipeline, self.active.loaded.family)
         self.vae_choice = choice
 
     def _apply_vae(self, choice: str) -> None:

@@ -1,11 +1,12 @@
-"""Filling the txt2img widgets from an infotext: the paste button (A1111's ↙) and PNG Info's "Send to txt2img".
+"""Filling a generation tab's widgets from an infotext: the paste button (A1111's ↙) and PNG Info's "Send to
+txt2img" / "Send to img2img".
 
-Why one module: both must fill exactly the same widgets in the same way, including switching the checkpoint the
-infotext names; A1111 users rely on "paste, then Generate" reproducing an image.
+Why one module: all of them must fill exactly the same widgets in the same way, including switching the checkpoint
+the infotext names; A1111 users rely on "paste, then Generate" reproducing an image.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -18,17 +19,19 @@ from webui.ui.components import Quicksettings
 
 @dataclass
 class PasteTargets:
-    """The widgets an infotext fills: one per `mappers.PASTE_FIELDS` name, plus the "Extra" seed checkbox, the
-    checkpoint dropdown (with the demo-model note it controls) and a message area for notes."""
+    """The widgets an infotext fills: one per name in `names` (txt2img: `mappers.PASTE_FIELDS`; img2img:
+    `mappers.IMG2IMG_PASTE_FIELDS`), plus the "Extra" seed checkbox, the checkpoint dropdown (with the demo-model
+    note it controls) and a message area for notes."""
 
     fields: dict[str, gr.components.Component]
     extra_seed: gr.Checkbox
     quick: Quicksettings
     message: gr.Markdown
+    names: tuple[str, ...] = field(default=mappers.PASTE_FIELDS)
 
     def outputs(self) -> list[Any]:
         """Output components, in the order `fill_from_infotext` returns values."""
-        return [*(self.fields[name] for name in mappers.PASTE_FIELDS), self.extra_seed, self.quick.checkpoint,
+        return [*(self.fields[name] for name in self.names), self.extra_seed, self.quick.checkpoint,
                 self.quick.demo_note, self.message]
 
     def limits(self) -> dict[str, tuple[float, float]]:
@@ -36,15 +39,20 @@ class PasteTargets:
         return {name: (float(comp.minimum), float(comp.maximum)) for name, comp in self.fields.items()
                 if isinstance(comp, gr.Slider)}
 
+    def choices(self) -> dict[str, list[str]]:
+        """The choices of every dropdown target (sampler and schedule come from the services' tables)."""
+        return {name: [choice[1] if isinstance(choice, tuple) else choice for choice in comp.choices]
+                for name, comp in self.fields.items()
+                if isinstance(comp, gr.Dropdown) and name not in ("sampler_name", "scheduler")}
+
 
 def fill_from_infotext(services: Services, targets: PasteTargets, text: str) -> list[Any]:
     """Updates for `targets.outputs()`: every field the infotext names, the rest unchanged."""
     if not (text or "").strip():
         return [gr.update() for _ in targets.outputs()[:-1]] + ["Nothing to paste: the prompt box is empty."]
     plan = mappers.paste_plan(services.infotext_fields(text), samplers=services.sampler_names(),
-                              schedules=services.schedule_types(), limits=targets.limits())
-    updates: list[Any] = [plan.values[name] if name in plan.values else gr.update()
-                          for name in mappers.PASTE_FIELDS]
+                              schedules=services.schedule_types(), limits=targets.limits(), choices=targets.choices())
+    updates: list[Any] = [plan.values[name] if name in plan.values else gr.update() for name in targets.names]
     updates.append(True if plan.show_extra else gr.update())
     checkpoint, note = _checkpoint(services, plan)
     if note:

@@ -1,8 +1,5 @@
-"""The PNG Info tab: drop an image, read how it was made, send its parameters to txt2img.
-
-"Send to img2img" comes with the img2img tab; until then there is no button for it (a dead button would only
-confuse).
-"""
+"""The PNG Info tab: drop an image, read how it was made, send its parameters to txt2img, or send them and the
+image itself to img2img (as the init image)."""
 from __future__ import annotations
 
 from typing import Any
@@ -12,11 +9,14 @@ import gradio as gr
 from webui.services import Services
 from webui.ui import mappers
 from webui.ui.paste import PasteTargets, fill_from_infotext
+from webui.ui.tabs.img2img import MODE_TAB_IDS, Img2ImgTab
 
 
-def build_png_info_tab(services: Services, tabs: gr.Tabs, txt2img: PasteTargets, txt2img_tab_id: str) -> None:
+def build_png_info_tab(services: Services, tabs: gr.Tabs, txt2img: PasteTargets, txt2img_tab_id: str,
+                       img2img: Img2ImgTab | None = None, img2img_tab_id: str = "img2img") -> None:
     """The tab; "Send to txt2img" fills `txt2img` through the same code as the paste button, then selects the
-    tab `txt2img_tab_id` of `tabs`."""
+    tab `txt2img_tab_id` of `tabs`; "Send to img2img" does the same for `img2img` and also makes the image its
+    init image (on the img2img sub-tab)."""
     with gr.Row(equal_height=False):
         with gr.Column(variant="panel"):
             image = gr.Image(label="Source", type="pil", image_mode=None, sources=["upload", "clipboard"],
@@ -27,6 +27,8 @@ def build_png_info_tab(services: Services, tabs: gr.Tabs, txt2img: PasteTargets,
             generation_info = gr.Textbox(visible=False, elem_id="pnginfo_generation_info")
             with gr.Row():
                 send_txt2img = gr.Button("Send to txt2img", elem_id="pnginfo_send_to_txt2img")
+                send_img2img = gr.Button("Send to img2img", elem_id="pnginfo_send_to_img2img",
+                                         visible=img2img is not None)
             message = gr.Markdown("", elem_id="pnginfo_message")
 
     def on_image(picture: Any) -> tuple[str, str]:
@@ -44,3 +46,25 @@ def build_png_info_tab(services: Services, tabs: gr.Tabs, txt2img: PasteTargets,
     image.change(on_image, inputs=[image], outputs=[html, generation_info], api_name="pnginfo")
     send_txt2img.click(on_send, inputs=[generation_info], outputs=[*txt2img.outputs(), tabs, message],
                        api_name="pnginfo_send_to_txt2img")
+    if img2img is not None:
+        _wire_send_to_img2img(services, send_img2img, image, generation_info, tabs, img2img, img2img_tab_id, message)
+
+
+def _wire_send_to_img2img(services: Services, button: gr.Button, image: gr.Image, generation_info: gr.Textbox,
+                          tabs: gr.Tabs, img2img: Img2ImgTab, tab_id: str, message: gr.Markdown) -> None:
+    """Fill img2img's fields from the infotext (when the image has one) and make the image its init image."""
+    first_mode = mappers.IMG2IMG_MODES[0]
+
+    def on_send(picture: Any, text: str) -> list[Any]:
+        if picture is None:
+            return [*(gr.update() for _ in img2img.targets.outputs()), gr.update(), gr.update(), gr.update(),
+                    gr.update(), "Drop an image here first."]
+        fields = fill_from_infotext(services, img2img.targets, text) if (text or "").strip() else \
+            [gr.update() for _ in img2img.targets.outputs()]
+        return [*fields, picture, first_mode, gr.Tabs(selected=MODE_TAB_IDS[first_mode]), gr.Tabs(selected=tab_id),
+                "" if (text or "").strip() else "This image has no generation parameters; sent the image only."]
+
+    button.click(on_send, inputs=[image, generation_info],
+                 outputs=[*img2img.targets.outputs(), img2img.init_image, img2img.mode, img2img.mode_tabs, tabs,
+                          message],
+                 api_name="pnginfo_send_to_img2img")

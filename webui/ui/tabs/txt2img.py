@@ -12,7 +12,10 @@ from webui.core.results import GeneratedImage
 from webui.services import Services
 from webui.ui import mappers
 from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
+from webui.ui.extra_networks import build_extra_networks
+from webui.ui.hires_ui import build_hires_section
 from webui.ui.paste import PasteTargets, fill_from_infotext
+from webui.ui.scripts_ui import build_script_controls
 from webui.ui.styles_ui import PASTE_SYMBOL, StyleSelector, build_style_editor, build_style_selector
 
 POLL_SECONDS = 0.3
@@ -36,6 +39,7 @@ def build_txt2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
             with gr.Row():
                 paste = gr.Button(PASTE_SYMBOL, elem_id="paste", scale=0, min_width=40)
                 styles = build_style_selector(services, TAB)
+    build_extra_networks(services, TAB, prompt, negative, quick)
     build_style_editor(services, TAB, styles, prompt, negative)
     with gr.Row():
         with gr.Column(scale=1):
@@ -59,6 +63,8 @@ def build_txt2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
             cfg = gr.Slider(label="CFG Scale", minimum=1, maximum=30, step=0.5, value=defaults.cfg_scale,
                             elem_id="txt2img_cfg_scale")
             seeds = build_seed_inputs(TAB)
+            hires = build_hires_section(services, TAB)
+            scripts = build_script_controls(services, TAB)
         with gr.Column(scale=1):
             progress = gr.HTML("", elem_id="txt2img_progress")
             gallery = gr.Gallery(label="Output", columns=4, height="auto", elem_id="txt2img_gallery",
@@ -71,7 +77,8 @@ def build_txt2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
     widgets = {"prompt": prompt, "negative_prompt": negative, "steps": steps, "sampler_name": sampler,
                "scheduler": schedule, "cfg_scale": cfg, "seed": seeds.seed, "width": width, "height": height,
                "clip_skip": quick.clip_skip, "subseed": seeds.subseed, "subseed_strength": seeds.subseed_strength,
-               "seed_resize_from_w": seeds.seed_resize_from_w, "seed_resize_from_h": seeds.seed_resize_from_h}
+               "seed_resize_from_w": seeds.seed_resize_from_w, "seed_resize_from_h": seeds.seed_resize_from_h,
+               **hires.paste_fields()}
     targets = PasteTargets(widgets, seeds.extra, quick, message)
 
     def busy(flag: bool):
@@ -79,13 +86,16 @@ def build_txt2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
 
     def run(prompt_v, negative_v, sampler_v, schedule_v, steps_v, width_v, height_v, cfg_v, seed_v,
             count_v, size_v, clip_skip_v, styles_v=None, extra_v=False, subseed_v=-1, strength_v=0.0,
-            resize_w_v=0, resize_h_v=0):
+            resize_w_v=0, resize_h_v=0, hr_enable_v=False, hr_upscaler_v="Latent", hr_steps_v=0,
+            hr_denoise_v=mappers.HIRES_DEFAULT_DENOISING, hr_scale_v=2.0, hr_resize_x_v=0, hr_resize_y_v=0, *script_v):
         idle = busy(False)
         try:
             request = mappers.txt2img_request(prompt_v, negative_v, sampler_v, schedule_v, steps_v, width_v,
                                               height_v, cfg_v, seed_v, count_v, size_v, clip_skip_v, styles_v,
                                               extra_v, subseed_v, strength_v, resize_w_v, resize_h_v)
-            future = services.submit_txt2img(request)
+            request = mappers.with_hires(request, hr_enable_v, hr_upscaler_v, hr_steps_v, hr_denoise_v, hr_scale_v,
+                                         hr_resize_x_v, hr_resize_y_v)
+            future = scripts.submit(services, request, script_v)
         except (WebUIError, ValueError, TypeError) as exc:
             yield gr.update(), [], [], "", "", mappers.error_markdown(str(exc)), *idle
             return
@@ -113,7 +123,8 @@ def build_txt2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
     generate.click(
         run,
         inputs=[prompt, negative, sampler, schedule, steps, width, height, cfg, seeds.seed, batch_count, batch_size,
-                quick.clip_skip, styles.dropdown, *seeds.request_inputs()],
+                quick.clip_skip, styles.dropdown, *seeds.request_inputs(), *hires.request_inputs(),
+                *scripts.request_inputs()],
         outputs=[gallery, infotexts, last_seeds, progress, info, message, generate, interrupt, skip],
         api_name="txt2img",
         concurrency_limit=None,

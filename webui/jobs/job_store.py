@@ -1,0 +1,147 @@
+"""Training job history in SQLite (in the data dir), so jobs survive an app restart.
+
+Why SQLite: one file, transactional, readable by the UI while the worker's monitor threads write; a job that was
+running when the app died is found at the next start and shown as interrupted (resumable). Each call opens its
+own short connection, so any thread may use the store.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED = (
+    "queued", "running", "done", "failed", "cancelled", "interrupted")
+JOB_STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED)
+FINISHED_STATES = (DONE, FAILED, CANCELLED, INTERRUPTED)
+RESUMABLE_STATES = (FAILED, CANCELLED, INTERRUPTED)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One training job as the UI shows it."""
+
+    id: str
+    name: str
+    status: str
+    created_at: float
+    work_dir: str
+    config: str
+    command: str = "[]"
+    started_at: float | None = None
+    finished_at: float | None = None
+    pid: int | None = None
+    step: int = 0
+    total_steps: int = 0
+    epoch: int = 0
+    total_epochs: int = 0
+    loss: float | None = None
+    its: float | None = None
+    eta_s: float | None = None
+    message: str = ""
+    final_file: str = ""
+    last_sample: str = ""
+    resumes: int = 0
+    cancel_requested: int = 0
+
+    @property
+    def config_data(self) -> dict[str, Any]:
+        return json.loads(self.config)
+
+    @property
+    def command_args(self) -> list[str]:
+        return json.loads(self.command)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_COLUMNS = {f.name: f for f in fields(JobRecord)}
+_SQL_TYPES = {"str": "TEXT", "float": "REAL", "int": "INTEGER", "float | None": "REAL", "int | None": "INTEGER"}
+_SCHEMA = "CREATE TABLE IF NOT EXISTS jobs ({})".format(
+    ", ".join(f"{name} {_SQL_TYPES[str(f.type)]}{' PRIMARY KEY' if name == 'id' else ''}"
+              for name, f in _COLUMNS.items()))
+
+
+class JobStore:
+    """CRUD over the `jobs` table. Unknown columns in updates are refused (typos must not pass silently)."""
+
+    def __init__(self, db_path: Path):
+        self.db_path = Path(db_path)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(_SCHEMA)
+            present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+            for name, item in _COLUMNS.items():  # columns added by later versions
+                if name not in present:
+                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {_SQL_TYPES[str(item.type)]}")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = sqlite3.connect(self.db_path, timeout=30)
+            try:
+                with conn:
+                    yield conn
+            finally:
+                conn.close()
+
+    def create(self, name: str, config: dict[str, Any], work_dir: Path, job_id: str | None = None) -> JobRecord:
+        record = JobRecord(id=job_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], name=name,
+                           status=QUEUED, created_at=time.time(), work_dir=str(work_dir),
+                           config=json.dumps(config))
+        data = record.as_dict()
+        with self._connect() as conn:
+            conn.execute(f"INSERT INTO jobs ({', '.join(data)}) VALUES ({', '.join('?' * len(data))})",
+                         list(data.values()))
+        return record
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._connect() as conn:
+            conn.row_factory = sqlite3.Row
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _record(row) if row is not None else None
+
+    def list(self, limit: int = 100) -> list[JobRecord]:
+        """Newest first."""
+        with self._connect() as conn:
+            conn.row_factory = sqlite3.Row
+            rows = conn.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [_record(row) for row in rows]
+
+    def with_status(self, *statuses: str) -> list[JobRecord]:
+        """Oldest first (the queue order)."""
+        with self._connect() as conn:
+            conn.row_factory = sqlite3.Row
+            rows = conn.execute(f"SELECT * FROM jobs WHERE status IN ({', '.join('?' * len(statuses))}) "
+                                "ORDER BY created_at", statuses).fetchall()
+        return [_record(row) for row in rows]
+
+    def update(self, job_id: str, **values: Any) -> None:
+        unknown = set(values) - set(_COLUMNS) | ({"id"} & set(values))
+        if unknown:
+            raise ValueError(f"Cannot update job fields {sorted(unknown)}")
+        if "status" in values and values["status"] not in JOB_STATES:
+            raise ValueError(f"Unknown job status {values['status']!r}")
+        if not values:
+            return
+        with self._connect() as conn:
+            conn.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
+                         [*values.values(), job_id])
+
+    def delete(self, job_id: str) -> None:
+        with self._connect() as conn:
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(**{key: row[key] for key in row.keys() if key in _COLUMNS})

@@ -1,0 +1,163 @@
+"""The "Script" dropdown of the generation tabs: None, X/Y/Z plot, Prompt matrix, and their controls.
+
+Why one module: a tab only places the controls (`build_script_controls`), adds `request_inputs()` to its Generate
+inputs and calls `submit(...)` instead of `services.submit_txt2img`; with "None" that is exactly the old call. The
+scripts' results answer like a generation result (grids first), so the tab's gallery/progress code stays as it is.
+Enumerable axes (samplers, schedule types, checkpoints, VAEs, styles, hires upscalers) get a multi-select picker
+filled from the services when the axis type is chosen, so the lists are current (a checkpoint added a minute ago).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from webui.core.prompt_matrix import PROMPT_TYPES, SEPARATORS, PromptMatrixOptions
+from webui.core.prompt_matrix import SCRIPT_NAME as MATRIX_SCRIPT
+from webui.core.requests import GenerationRequest
+from webui.core.xyz import SCRIPT_NAME as XYZ_SCRIPT
+from webui.core.xyz import AxisInput, XyzOptions, axis_type, axis_type_labels
+from webui.services import Services
+
+SCRIPT_NONE = "None"
+SCRIPT_NAMES = (SCRIPT_NONE, XYZ_SCRIPT, MATRIX_SCRIPT)
+AXIS_NAMES = ("X", "Y", "Z")
+AXIS_DEFAULTS = ("Seed", "Nothing", "Nothing")  # A1111's defaults
+FILL_SYMBOL = "\U0001f4d2"  # 📒 fills the picker with every choice, as in A1111
+AXIS_VALUES = 3 * 3  # (type, text, picks) per axis
+XYZ_OPTIONS = 8
+
+
+@dataclass(frozen=True)
+class AxisWidgets:
+    type: gr.Dropdown
+    values: gr.Textbox
+    picks: gr.Dropdown
+    fill: gr.Button
+
+    def inputs(self) -> list[Any]:
+        return [self.type, self.values, self.picks]
+
+
+@dataclass(frozen=True)
+class ScriptControls:
+    """The script widgets of one tab; `request_inputs()` order is what `submit` reads."""
+
+    script: gr.Dropdown
+    axes: tuple[AxisWidgets, ...]
+    xyz_options: tuple[Any, ...]
+    matrix_options: tuple[Any, ...]
+
+    def request_inputs(self) -> list[Any]:
+        return [self.script, *(w for axis in self.axes for w in axis.inputs()), *self.xyz_options,
+                *self.matrix_options]
+
+    def submit(self, services: Services, request: GenerationRequest, values: Sequence[Any]) -> Future:
+        """Queue the selected script for `request`, or the plain generation when the script is None."""
+        return submit_script(services, request, values)
+
+
+def submit_script(services: Services, request: GenerationRequest, values: Sequence[Any]) -> Future:
+    """`values` in `ScriptControls.request_inputs()` order; missing values (old API callers) mean "None"."""
+    name = str(values[0]) if values else SCRIPT_NONE
+    if name == XYZ_SCRIPT:
+        axes, options = xyz_arguments(values[1:])
+        return services.submit_xyz_plot(request, axes, options)
+    if name == MATRIX_SCRIPT:
+        return services.submit_prompt_matrix(request, matrix_options(values[1 + AXIS_VALUES + XYZ_OPTIONS:]))
+    return services.submit_txt2img(request)
+
+
+def xyz_arguments(values: Sequence[Any]) -> tuple[list[AxisInput], XyzOptions]:
+    """Widget values (3 x (type, text, picks), then the 8 options) -> the services' arguments."""
+    axes = [AxisInput(str(values[i] or "Nothing"), str(values[i + 1] or ""), tuple(values[i + 2] or ()))
+            for i in range(0, AXIS_VALUES, 3)]
+    legend, keep, vary_x, vary_y, vary_z, sub_images, sub_grids, margin = values[AXIS_VALUES:AXIS_VALUES + XYZ_OPTIONS]
+    options = XyzOptions(draw_legend=bool(legend), include_sub_images=bool(sub_images),
+                         include_sub_grids=bool(sub_grids), keep_random_seeds=bool(keep),
+                         vary_seeds=(bool(vary_x), bool(vary_y), bool(vary_z)), margin_size=int(margin or 0))
+    return axes, options
+
+
+def matrix_options(values: Sequence[Any]) -> PromptMatrixOptions:
+    """Widget values (put at start, different seeds, prompt type, separator, margin) -> options."""
+    at_start, different, prompt_type, separator, margin = values[:5]
+    return PromptMatrixOptions(put_at_start=bool(at_start), different_seeds=bool(different),
+                               prompt_type=str(prompt_type), separator=str(separator), margin_size=int(margin or 0))
+
+
+def axis_updates(services: Services, label: str) -> tuple[Any, Any, Any]:
+    """For a chosen axis type: the text box (hidden for enumerable axes), the picker (their current choices) and
+    the fill button."""
+    kind = axis_type(label)
+    choices = services.script_choices(kind.choices) if kind.choices else []
+    enumerable = bool(kind.choices)
+    return (gr.update(visible=not enumerable and kind.label != "Nothing", info=kind.note),
+            gr.update(visible=enumerable, choices=choices, value=[]), gr.update(visible=enumerable))
+
+
+def build_script_controls(services: Services, tab: str) -> ScriptControls:
+    """The Script dropdown and both scripts' controls (hidden until chosen); `tab` prefixes ids and api_names."""
+    script = gr.Dropdown(label="Script", choices=list(SCRIPT_NAMES), value=SCRIPT_NONE, elem_id=f"{tab}_script")
+    with gr.Group(visible=False, elem_id=f"{tab}_script_xyz") as xyz_group:
+        axes = tuple(_axis_row(services, tab, name, default) for name, default in zip(AXIS_NAMES, AXIS_DEFAULTS,
+                                                                                       strict=True))
+        xyz_options = _xyz_option_widgets(tab)
+    with gr.Group(visible=False, elem_id=f"{tab}_script_prompt_matrix") as matrix_group:
+        matrix = _matrix_option_widgets(tab)
+    script.change(lambda name: (gr.update(visible=name == XYZ_SCRIPT), gr.update(visible=name == MATRIX_SCRIPT)),
+                  inputs=[script], outputs=[xyz_group, matrix_group], api_name=f"{tab}_script_select")
+    return ScriptControls(script, axes, xyz_options, matrix)
+
+
+def _axis_row(services: Services, tab: str, name: str, default: str) -> AxisWidgets:
+    with gr.Row():
+        kind = gr.Dropdown(label=f"{name} type", choices=axis_type_labels(), value=default, scale=1,
+                           elem_id=f"{tab}_xyz_{name.lower()}_type")
+        values = gr.Textbox(label=f"{name} values", value="", lines=1, scale=3, visible=default != "Nothing",
+                            elem_id=f"{tab}_xyz_{name.lower()}_values",
+                            placeholder='1-5, 1-10 (+2), 1-10 [5], "a, b",c')
+        # Custom values allowed: the choices change with the axis type, and API callers send picks directly.
+        picks = gr.Dropdown(label=f"{name} values", choices=[], value=[], multiselect=True, visible=False, scale=3,
+                            allow_custom_value=True, elem_id=f"{tab}_xyz_{name.lower()}_picks")
+        fill = gr.Button(FILL_SYMBOL, visible=False, scale=0, min_width=40, elem_id=f"{tab}_xyz_{name.lower()}_fill")
+    kind.change(lambda label: axis_updates(services, label), inputs=[kind], outputs=[values, picks, fill],
+                api_name=f"{tab}_xyz_{name.lower()}_type")
+    fill.click(lambda label: services.script_choices(axis_type(label).choices or ""),
+               inputs=[kind], outputs=[picks], api_name=f"{tab}_xyz_{name.lower()}_fill")
+    return AxisWidgets(kind, values, picks, fill)
+
+
+def _xyz_option_widgets(tab: str) -> tuple[Any, ...]:
+    """In `xyz_arguments` order: legend, keep -1, vary X/Y/Z, sub-images, sub-grids, margin."""
+    with gr.Row():
+        legend = gr.Checkbox(label="Draw legend", value=True, elem_id=f"{tab}_xyz_draw_legend")
+        keep = gr.Checkbox(label="Keep -1 for seeds", value=False, elem_id=f"{tab}_xyz_keep_random_seeds")
+        vary = [gr.Checkbox(label=f"Vary seeds for {name}", value=False, elem_id=f"{tab}_xyz_vary_seeds_{name}")
+                for name in "xyz"]
+    with gr.Row():
+        sub_images = gr.Checkbox(label="Include sub-images", value=False, elem_id=f"{tab}_xyz_include_sub_images")
+        sub_grids = gr.Checkbox(label="Include sub-grids", value=False, elem_id=f"{tab}_xyz_include_sub_grids")
+        margin = gr.Slider(label="Grid margins (px)", minimum=0, maximum=500, step=2, value=0,
+                           elem_id=f"{tab}_xyz_margin_size")
+    return legend, keep, *vary, sub_images, sub_grids, margin
+
+
+def _matrix_option_widgets(tab: str) -> tuple[Any, ...]:
+    """In `matrix_options` order: put at start, different seeds, prompt type, separator, margin."""
+    with gr.Row():
+        at_start = gr.Checkbox(label="Put variable parts at start of prompt", value=False,
+                               elem_id=f"{tab}_matrix_put_at_start")
+        different = gr.Checkbox(label="Use different seed for each picture", value=False,
+                                elem_id=f"{tab}_matrix_different_seeds")
+    with gr.Row():
+        prompt_type = gr.Radio(label="Select prompt", choices=list(PROMPT_TYPES), value=PROMPT_TYPES[0],
+                               elem_id=f"{tab}_matrix_prompt_type")
+        separator = gr.Radio(label="Select joining char", choices=list(SEPARATORS), value="comma",
+                             elem_id=f"{tab}_matrix_separator")
+        margin = gr.Slider(label="Grid margins (px)", minimum=0, maximum=500, step=2, value=0,
+                           elem_id=f"{tab}_matrix_margin_size")
+    return at_start, different, prompt_type, separator, margin

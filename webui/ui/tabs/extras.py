@@ -1,0 +1,145 @@
+"""The Extras tab (A1111's upscaling tools): a single image, a batch of files, or a folder ("Batch from directory"
+with its own output folder); "Scale by" or "Scale to" (width, height, crop to fit); upscaler 1 and an optional
+upscaler 2 blended in with a visibility; the results and their parameters.
+
+Results are saved by the services (`outputs/extras-images`, or the chosen output folder for a directory batch).
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from typing import Any
+
+import gradio as gr
+from PIL import Image, UnidentifiedImageError
+
+from webui.core.errors import ValidationError, WebUIError
+from webui.services import Services
+from webui.ui import mappers
+from webui.ui.components import REFRESH_SYMBOL
+from webui.ui.generation_ui import POLL_SECONDS, shown_image
+
+TAB = "extras"
+
+
+def build_extras_tab(services: Services) -> dict[str, gr.components.Component]:
+    """Build the tab; returns its main widgets by name (for "send to extras" later and for tests)."""
+    names = services.upscaler_names()
+    source = gr.Textbox(value=mappers.EXTRAS_SOURCES[0], visible=False, elem_id="extras_selected_tab")
+    resize_mode = gr.Textbox(value=mappers.EXTRAS_RESIZE_MODES[0], visible=False, elem_id="extras_resize_mode")
+    with gr.Row(equal_height=False):
+        with gr.Column(variant="panel"):
+            with gr.Tabs(elem_id="mode_extras"):
+                with gr.Tab("Single Image", id="extras_single_tab", elem_id="extras_single_tab") as tab_single:
+                    image = gr.Image(label="Source", type="pil", image_mode="RGB", format="png",
+                                     sources=["upload", "clipboard"], elem_id="extras_image", height=360)
+                with gr.Tab("Batch Process", id="extras_batch_process_tab",
+                            elem_id="extras_batch_process_tab") as tab_batch:
+                    files = gr.File(label="Batch Process", file_count="multiple", file_types=["image"],
+                                    elem_id="extras_image_batch")
+                with gr.Tab("Batch from Directory", id="extras_batch_directory_tab",
+                            elem_id="extras_batch_directory_tab") as tab_dir:
+                    input_dir = gr.Textbox(label="Input directory", elem_id="extras_batch_input_dir",
+                                           placeholder="A folder on the server (relative: inside the data folder)")
+                    output_dir = gr.Textbox(label="Output directory", elem_id="extras_batch_output_dir",
+                                            placeholder="Leave blank to save to the extras folder from Settings")
+            with gr.Tabs(elem_id="extras_resize_mode_tabs"):
+                with gr.Tab("Scale by", id="extras_scale_by_tab", elem_id="extras_scale_by_tab") as tab_by:
+                    scale_by = gr.Slider(label="Resize", minimum=1.0, maximum=8.0, step=0.05, value=2.0,
+                                         elem_id="extras_upscaling_resize")
+                with gr.Tab("Scale to", id="extras_scale_to_tab", elem_id="extras_scale_to_tab") as tab_to:
+                    with gr.Row():
+                        width = gr.Slider(label="Width", minimum=64, maximum=8192, step=8, value=512,
+                                          elem_id="extras_upscaling_resize_w")
+                        height = gr.Slider(label="Height", minimum=64, maximum=8192, step=8, value=512,
+                                           elem_id="extras_upscaling_resize_h")
+                        crop = gr.Checkbox(label="Crop to fit", value=True, elem_id="extras_upscaling_crop")
+            with gr.Row():
+                upscaler_1 = gr.Dropdown(label="Upscaler 1", choices=names, value="Lanczos",
+                                         elem_id="extras_upscaler_1")
+                upscaler_2 = gr.Dropdown(label="Upscaler 2", choices=names, value=mappers.NO_UPSCALER,
+                                         elem_id="extras_upscaler_2")
+                refresh = gr.Button(REFRESH_SYMBOL, elem_id="extras_refresh_upscalers", scale=0, min_width=40)
+            visibility = gr.Slider(label="Upscaler 2 visibility", minimum=0.0, maximum=1.0, step=0.001, value=0.0,
+                                   elem_id="extras_upscaler_2_visibility")
+            generate = gr.Button("Generate", variant="primary", elem_id="extras_generate")
+        with gr.Column(variant="panel"):
+            progress = gr.HTML("", elem_id="extras_progress")
+            gallery = gr.Gallery(label="Result", columns=4, height="auto", format="png", interactive=False,
+                                 elem_id="extras_gallery")
+            info = gr.HTML("", elem_id="extras_info")
+            message = gr.Markdown("", elem_id="extras_message")
+
+    for tab, name in zip((tab_single, tab_batch, tab_dir), mappers.EXTRAS_SOURCES, strict=True):
+        tab.select(_constant(name), outputs=[source], api_name=False)
+    for tab, name in zip((tab_by, tab_to), mappers.EXTRAS_RESIZE_MODES, strict=True):
+        tab.select(_constant(name), outputs=[resize_mode], api_name=False)
+
+    def run(source_v, image_v, files_v, input_dir_v, output_dir_v, resize_mode_v, scale_v, width_v, height_v,
+            crop_v, upscaler_1_v, upscaler_2_v, visibility_v):
+        try:
+            request = mappers.extras_request(resize_mode_v, scale_v, width_v, height_v, crop_v, upscaler_1_v,
+                                             upscaler_2_v, visibility_v)
+            if source_v == mappers.EXTRAS_SOURCES[2]:
+                future = services.submit_extras_folder(input_dir_v or "", output_dir_v or "", request)
+            else:
+                future = services.submit_extras(_source_images(source_v, image_v, files_v), request)
+        except (WebUIError, ValueError, TypeError) as exc:
+            yield [], "", "", mappers.error_markdown(str(exc))
+            return
+        yield from _stream(services, future)
+
+    generate.click(run, inputs=[source, image, files, input_dir, output_dir, resize_mode, scale_by, width, height,
+                                crop, upscaler_1, upscaler_2, visibility],
+                   outputs=[gallery, progress, info, message], api_name="extras", concurrency_limit=None)
+
+    def on_refresh(first: str, second: str):
+        fresh = services.upscaler_names()
+        return (gr.update(choices=fresh, value=first if first in fresh else "Lanczos"),
+                gr.update(choices=fresh, value=second if second in fresh else mappers.NO_UPSCALER))
+
+    refresh.click(on_refresh, inputs=[upscaler_1, upscaler_2], outputs=[upscaler_1, upscaler_2],
+                  api_name="extras_refresh_upscalers")
+    return {"image": image, "files": files, "source": source, "gallery": gallery}
+
+
+def _constant(value: str):
+    return lambda: value
+
+
+def _source_images(source: str, image: Any, files: list[Any] | None) -> list[Any]:
+    """The images of the selected source; a file that is not an image is a message, not a crash."""
+    if source == mappers.EXTRAS_SOURCES[1]:
+        paths = [getattr(item, "name", item) for item in files or ()]
+        if not paths:
+            raise ValidationError("Batch Process needs image files: drop one or more into the box.")
+        loaded = []
+        for path in paths:
+            try:
+                with Image.open(path) as opened:
+                    loaded.append(opened.convert("RGB"))
+            except (OSError, UnidentifiedImageError) as exc:
+                raise ValidationError(f"'{path}' is not an image this app can read.") from exc
+        return loaded
+    if image is None:
+        raise ValidationError("Extras needs an image: drop one into the Single Image box.")
+    return [image]
+
+
+def _stream(services: Services, future: Future):
+    """Progress while the job runs, then the results (served from the outputs folder when saved there)."""
+    while not future.done():
+        time.sleep(POLL_SECONDS)
+        yield gr.update(), mappers.progress_html(services.progress()), gr.update(), gr.update()
+    try:
+        results = future.result()
+    except WebUIError as exc:
+        yield [], "", "", mappers.error_markdown(str(exc))
+        return
+    except OSError as exc:
+        yield [], "", "", mappers.error_markdown(f"Could not save the images: {exc}")
+        return
+    shown = [shown_image(services, path, image) for image, path, _info in results]
+    first = results[0][2] if results else ""
+    note = "" if results else "No images were processed."
+    yield shown, "", mappers.info_html(first), note

@@ -1,0 +1,273 @@
+"""The Train LoRA tab: a kohya-style form (dataset, network, options, samples), a dataset preview, presets and
+SimpleTuner import, and a job list with live progress, loss plot, samples, log, cancel and resume.
+
+Why a field table: the form is the preset JSON of `webui.training.config`, one widget per key, so "save preset",
+"import" and "train" all read or fill the same list in the same order. Everything goes through `services`.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from webui.core.errors import WebUIError
+from webui.services import Services
+
+EXAMPLE_LYCORIS = {"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 16,
+                   "apply_preset": {"target_module": ["Attention", "FeedForward"],
+                                    "module_algo_map": {"Attention": {"factor": 16}, "FeedForward": {"factor": 8}}}}
+REFRESH_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Field:
+    """One preset key: its label and kind ("int", "float", "bool", "text", "lines" or "choice:<name>")."""
+
+    key: str
+    label: str
+    kind: str = "int"
+
+    def widget(self, value: Any, choices: dict[str, list[str]]) -> gr.components.Component:
+        if self.kind == "int":
+            return gr.Number(label=self.label, value=value, precision=0)
+        if self.kind == "float":
+            return gr.Number(label=self.label, value=value)
+        if self.kind == "bool":
+            return gr.Checkbox(label=self.label, value=bool(value))
+        if self.kind.startswith("choice:"):
+            return gr.Dropdown(label=self.label, value=value, choices=choices[self.kind.split(":", 1)[1]])
+        return gr.Textbox(label=self.label, value=value or "", lines=3 if self.kind == "lines" else 1)
+
+
+GROUPS: tuple[tuple[str, tuple[Field, ...]], ...] = (
+    ("Network", (
+        Field("network_type", "Network", "choice:network_type"), Field("network_dim", "Network dim"),
+        Field("network_alpha", "Network alpha", "float"), Field("train_unet", "Train UNet", "bool"),
+        Field("train_text_encoder", "Train text encoder", "bool"))),
+    ("Length and batches", (
+        Field("epochs", "Epochs"), Field("max_train_steps", "Max train steps (0: use epochs)"),
+        Field("batch_size", "Batch size"),
+        Field("gradient_accumulation_steps", "Gradient accumulation"))),
+    ("Images and captions", (
+        Field("resolution", "Resolution"), Field("enable_bucket", "Aspect buckets", "bool"),
+        Field("min_bucket_reso", "Min bucket"), Field("max_bucket_reso", "Max bucket"),
+        Field("bucket_reso_steps", "Bucket step"), Field("bucket_no_upscale", "No upscale", "bool"),
+        Field("keep_tokens", "Keep tokens"), Field("shuffle_caption", "Shuffle captions", "bool"),
+        Field("caption_dropout_rate", "Caption dropout", "float"),
+        Field("caption_extension", "Caption extension", "text"))),
+    ("Optimisation", (
+        Field("learning_rate", "UNet learning rate", "float"),
+        Field("text_encoder_lr", "Text encoder learning rate", "float"),
+        Field("optimizer", "Optimizer", "choice:optimizer"), Field("lr_scheduler", "Scheduler", "choice:lr_scheduler"),
+        Field("lr_warmup_steps", "Warmup steps"), Field("max_grad_norm", "Max grad norm", "float"),
+        Field("mixed_precision", "Mixed precision", "choice:mixed_precision"),
+        Field("gradient_checkpointing", "Gradient checkpointing", "bool"),
+        Field("cache_latents", "Cache latents (disk)", "bool"),
+        Field("cache_text_embeddings", "Cache text embeddings (disk)", "bool"), Field("seed", "Seed"),
+        Field("flow_shift", "Flow shift (flow models)", "float"))),
+    ("Saving and samples", (
+        Field("save_every_n_epochs", "Save every N epochs"),
+        Field("save_every_n_steps", "Save every N steps"), Field("save_last_k", "Keep last K"),
+        Field("save_state_every_n_steps", "Resume state every N steps"),
+        Field("sample_every_n_epochs", "Sample every N epochs"),
+        Field("sample_every_n_steps", "Sample every N steps"),
+        Field("sample_prompt_text", "Sample prompts (kohya lines: --n --w --h --d --l --s)", "lines"),
+        Field("sample_prompts", "…or a prompt file (.txt lines / prompt-library .json)", "text"))),
+    ("Advanced", (
+        Field("model_family", "Model family", "choice:model_family"),
+        Field("prediction_type", "Prediction type", "choice:prediction_type"),
+        Field("output_dir", "Output folder (empty: models/Lora or models/LyCORIS)", "text"),
+        Field("num_processes", "Processes (accelerate launch)"))),
+)
+INT_KEYS = frozenset(f.key for _, fields in GROUPS for f in fields if f.kind == "int")
+
+
+@dataclass
+class TrainForm:
+    """The form widgets in preset-key order (the same order every handler reads and fills)."""
+
+    keys: list[str]
+    widgets: list[gr.components.Component]
+    lycoris: gr.Code
+
+    def values(self, raw: tuple[Any, ...], lycoris_text: str) -> dict[str, Any]:
+        values = dict(zip(self.keys, raw, strict=True))
+        for key in INT_KEYS & set(values):
+            values[key] = int(values[key] or 0)
+        if values.get("network_type") == "lycoris":
+            try:
+                values["lycoris"] = json.loads(lycoris_text or "{}")
+            except json.JSONDecodeError as err:
+                raise WebUIError(f"The LyCORIS config is not valid JSON: {err}") from err
+        return values
+
+    def fill(self, values: dict[str, Any]) -> list[Any]:
+        lycoris = values.get("lycoris")
+        # a key the imported file leaves empty (no base model, no dataset) keeps what the form has
+        return [gr.update(value=values[key]) if values.get(key) not in (None, "") else gr.update()
+                for key in self.keys] + [
+            gr.update(value=json.dumps(lycoris, indent=2)) if lycoris else gr.update()]
+
+
+def _build_form(services: Services) -> TrainForm:
+    defaults = services.training_defaults()
+    choices = services.training_choices()
+    keys, widgets = [], []
+    with gr.Row():
+        keys.append("output_name")
+        widgets.append(gr.Textbox(label="Output name", value=defaults["output_name"], elem_id="train_output_name"))
+        keys.append("base_model")
+        titles = services.checkpoint_titles()
+        widgets.append(gr.Dropdown(label="Base model", choices=titles, value=titles[0] if titles else None,
+                                   allow_custom_value=True, elem_id="train_base_model"))
+        keys.append("dataset_dir")
+        widgets.append(gr.Textbox(label="Dataset folder (<repeats>_<name>/ sub-folders)", elem_id="train_dataset"))
+    for title, fields in GROUPS:
+        with gr.Accordion(title, open=title == "Network"):
+            with gr.Row():
+                for field in fields:
+                    keys.append(field.key)
+                    widgets.append(field.widget(defaults[field.key], choices))
+            if title == "Network":
+                lycoris = gr.Code(json.dumps(EXAMPLE_LYCORIS, indent=2), language="json",
+                                  label="LyCORIS config (SimpleTuner lycoris_config.json; used when Network is "
+                                        "lycoris)", elem_id="train_lycoris_config")
+    return TrainForm(keys, widgets, lycoris)
+
+
+def _job_label(job: dict[str, Any]) -> str:
+    return f"{job['name']} · {job['status']} · {job['id']}"
+
+
+def _job_markdown(job: dict[str, Any]) -> str:
+    def fmt(value: Any, pattern: str) -> str:
+        return pattern.format(value) if value is not None else "-"
+
+    eta = fmt(job.get("eta_s"), "{:.0f} s")
+    lines = [f"**{job['name']}** — {job['status']}", f"step {job['step']}/{job['total_steps']} · epoch "
+             f"{job['epoch']}/{job['total_epochs']} · loss {fmt(job.get('loss'), '{:.4f}')} · "
+             f"{fmt(job.get('its'), '{:.2f}')} it/s · ETA {eta}", job.get("message") or "",
+             f"`{job['command_text']}`"]
+    if job.get("final_file"):
+        lines.append(f"Result: `{job['final_file']}`")
+    return "\n\n".join(line for line in lines if line)
+
+
+def _loss_frame(losses: list[tuple[int, float]]):
+    import pandas as pd
+
+    return pd.DataFrame({"step": [s for s, _ in losses], "loss": [v for _, v in losses]})
+
+
+def _samples(services: Services, job_id: str) -> list[tuple[str, str]]:
+    found = []
+    for event in services.training_events(job_id)[0]:
+        if event["type"] == "sample":
+            found += [(path, f"step {event['step']}") for path in event["paths"]]
+    return found[-12:]
+
+
+def build_train_tab(services: Services) -> None:
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, variant="panel"):
+            form = _build_form(services)
+            with gr.Row():
+                train = gr.Button("Train", variant="primary", elem_id="train_start")
+                preview_button = gr.Button("Preview dataset", elem_id="train_preview")
+            preview = gr.JSON(label="Dataset preview", elem_id="train_preview_json")
+            with gr.Accordion("Presets and SimpleTuner import", open=False):
+                preset_text = gr.Code(label="Preset JSON (paste a preset, a SimpleTuner config.json, or a path)",
+                                      language="json", elem_id="train_preset_text")
+                with gr.Row():
+                    save_preset = gr.Button("Show form as preset", elem_id="train_save_preset")
+                    import_preset = gr.Button("Load into form", elem_id="train_import_preset")
+            message = gr.Markdown("", elem_id="train_message")
+        with gr.Column(scale=2, variant="panel"):
+            with gr.Row():
+                jobs = gr.Dropdown(label="Jobs", choices=[], elem_id="train_jobs", scale=4)
+                refresh = gr.Button("Refresh", elem_id="train_refresh", scale=1)
+            status = gr.Markdown("No job selected.", elem_id="train_status")
+            with gr.Row():
+                cancel = gr.Button("Cancel", variant="stop", elem_id="train_cancel")
+                resume = gr.Button("Resume", elem_id="train_resume")
+            plot = gr.LinePlot(x="step", y="loss", label="Loss", elem_id="train_loss_plot")
+            gallery = gr.Gallery(label="Samples", columns=4, height=260, elem_id="train_samples")
+            log = gr.Textbox(label="Log", lines=8, max_lines=8, elem_id="train_log")
+    _wire(services, form, train, preview_button, preview, preset_text, save_preset, import_preset, message, jobs,
+          refresh, status, cancel, resume, plot, gallery, log)
+
+
+def _wire(services: Services, form: TrainForm, train, preview_button, preview, preset_text, save_preset,
+          import_preset, message, jobs, refresh, status, cancel, resume, plot, gallery, log) -> None:
+    inputs = [*form.widgets, form.lycoris]
+
+    def job_choices(selected: str | None = None) -> gr.Dropdown:
+        rows = services.training_jobs()
+        choices = [(_job_label(job), job["id"]) for job in rows]
+        value = selected if selected in {job["id"] for job in rows} else (rows[0]["id"] if rows else None)
+        return gr.Dropdown(choices=choices, value=value)
+
+    def job_view(job_id: str | None) -> list[Any]:
+        if not job_id:
+            return ["No job selected.", _loss_frame([]), [], ""]
+        try:
+            job = services.training_job(job_id)
+        except WebUIError as err:
+            return [str(err), _loss_frame([]), [], ""]
+        return [_job_markdown(job), _loss_frame(services.training_losses(job_id)), _samples(services, job_id),
+                services.training_log(job_id)]
+
+    def on_train(*raw: Any) -> list[Any]:
+        try:
+            job = services.submit_training(form.values(raw[:-1], raw[-1]))
+        except WebUIError as err:
+            return [f"**Not started:** {err}", gr.update()]
+        return [f"Queued job `{job['id']}`.", job_choices(job["id"])]
+
+    def on_preview(*raw: Any) -> list[Any]:
+        try:
+            return [services.training_dataset_preview(form.values(raw[:-1], raw[-1])), ""]
+        except WebUIError as err:
+            return [None, f"**Preview failed:** {err}"]
+
+    def on_save(*raw: Any) -> list[Any]:
+        try:
+            return [services.training_preset_json(form.values(raw[:-1], raw[-1])), ""]
+        except WebUIError as err:
+            return [gr.update(), f"**Cannot save:** {err}"]
+
+    def on_import(text: str) -> list[Any]:
+        try:
+            imported = services.import_training_config(text or "")
+        except WebUIError as err:
+            return [*(gr.update() for _ in inputs), f"**Cannot import:** {err}"]
+        notes = imported["notes"] + ([f"Ignored keys: {', '.join(imported['ignored'])}"] if imported["ignored"]
+                                     else [])
+        return [*form.fill(imported["config"]), "Loaded. " + " ".join(notes)]
+
+    def on_action(action: Callable[[str], dict[str, Any]], job_id: str | None) -> list[Any]:
+        if not job_id:
+            return ["Select a job first.", gr.update()]
+        try:
+            action(job_id)
+        except WebUIError as err:
+            return [str(err), gr.update()]
+        return ["", job_choices(job_id)]
+
+    view_outputs = [status, plot, gallery, log]
+    train.click(on_train, inputs=inputs, outputs=[message, jobs], api_name="train_submit")
+    preview_button.click(on_preview, inputs=inputs, outputs=[preview, message], api_name="train_preview")
+    save_preset.click(on_save, inputs=inputs, outputs=[preset_text, message], api_name="train_save_preset")
+    import_preset.click(on_import, inputs=[preset_text], outputs=[*inputs, message], api_name="train_import_preset")
+    refresh.click(job_choices, inputs=[jobs], outputs=[jobs], api_name="train_jobs")
+    jobs.change(job_view, inputs=[jobs], outputs=view_outputs, api_name="train_job_view")
+    cancel.click(lambda j: on_action(services.cancel_training, j), inputs=[jobs], outputs=[message, jobs],
+                 api_name="train_cancel")
+    resume.click(lambda j: on_action(services.resume_training, j), inputs=[jobs], outputs=[message, jobs],
+                 api_name="train_resume")
+    timer = gr.Timer(REFRESH_SECONDS)
+    timer.tick(lambda j: [job_choices(j), *job_view(j)], inputs=[jobs], outputs=[jobs, *view_outputs],
+               api_name=False, show_progress="hidden")
