@@ -130,3 +130,22 @@ def test_variation_fields_styles_and_png_info(api, sd1_services):
 def test_embeddings_endpoint(api):
     data = api.get("/sdapi/v1/embeddings").json()
     assert set(data) == {"loaded", "skipped"}
+
+
+def test_xyz_and_prompt_matrix_through_script_args(api):
+    body = {**BODY, "steps": 1, "script_name": "X/Y/Z plot",
+            "script_args": ["Steps", "1,2", None, "CFG Scale", "3,5", None, "Nothing", "", None,
+                            True, True, False, False, False, False, False, 0]}
+    response = api.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert len(data["images"]) == 1 + 4  # the grid, then the sub-images
+    grid = decode(data["images"][0])
+    assert "Script: X/Y/Z plot" in grid.info["parameters"]
+    matrix = api.post("/sdapi/v1/txt2img", json={**BODY, "steps": 1, "prompt": "a cat|red|blue",
+                                                  "script_name": "prompt matrix", "script_args": [False, False]})
+    assert matrix.status_code == 200, matrix.text
+    assert len(matrix.json()["images"]) >= 1
+    assert "prompt matrix" in [n.lower() for n in api.get("/sdapi/v1/scripts").json()["txt2img"]]
+    bad = api.post("/sdapi/v1/txt2img", json={**BODY, "script_name": "nope"})
+    assert bad.status_code == 422 and "Unknown script" in bad.text

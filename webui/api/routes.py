@@ -24,6 +24,7 @@ from webui.api.models import (
     PngInfoBody,
     Txt2ImgBody,
 )
+from webui.api.scripts import script_names, submit_script
 from webui.api.security import basic_auth
 from webui.core.errors import ModelNotFoundError, ValidationError, WebUIError
 from webui.core.requests import GenerationRequest, Img2ImgInputs
@@ -198,11 +199,18 @@ def _http_error(exc: WebUIError) -> HTTPException:
     return HTTPException(status_code=status, detail=str(exc))
 
 
-async def _generate(services: Services, request: GenerationRequest) -> GenerationResult:
+async def _generate(services: Services, request: GenerationRequest, script_name: str | None = None,
+                    script_args: list[Any] | None = None) -> GenerationResult:
+    """Run the request, or the named built-in script over it (its grids first, as A1111 returns them)."""
     try:
-        return await asyncio.wrap_future(services.submit_txt2img(request))
-    except WebUIError as exc:
-        raise _http_error(exc) from exc
+        future = submit_script(services, request, script_name, script_args)
+        if future is None:
+            return await asyncio.wrap_future(services.submit_txt2img(request))
+        result = await asyncio.wrap_future(future)
+    except (WebUIError, ValueError, TypeError) as exc:
+        raise _http_error(exc if isinstance(exc, WebUIError) else ValidationError(str(exc))) from exc
+    return GenerationResult(request=request, images=tuple(result.images), model_name=services.current_checkpoint()
+                            or "", interrupted=result.interrupted, warnings=tuple(result.warnings))
 
 
 def _images_response(result: GenerationResult, body: Txt2ImgBody, parameters: dict[str, Any]) -> ImagesResponse:
@@ -217,7 +225,8 @@ def _generation_routes(router: APIRouter, services: Services) -> None:
             request = _request_from_body(body, services)
         except WebUIError as exc:
             raise _http_error(exc) from exc
-        return _images_response(await _generate(services, request), body, body.model_dump())
+        result = await _generate(services, request, body.script_name, body.script_args)
+        return _images_response(result, body, body.model_dump())
 
     @router.post("/img2img", response_model=ImagesResponse)
     async def img2img(body: Img2ImgBody) -> ImagesResponse:
@@ -337,9 +346,16 @@ def _table_routes(router: APIRouter, services: Services) -> None:
 
     @router.get("/scripts")
     def scripts() -> dict[str, list[str]]:
-        # X/Y/Z plot and Prompt matrix run from the UI; their A1111 `script_args` (positional UI values) are not
-        # mapped yet, so no script is offered to API clients.
-        return {"txt2img": [], "img2img": []}
+        return {"txt2img": script_names(), "img2img": []}
+
+    @router.get("/script-info")
+    def script_info() -> list[dict[str, Any]]:
+        """The scripts and, for X/Y/Z, the axis types in the order integer `script_args` types index."""
+        from webui.core.xyz import axis_type_labels
+
+        return [{"name": "x/y/z plot", "is_alwayson": False, "is_img2img": False,
+                 "args": [{"label": "axis types", "choices": axis_type_labels()}]},
+                {"name": "prompt matrix", "is_alwayson": False, "is_img2img": False, "args": []}]
 
     @router.get("/prompt-styles")
     def prompt_styles() -> list[dict[str, str]]:

@@ -14,6 +14,7 @@ import gradio as gr
 from webui.services import Services
 from webui.ui import mappers
 from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
+from webui.ui.extra_networks import build_extra_networks
 from webui.ui.generation_ui import selected_info, stream_generation
 from webui.ui.paste import PasteTargets, fill_from_infotext
 from webui.ui.styles_ui import PASTE_SYMBOL, StyleSelector, build_style_editor, build_style_selector
@@ -130,6 +131,7 @@ def build_img2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
             with gr.Row():
                 paste = gr.Button(PASTE_SYMBOL, elem_id="img2img_paste", scale=0, min_width=40)
                 styles = build_style_selector(services, TAB)
+    build_extra_networks(services, TAB, prompt, negative, quick)
     build_style_editor(services, TAB, styles, prompt, negative)
     with gr.Row():
         with gr.Column(scale=1):

@@ -1,0 +1,71 @@
+"""A1111's `script_name` / `script_args` for the built-in scripts, mapped onto the services' script runners.
+
+A1111 passes a script's UI values positionally. For "X/Y/Z plot" the order is
+`[x_type, x_values, x_values_dropdown, y_type, y_values, y_values_dropdown, z_type, z_values, z_values_dropdown,
+draw_legend, include_lone_images, include_sub_grids, no_fixed_seeds, vary_seeds_x, vary_seeds_y, vary_seeds_z,
+margin_size, csv_mode]`; for "Prompt matrix" `[put_at_start, different_seeds, prompt_type, variations_delimiter,
+margin_size]`. Axis types are best given by label ("Steps", "CFG Scale"); an integer is read as an index into
+this server's list (`GET /sdapi/v1/script-info`), because A1111's own index table changes between versions.
+"""
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+from webui.core.errors import ValidationError
+from webui.core.prompt_matrix import PromptMatrixOptions
+from webui.core.requests import GenerationRequest
+from webui.core.xyz import AxisInput, XyzOptions
+from webui.core.xyz import axis_type_labels as xyz_axis_labels
+from webui.services import Services
+
+XYZ_NAMES = ("x/y/z plot", "xyz plot", "x/y plot")
+MATRIX_NAMES = ("prompt matrix",)
+
+
+def script_names() -> list[str]:
+    return ["x/y/z plot", "prompt matrix"]
+
+
+def _arg(args: list[Any], index: int, default: Any) -> Any:
+    return args[index] if index < len(args) and args[index] is not None else default
+
+
+def _axis(args: list[Any], start: int) -> AxisInput:
+    kind = _arg(args, start, "Nothing")
+    labels = xyz_axis_labels()
+    if isinstance(kind, int) or (isinstance(kind, str) and kind.isdigit()):
+        index = int(kind)
+        if not 0 <= index < len(labels):
+            raise ValidationError(f"X/Y/Z axis type index {index} is out of range (0-{len(labels) - 1}).")
+        kind = labels[index]
+    picks = _arg(args, start + 2, [])
+    return AxisInput(str(kind), str(_arg(args, start + 1, "")), tuple(str(p) for p in picks or ()))
+
+
+def _xyz_options(args: list[Any]) -> XyzOptions:
+    return XyzOptions(draw_legend=bool(_arg(args, 9, True)), include_sub_images=bool(_arg(args, 10, False)),
+                      include_sub_grids=bool(_arg(args, 11, False)), keep_random_seeds=bool(_arg(args, 12, False)),
+                      vary_seeds=(bool(_arg(args, 13, False)), bool(_arg(args, 14, False)),
+                                  bool(_arg(args, 15, False))),
+                      margin_size=int(_arg(args, 16, 0)))
+
+
+def submit_script(services: Services, request: GenerationRequest, name: str | None,
+                  args: list[Any] | None) -> Future | None:
+    """The future of the named script's run, or None when no script is named."""
+    if not name or name.strip().lower() == "none":
+        return None
+    key = name.strip().lower()
+    args = list(args or [])
+    if key in XYZ_NAMES:
+        axes = [_axis(args, 0), _axis(args, 3), _axis(args, 6)]
+        return services.submit_xyz_plot(request, axes, _xyz_options(args))
+    if key in MATRIX_NAMES:
+        options = PromptMatrixOptions(put_at_start=bool(_arg(args, 0, False)),
+                                      different_seeds=bool(_arg(args, 1, False)),
+                                      prompt_type=str(_arg(args, 2, "positive")).lower(),
+                                      separator=str(_arg(args, 3, "comma")).lower(),
+                                      margin_size=int(_arg(args, 4, 0)))
+        return services.submit_prompt_matrix(request, options)
+    raise ValidationError(f"Unknown script '{name}'. Available: {', '.join(script_names())}.")
