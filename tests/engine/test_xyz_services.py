@@ -169,3 +169,15 @@ def test_prompt_matrix_with_three_parts_makes_four_images_and_a_grid(services):
     saved = parse_infotext(read_infotext(Image.open(grid.path)))
     assert grid.path.name.startswith("prompt_matrix-") and grid.path.parent == grids_folder(services)
     assert saved.prompt == "a circle|red|on grass" and saved.params["Script"] == "Prompt matrix"
+
+
+def test_xyz_plot_over_img2img_saves_to_img2img_grids(services):
+    from webui.core.requests import Img2ImgInputs
+
+    services.options.update({"grid_save": True})
+    base = dataclasses.replace(BASE, img2img=Img2ImgInputs((Image.new("RGB", (32, 32), (200, 30, 30)),)),
+                               denoising_strength=0.5, save_images=True)
+    result = services.run_xyz_plot(base, [AxisInput("Denoising", "0.3, 0.7")], XyzOptions())
+    assert len(result.sub_images) == 2
+    assert result.grids[0].path.parent.parent.name == "img2img-grids"
+    assert "Denoising strength: 0.3" in result.sub_images[0].infotext

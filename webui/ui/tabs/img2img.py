@@ -17,6 +17,7 @@ from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
 from webui.ui.extra_networks import build_extra_networks
 from webui.ui.generation_ui import selected_info, stream_generation
 from webui.ui.paste import PasteTargets, fill_from_infotext
+from webui.ui.scripts_ui import build_script_controls
 from webui.ui.styles_ui import PASTE_SYMBOL, StyleSelector, build_style_editor, build_style_selector
 
 TAB = "img2img"
@@ -160,6 +161,7 @@ def build_img2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
             denoising = gr.Slider(label="Denoising strength", minimum=0, maximum=1, step=0.01,
                                   value=defaults.denoising_strength, elem_id="img2img_denoising_strength")
             seeds = build_seed_inputs(TAB)
+            scripts = build_script_controls(services, TAB)
         with gr.Column(scale=1):
             progress = gr.HTML("", elem_id="img2img_progress")
             gallery = gr.Gallery(label="Output", columns=4, height="auto", elem_id="img2img_gallery",
@@ -180,14 +182,14 @@ def build_img2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
             steps_v, width_v, height_v, cfg_v, denoise_v, seed_v, count_v, size_v, clip_skip_v, styles_v=None,
             resize_mode_v=mappers.RESIZE_MODE_CHOICES[0], mask_blur_v=4, mask_mode_v=mappers.MASK_MODES[0],
             fill_v=mappers.MASKED_CONTENT_CHOICES[1], area_v=mappers.INPAINT_AREAS[0], padding_v=32,
-            extra_v=False, subseed_v=-1, strength_v=0.0, resize_w_v=0, resize_h_v=0):
+            extra_v=False, subseed_v=-1, strength_v=0.0, resize_w_v=0, resize_h_v=0, *script_v):
         def submit():
             base = mappers.txt2img_request(prompt_v, negative_v, sampler_v, schedule_v, steps_v, width_v, height_v,
                                            cfg_v, seed_v, count_v, size_v, clip_skip_v, styles_v, extra_v,
                                            subseed_v, strength_v, resize_w_v, resize_h_v)
             image_side = mappers.InpaintWidgets(mode_v, init_v, editor_v, inpaint_image_v, inpaint_mask_v,
                                                 resize_mode_v, mask_blur_v, mask_mode_v, fill_v, area_v, padding_v)
-            return services.submit_txt2img(mappers.img2img_request(base, denoise_v, image_side))
+            return scripts.submit(services, mappers.img2img_request(base, denoise_v, image_side), script_v)
 
         yield from stream_generation(services, submit)
 
@@ -195,7 +197,8 @@ def build_img2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
         run,
         inputs=[images.mode, images.init_image, images.editor, images.inpaint_image, images.inpaint_mask, prompt,
                 negative, sampler, schedule, steps, width, height, cfg, denoising, seeds.seed, batch_count,
-                batch_size, quick.clip_skip, styles.dropdown, *options.inputs(), *seeds.request_inputs()],
+                batch_size, quick.clip_skip, styles.dropdown, *options.inputs(), *seeds.request_inputs(),
+                *scripts.request_inputs()],
         outputs=[gallery, infotexts, last_seeds, progress, info, message, generate, interrupt, skip],
         api_name="img2img",
         concurrency_limit=None,
