@@ -2,23 +2,18 @@
 progress, gallery."""
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import gradio as gr
 
-from webui.core.errors import WebUIError
-from webui.core.results import GeneratedImage
 from webui.services import Services
 from webui.ui import mappers
 from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
 from webui.ui.extra_networks import build_extra_networks
+from webui.ui.generation_ui import stream_generation
 from webui.ui.hires_ui import build_hires_section
 from webui.ui.paste import PasteTargets, fill_from_infotext
 from webui.ui.scripts_ui import build_script_controls
 from webui.ui.styles_ui import PASTE_SYMBOL, StyleSelector, build_style_editor, build_style_selector
 
-POLL_SECONDS = 0.3
 TAB = "txt2img"
 
 
@@ -81,44 +76,19 @@ def build_txt2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
                **hires.paste_fields()}
     targets = PasteTargets(widgets, seeds.extra, quick, message)
 
-    def busy(flag: bool):
-        return gr.update(visible=not flag), gr.update(visible=flag), gr.update(visible=flag)
-
     def run(prompt_v, negative_v, sampler_v, schedule_v, steps_v, width_v, height_v, cfg_v, seed_v,
             count_v, size_v, clip_skip_v, styles_v=None, extra_v=False, subseed_v=-1, strength_v=0.0,
             resize_w_v=0, resize_h_v=0, hr_enable_v=False, hr_upscaler_v="Latent", hr_steps_v=0,
             hr_denoise_v=mappers.HIRES_DEFAULT_DENOISING, hr_scale_v=2.0, hr_resize_x_v=0, hr_resize_y_v=0, *script_v):
-        idle = busy(False)
-        try:
+        def submit():
             request = mappers.txt2img_request(prompt_v, negative_v, sampler_v, schedule_v, steps_v, width_v,
                                               height_v, cfg_v, seed_v, count_v, size_v, clip_skip_v, styles_v,
                                               extra_v, subseed_v, strength_v, resize_w_v, resize_h_v)
             request = mappers.with_hires(request, hr_enable_v, hr_upscaler_v, hr_steps_v, hr_denoise_v, hr_scale_v,
                                          hr_resize_x_v, hr_resize_y_v)
-            future = scripts.submit(services, request, script_v)
-        except (WebUIError, ValueError, TypeError) as exc:
-            yield gr.update(), [], [], "", "", mappers.error_markdown(str(exc)), *idle
-            return
-        yield gr.update(), gr.update(), gr.update(), "", "", "", *busy(True)
-        while not future.done():
-            time.sleep(POLL_SECONDS)
-            yield (gr.update(), gr.update(), gr.update(), mappers.progress_html(services.progress()),
-                   gr.update(), gr.update(), *busy(True))
-        try:
-            result = future.result()
-        except WebUIError as exc:
-            yield gr.update(), [], [], "", "", mappers.error_markdown(str(exc)), *idle
-            return
-        except OSError as exc:  # saving failed: an output folder that cannot be created, a full disk
-            yield gr.update(), [], [], "", "", mappers.error_markdown(f"Could not save the images: {exc}"), *idle
-            return
-        images = [(_shown(services, img), f"Seed {img.seed}") for img in result.images]
-        notes = list(result.warnings)
-        if result.interrupted:
-            notes.insert(0, "Interrupted: showing the images made so far.")
-        first = result.infotexts[0] if result.infotexts else ""
-        yield images, result.infotexts, result.seeds, "", mappers.info_html(first), mappers.notes_markdown(notes), \
-            *idle
+            return scripts.submit(services, request, script_v)
+
+        yield from stream_generation(services, submit)
 
     generate.click(
         run,
@@ -169,10 +139,3 @@ def _on_page_load(services: Services, blocks: gr.Blocks, sampler: gr.Dropdown, s
 
     blocks.load(load, outputs=[sampler, styles.dropdown], api_name=False)
 
-
-def _shown(services: Services, image: GeneratedImage) -> str | object:
-    """The saved file when Gradio may serve it (the outputs folder); otherwise the image itself. Why: a custom
-    output folder outside `outputs/` is not in Gradio's allowed paths, and serving it must not fail the job."""
-    if image.path is not None and Path(image.path).resolve().is_relative_to(services.settings.paths.outputs_dir):
-        return str(image.path)
-    return image.image
