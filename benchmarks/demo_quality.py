@@ -178,12 +178,13 @@ def trained_subset(count: int) -> list[tuple[str, str, str]]:
 
 
 def evaluate(pipe, triples: Sequence[tuple[str, str, str]], seeds: Sequence[int], samplers: Sequence[str],
-             grid: list[Image.Image] | None = None) -> tuple[Tally, list[str]]:
+             grid: list[Image.Image] | None = None, *, cfg: float = CFG, steps: int = STEPS) -> tuple[Tally, list[str]]:
     """Score every (triple, sampler) over `seeds`; returns the tally and a line per wrong image."""
     tally, misses = Tally(), []
     for fg, shape, bg in triples:
         for sampler in samplers:
-            for seed, image in zip(seeds, generate(pipe, prompt_for(fg, shape, bg), seeds, sampler), strict=True):
+            for seed, image in zip(seeds, generate(pipe, prompt_for(fg, shape, bg), seeds, sampler,
+                                                       cfg=cfg, steps=steps), strict=True):
                 score = score_image(image)
                 tally.add(*score.matches(fg, shape, bg))
                 if grid is not None:
@@ -208,6 +209,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per prompt and sampler (1000, 1001, ...)")
     parser.add_argument("--trained", type=int, default=24, help="trained triples to test (151 = all)")
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
+    parser.add_argument("--cfg", type=float, default=CFG, help="classifier-free guidance scale")
+    parser.add_argument("--steps", type=int, default=STEPS, help="sampling steps")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--grid", type=Path, default=None, help="save all images as a contact sheet (PNG)")
     parser.add_argument("--verbose", action="store_true", help="list every wrong image")
@@ -222,9 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="demo-quality-") as cache:
         pipe = load_demo_pipeline(args.checkpoint, Path(cache))
         grid: list[Image.Image] | None = [] if args.grid else None
-        results = {name: evaluate(pipe, triples, seeds, args.samplers, grid)
+        results = {name: evaluate(pipe, triples, seeds, args.samplers, grid, cfg=args.cfg, steps=args.steps)
                    for name, triples in (("trained", trained_subset(args.trained)), ("held-out", held_out_triples()))}
-    print(f"Demo model {args.checkpoint.name}: {STEPS} steps, CFG {CFG}, {SIZE}x{SIZE}, samplers "
+    print(f"Demo model {args.checkpoint.name}: {args.steps} steps, CFG {args.cfg}, {SIZE}x{SIZE}, samplers "
           f"{', '.join(args.samplers)}, seeds {seeds[0]}..{seeds[-1]} ({time.perf_counter() - started:.0f} s)")
     for name, (tally, misses) in results.items():
         print(tally.line(name))
