@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from webui.core.device_sharing import RunningTraining
 from webui.core.errors import ModelLoadError, ModelNotFoundError, ValidationError, WebUIError
 from webui.core.infotext import parse_infotext
 from webui.core.options import Options
@@ -69,6 +70,7 @@ from webui.engine.sidecars import (
 )
 from webui.engine.upscalers import BUILTIN as BUILTIN_UPSCALERS
 from webui.engine.upscalers import LATENT_MODES, UpscalerLibrary
+from webui.jobs.device_share import DeviceShare
 from webui.jobs.executor import GpuExecutor
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,11 @@ class Services:
         self.upscalers = upscalers
         self.previews = previews or LatentPreview()  # issue 7: live preview for /sdapi/v1/progress
         self.startup_message = ""
+        # issue 5: every executor job runs inside the generation/training device-sharing policy
+        self.device_share = DeviceShare(str(manager.device.device),
+                                        lambda: str(options.get("training_device_policy")),
+                                        self._running_training, manager.park)
+        executor.around = self.device_share.around
 
     # ----- models -------------------------------------------------------------------------------------------
     def checkpoint_titles(self) -> list[str]:
@@ -233,6 +240,7 @@ class Services:
         adapter_requests, adapter_notes = self.resolve_loras(request.prompt)
 
         def job(token: CancelToken, progress: ProgressTracker) -> GenerationResult:
+            share_notice = [n for n in (self.device_share.notice(),) if n]  # training on this device?
             active = self.manager.ensure(request.checkpoint, request.vae)
             first_seed = resolve_seed(request.seed)
             first_subseed = resolve_seed(request.subseed)
@@ -248,7 +256,7 @@ class Services:
                                                             first_seed=first_seed, first_subseed=first_subseed)
             return GenerationResult(request=resolved, images=tuple(images), model_name=active.entry.name,
                                     model_hash=active.model_hash, interrupted=interrupted,
-                                    warnings=(*adapter_notes, *notes),
+                                    warnings=(*adapter_notes, *notes, *share_notice),
                                     job_timestamp=datetime.now().strftime("%Y%m%d%H%M%S"))
 
         return self.executor.submit(job, label="txt2img")
@@ -816,10 +824,26 @@ class Services:
         _ = self.training
 
     def _training_changed(self, job_id: str) -> None:
-        """A finished job's LoRA appears in Extra Networks at once."""
+        """A finished job's LoRA appears in Extra Networks at once; a job that starts on the generation device gets
+        it to itself per the sharing policy (Settings > Training)."""
         record = self.training.get(job_id)
         if record is not None and record.status == "done":
             self.loras.refresh()
+        if record is not None and record.status == "running":
+            self.device_share.training_changed(self.executor.submit)
+
+    def _running_training(self) -> list[RunningTraining]:
+        """Jobs running now, for the device-sharing policy; no worker is started just to ask."""
+        if "training" not in self.__dict__:
+            return []
+        running = []
+        for record in self.training.jobs():
+            if record.status != "running":
+                continue
+            config = record.config_data
+            running.append(RunningTraining(record.id, record.name, str(config.get("device") or "cpu"),
+                                           record.step, record.total_steps, int(config.get("num_processes") or 1)))
+        return running
 
     def training_defaults(self) -> dict[str, Any]:
         """The Train tab's initial form: every option with its default (preset JSON)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from webui.core.device_sharing import DEFAULT_POLICY, POLICIES
 from webui.core.errors import SamplerError, ValidationError
 from webui.core.filenames import FILENAME_TOKENS, unknown_filename_tokens
 from webui.core.samplers import get_sampler
@@ -137,6 +138,11 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                     "the page is reloaded."),
     OptionSpec("default_sampler", "Euler a", "Default sampling method", normalize=_sampler_name,
                help="The txt2img sampler selected when the page is loaded."),
+    OptionSpec("training_device_policy", DEFAULT_POLICY, "When a training job runs on the generation device",
+               POLICIES, normalize=_as_text,
+               help="Training runs in its own process with its own copy of the model. 'Move ... to RAM' keeps "
+                    "generation usable (the model visits the device only while it generates); 'waits' holds "
+                    "generations until training ends; 'Keep both' leaves both in device memory."),
 )
 _SPECS = {spec.key: spec for spec in OPTION_SPECS}
 

@@ -106,6 +106,7 @@ class PipelineManager:
         self.cache_dir = cache_dir
         self.hashes = hashes
         self.active: ActiveModel | None = None
+        self.parked = False  # the active model's weights wait in RAM (a training job has the device)
         self.vae_choice = VAE_AUTOMATIC
         self.load_count = 0
         self.cache = CheckpointCache(limits or (lambda: (1, 0)))
@@ -136,7 +137,24 @@ class PipelineManager:
             self.load(listed[0])
         if vae is not None and vae != self.vae_choice:
             self.set_vae(vae)
-        return self.require()
+        active = self.require()
+        if self.parked:
+            self.memory.apply(active.pipeline, active.loaded.family)  # back onto the device, flags as before
+            self.parked = False
+        return active
+
+    def park(self) -> bool:
+        """Move the active model's weights to CPU RAM, out of a training job's way; the next `ensure` moves them
+        back. Returns True when weights moved. Nothing to do on a CPU device or with an offload flag (the
+        weights already live in RAM between uses)."""
+        if self.active is None or self.parked or self.memory.device.type == "cpu" or self.memory.offloading():
+            return False
+        pipe = self.active.pipeline
+        self.memory.detach(pipe)
+        pipe.to("cpu")
+        release_memory(self.device.device)
+        self.parked = True
+        return True
 
     def load(self, entry: ModelEntry) -> ActiveModel:
         """Switch to a checkpoint: from the RAM cache when it is there, else from disk. On failure the previous
@@ -170,6 +188,7 @@ class PipelineManager:
             self.vae_choice = VAE_AUTOMATIC
             self._apply_vae(VAE_AUTOMATIC)
         self.memory.apply(new.pipeline, new.loaded.family)
+        self.parked = False
         return new
 
     def set_vae(self, choice: str) -> None:
@@ -178,6 +197,7 @@ class PipelineManager:
         if self.active is not None:
             self._apply_vae(choice)
             self.memory.apply(self.active.pipeline, self.active.loaded.family)
+            self.parked = False
         self.vae_choice = choice
 
     def _apply_vae(self, choice: str) -> None:

@@ -5,11 +5,13 @@ would fight for memory. Callers get futures; `interrupt`/`skip` reach the runnin
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,12 @@ from webui.core.progress import CancelToken, ProgressTracker
 log = logging.getLogger(__name__)
 
 JobFn = Callable[[CancelToken, ProgressTracker], Any]
+# Wraps every job: (label, token, progress) -> a context manager (e.g. `DeviceShare.around`).
+AroundFn = Callable[[str, CancelToken, ProgressTracker], AbstractContextManager]
+
+
+def _nothing_around(label: str, token: CancelToken, progress: ProgressTracker) -> AbstractContextManager:
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -29,10 +37,13 @@ class _Job:
 
 
 class GpuExecutor:
-    """A FIFO of jobs served by one daemon thread."""
+    """A FIFO of jobs served by one daemon thread. `around` (settable later) wraps each job, so a policy such as
+    sharing the device with training applies to every job in one place."""
 
-    def __init__(self, progress: ProgressTracker | None = None, on_worker_start: Callable[[], None] | None = None):
+    def __init__(self, progress: ProgressTracker | None = None, on_worker_start: Callable[[], None] | None = None,
+                 around: AroundFn | None = None):
         self.progress = progress or ProgressTracker()
+        self.around: AroundFn = around or _nothing_around
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._current: _Job | None = None
         self._lock = threading.Lock()
@@ -91,7 +102,8 @@ class GpuExecutor:
             with self._lock:
                 self._current = job
             try:
-                result = job.fn(job.token, self.progress)
+                with self.around(job.label, job.token, self.progress):
+                    result = job.fn(job.token, self.progress)
             except BaseException as exc:  # noqa: BLE001 - the caller gets the exception through the future
                 if not isinstance(exc, Exception):
                     log.exception("job %s died", job.label)

@@ -22,6 +22,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Paths for saving", ("outdir_txt2img_samples", "outdir_img2img_samples", "outdir_extras_samples")),
     ("Stable Diffusion", ("CLIP_stop_at_last_layers",)),
     ("User interface", ("quicksettings_list", "default_sampler")),
+    ("Training", ("training_device_policy",)),
 )
 SETTING_KEYS: tuple[str, ...] = tuple(key for _, keys in SECTIONS for key in keys)
 
@@ -35,7 +36,7 @@ def _widget(services: Services, key: str) -> gr.components.Component:
                               "value": services.options.get(key)}
     if key in ("samples_save", "grid_save"):
         return gr.Checkbox(**common)
-    if key == "samples_format":
+    if spec.choices is not None:  # samples_format, training_device_policy
         return gr.Radio(choices=list(spec.choices or ()), **common)
     if key == "CLIP_stop_at_last_layers":
         # Not elem_id setting_...: the quicksettings slider has that id (A1111 shows it in one place at a time).
