@@ -30,6 +30,7 @@ from webui.core.samplers import SAMPLERS, SCHEDULE_TYPES, get_sampler, resolve_s
 from webui.core.seeds import resolve_seed
 from webui.core.settings import Settings
 from webui.core.styles import Style, StyleStore, apply_styles
+from webui.core.tiled_upscale import TiledUpscaleOptions
 from webui.core.xyz import (
     CHOICES_CHECKPOINTS,
     CHOICES_HIRES_UPSCALERS,
@@ -690,6 +691,68 @@ class Services:
                           options: PromptMatrixOptions | None = None) -> ScriptResult:
         return self.submit_prompt_matrix(base, options).result()
 
+    def submit_tiled_upscale(self, base: GenerationRequest, options: TiledUpscaleOptions) -> Future:
+        """"Ultimate SD upscale" (img2img only): the init image upscaled with `options.upscaler`, then redrawn
+        tile by tile (and seam by seam) with the request's img2img settings, as ONE executor job; every tile goes
+        through `submit_txt2img` on the script view (same model, LoRAs, validation). The future yields a
+        `ScriptResult` whose images are the upscaled result (and the seams-fixed one), saved to img2img-images."""
+        from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
+        from webui.core.tiled_upscale import plan_tiled_upscale, upscaled_infotext
+        from webui.engine.tiled_upscale import run_tiled_upscale
+
+        options.validate()
+        if base.img2img is None or not base.img2img.init_images:
+            raise ValidationError(f"{UPSCALE_SCRIPT} works on img2img: it needs an input image.")
+        if options.upscaler not in self.upscalers.names():
+            raise ModelNotFoundError(f"No upscaler named '{options.upscaler}'. Available: "
+                                     f"{', '.join(self.upscaler_names())}.")
+        request = self._checked_cell(dataclasses.replace(base, batch_size=1, n_iter=1, enable_hr=False))
+        source = base.img2img.init_images[0]
+        plan = plan_tiled_upscale(options.target_size(source.size, (base.width, base.height)), options)
+        save = base.save_images and bool(self.options.get("samples_save"))
+        writer = OutputWriter.from_options(self.options, self.settings.paths.data_dir, "outdir_img2img_samples")
+
+        def job(token: CancelToken, progress: ProgressTracker) -> ScriptResult:
+            seeded = dataclasses.replace(request, seed=resolve_seed(request.seed),
+                                         subseed=resolve_seed(request.subseed))
+            progress.start(UPSCALE_SCRIPT, max(1, plan.patch_count), seeded.steps)
+            tracker = _TileProgress(progress, UPSCALE_SCRIPT, plan.patch_count)
+            view, run = self._script_view(token, tracker), _ScriptRun()
+
+            def redraw(tile: GenerationRequest) -> GeneratedImage | None:
+                tracker.begin_cell(len(run.results), len(run.results))
+                result = view.submit_txt2img(tile).result()
+                run.results[len(run.results)] = result
+                run.warnings.update(dict.fromkeys(result.warnings))
+                return result.images[0] if result.images and not result.interrupted else None
+
+            output = run_tiled_upscale(source, seeded, options, plan, self.upscalers, redraw,
+                                       lambda: token.interrupted)
+            tile_info = output.last.infotext if output.last is not None else self._plain_infotext(seeded)
+            infotext = upscaled_infotext(tile_info, plan.size, seeded.denoising_strength, options)
+            images = [(output.upscaled, options.save_upscaled_image)]
+            if output.seams_fixed is not None:
+                images.append((output.seams_fixed, options.save_seams_fix_image))
+            made = tuple(GeneratedImage(image, seeded.seed, infotext,
+                                        writer.save(image, seeded.seed, infotext) if save and keep else None)
+                         for image, keep in images)
+            return ScriptResult(UPSCALE_SCRIPT, (), made, True, output.interrupted, tuple(run.warnings),
+                                output.patches_done, plan.patch_count)
+
+        return self.executor.submit(job, label="tiled-upscale")
+
+    def _plain_infotext(self, request: GenerationRequest) -> str:
+        """The infotext of a request no tile was generated for (redraw "None" without seams fix)."""
+        from webui.core.generation_info import generation_params
+        from webui.core.infotext import build_infotext
+
+        labels = self.manager.ensure(request.checkpoint, request.vae).labels
+        params = generation_params(request, seed=request.seed, subseed=request.subseed,
+                                   sampler=request.sampler_name, schedule=request.scheduler,
+                                   model_name=labels.model_name, model_hash=labels.model_hash,
+                                   vae_name=labels.vae_name, vae_hash=labels.vae_hash)
+        return build_infotext(request.prompt, request.negative_prompt, params)
+
     def _checked_cell(self, request: GenerationRequest) -> GenerationRequest:
         """A cell validated before the first one runs, its model names made canonical (titles): a typo in the last
         value must not fail a plot half-way, and the run order groups cells by model title."""
@@ -944,6 +1007,39 @@ class Services:
 
         return json.dumps(config_to_json(config_from_json(values)[0]), indent=2)
 
+    def compare_training_epochs(self, job_id: str, prompt: str = "", weight: float = 1.0) -> Future:
+        """"Compare epochs": an X/Y/Z plot (Prompt S/R over `<lora:name-00000N:w>`) of the job's saved files on its
+        base model, with the job's first sample prompt (its size, seed, steps, CFG) unless `prompt` is given. The
+        future yields the X/Y/Z `ScriptResult` (grid saved like any X/Y/Z grid)."""
+        from webui.core.epoch_compare import plan_compare, saved_files
+        from webui.training.samples import SamplePrompt, parse_prompt_text
+
+        record = self.training.get(job_id)
+        if record is None:
+            raise ValidationError(f"No training job with id '{job_id}'.")
+        events = self.training.events(job_id)[0]
+        candidates = [Path(e["path"]) for e in events if e.get("type") == "saved"] + \
+            ([Path(record.final_file)] if record.final_file else [])
+        files = saved_files(events, record.final_file, [p for p in candidates if p.is_file()])
+        self.loras.refresh()
+        outside = [f.path.name for f in files if (entry := self.loras.find(f.name)) is None or entry.path != f.path]
+        if outside:
+            raise ValidationError(f"{', '.join(outside)} are not in models/Lora or models/LyCORIS (or another file "
+                                  f"there has the same name), so a prompt cannot load them; move them there to "
+                                  f"compare.")
+        config = record.config_data
+        samples = parse_prompt_text(str(config.get("sample_prompt_text") or ""))
+        sample = samples[0] if samples else SamplePrompt(prompt=str(config.get("output_name") or ""),
+                                                         seed=int(config.get("seed") or 0))
+        plan = plan_compare(files, prompt or sample.prompt, weight)
+        size = int(config.get("resolution") or 512)
+        base = self.registry.find_checkpoint(str(config["base_model"]))
+        request = dataclasses.replace(
+            self.default_request(), prompt=plan.prompt, negative_prompt=sample.negative,
+            width=sample.width or size, height=sample.height or size, seed=sample.seed, steps=sample.steps,
+            cfg_scale=sample.cfg_scale, checkpoint=base.title, save_images=False)
+        return self.submit_xyz_plot(request, [plan.x_axis])
+
     def _training_view(self, record) -> dict[str, Any]:
         view = record.as_dict()
         view["config"] = record.config_data
@@ -1013,6 +1109,13 @@ class _ScriptProgress(ProgressTracker):
         return self._outer.snapshot()
 
 
+class _TileProgress(_ScriptProgress):
+    """The tiled upscale's progress: "tile i of N"."""
+
+    def text(self) -> str:
+        return f"{self._script}: tile {self._cell + 1} of {self._cells}"
+
+
 @dataclass
 class _ScriptRun:
     """What a script's cells produced, keyed by grid position (X/Y/Z) or combination number (Prompt matrix)."""
@@ -1064,7 +1167,9 @@ def build_services(settings: Settings) -> Services:
     styles.load()
     embeddings = EmbeddingLibrary(settings.paths.embeddings_dir)
     loras = LoraLibrary((settings.paths.lora_dir, settings.paths.lycoris_dir))
-    upscalers = UpscalerLibrary((settings.paths.esrgan_dir, settings.paths.models_dir / "RealESRGAN"), device.device)
+    upscalers = UpscalerLibrary(
+        (settings.paths.esrgan_dir, settings.paths.models_dir / "RealESRGAN"), device.device,
+        tiling=lambda: (int(options.get("ESRGAN_tile")), int(options.get("ESRGAN_tile_overlap"))))
     return Services(settings, registry, manager, executor, options, styles, embeddings, loras, upscalers)
 
 

@@ -61,3 +61,30 @@ def test_train_tab_presets_and_errors(ui, shapes_dataset):
     assert "Ignored keys: foo" in message and "lycoris" in values and 8 in values
     message, _ = client.predict(*form_args(services, shapes_dataset, dataset_dir=""), api_name="/train_submit")
     assert "Not started" in message and "dataset" in message
+
+
+def test_compare_epochs_button_draws_a_grid_over_the_saved_files(ui, shapes_dataset):
+    services, client = ui
+    args = form_args(services, shapes_dataset, output_name="cmp", max_train_steps=0, epochs=2,
+                     save_every_n_epochs=1, sample_every_n_steps=0)
+    _, jobs = client.predict(*args, api_name="/train_submit")
+    job_id = jobs["value"] if isinstance(jobs, dict) else jobs
+    assert services.training.wait(job_id, timeout=180).status == "done", services.training_log(job_id)
+    grid, message = client.predict(job_id, "", api_name="/train_compare_epochs")
+    assert message.startswith("Compared 2 files"), message
+    from PIL import Image
+
+    with Image.open(grid if isinstance(grid, str) else grid["path"]) as image:
+        assert image.width == 2 * 32 and image.height > 32  # two 32 px cells side by side, legends above
+    future = services.compare_training_epochs(job_id, "a disc")
+    result = future.result()
+    assert [image.image.size for image in result.sub_images] == [(32, 32), (32, 32)]
+    cells = [image.infotext for image in result.sub_images]
+    assert "<lora:cmp-000001:1>" in cells[0] and "<lora:cmp:1>" in cells[1]
+
+    _, jobs = client.predict(*form_args(services, shapes_dataset, output_name="single", sample_every_n_steps=0),
+                             api_name="/train_submit")
+    single = jobs["value"] if isinstance(jobs, dict) else jobs
+    assert services.training.wait(single, timeout=180).status == "done"
+    grid, message = client.predict(single, "", api_name="/train_compare_epochs")
+    assert grid is None and "at least two" in message

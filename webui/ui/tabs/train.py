@@ -195,9 +195,35 @@ def build_train_tab(services: Services) -> None:
                 resume = gr.Button("Resume", elem_id="train_resume")
             plot = gr.LinePlot(x="step", y="loss", label="Loss", elem_id="train_loss_plot")
             gallery = gr.Gallery(label="Samples", columns=4, height=260, elem_id="train_samples")
+            with gr.Accordion("Compare epochs (X/Y/Z plot over the saved files)", open=False):
+                with gr.Row():
+                    compare_prompt = gr.Textbox(label="Prompt (empty: the job's first sample prompt)", scale=4,
+                                                elem_id="train_compare_prompt")
+                    compare = gr.Button("Compare epochs", scale=1, elem_id="train_compare")
+                compare_grid = gr.Image(label="Epochs", type="pil", interactive=False, elem_id="train_compare_grid")
             log = gr.Textbox(label="Log", lines=8, max_lines=8, elem_id="train_log")
     _wire(services, form, train, preview_button, preview, preset_text, save_preset, import_preset, message, jobs,
           refresh, status, cancel, resume, plot, gallery, log)
+    _wire_compare(services, jobs, compare_prompt, compare, compare_grid, message)
+
+
+def _wire_compare(services: Services, jobs, prompt, button, grid, message) -> None:
+    """"Compare epochs": the job's saved files side by side on its base model (an X/Y/Z grid, saved with the
+    X/Y/Z plot's grids); errors (no job, fewer than two files) go to the message line."""
+
+    def on_compare(job_id: str | None, text: str) -> list[Any]:
+        if not job_id:
+            return [None, "Select a job first."]
+        try:
+            result = services.compare_training_epochs(job_id, text or "").result()
+        except WebUIError as err:
+            return [None, f"**Cannot compare:** {err}"]
+        if not result.grids:
+            return [None, "Nothing was generated (interrupted)."]
+        notes = " ".join(result.warnings)
+        return [result.grids[0].image, f"Compared {result.cells_done} files. {notes}".strip()]
+
+    button.click(on_compare, inputs=[jobs, prompt], outputs=[grid, message], api_name="train_compare_epochs")
 
 
 def _wire(services: Services, form: TrainForm, train, preview_button, preview, preset_text, save_preset,
