@@ -35,7 +35,9 @@ from diffusers.loaders.single_file_utils import SingleFileComponentError
 from webui.core.errors import ModelLoadError, UnsafeFileError
 from webui.engine.clip_tokenizer import EOS_TOKEN, write_tokenizer_files
 from webui.engine.model_detection import (
+    AURAFLOW,
     CHECKPOINT,
+    GENERATION_FAMILIES,
     SD1,
     SD2,
     SDXL,
@@ -102,6 +104,13 @@ _WRONG_KIND_ADVICE = {
 
 INPAINT_IN_CHANNELS = 9
 TXT2IMG_IN_CHANNELS = 4
+FLOW_MATCHING = "flow_matching"
+# Why a family a caller did not ask for is refused (AuraFlow folders are listed with the checkpoints, since the
+# Train tab picks its base model there, but the generation pipelines cannot run them).
+_FAMILY_REFUSALS = {
+    AURAFLOW: "AuraFlow generation is not supported yet; '{name}' can be used as the base model in the Train tab "
+              "(LoRA / LyCORIS training).",
+}
 
 
 @dataclass(frozen=True)
@@ -496,15 +505,17 @@ def load_checkpoint(
     cache_dir: Path,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    families: tuple[str, ...] = GENERATION_FAMILIES,
 ) -> LoadedCheckpoint:
     """Load an A1111 single-file checkpoint (or a diffusers folder) into a ready pipeline, offline.
 
-    Raises `ModelLoadError` naming the file for anything that is not a loadable SD1/SD2/SDXL checkpoint, and
-    `UnsafeFileError` for a pickle that would need to run code.
+    Raises `ModelLoadError` naming the file for anything that is not a loadable checkpoint of one of `families`
+    (a diffusers AuraFlow folder loads only when the caller, the trainer, asks for it), and `UnsafeFileError` for
+    a pickle that would need to run code.
     """
     path = Path(path)
     if path.is_dir():
-        return load_diffusers_folder(path, device=device, dtype=dtype)
+        return load_diffusers_folder(path, device=device, dtype=dtype, families=families)
     shapes = read_shapes(path)
     family = str(_detect_checkpoint(path, shapes).family)
     spec = FAMILY_SPECS[family]
@@ -523,10 +534,9 @@ def load_checkpoint(
     return LoadedCheckpoint(pipeline, family, prediction_type, is_inpaint, path, config_dir)
 
 
-def load_diffusers_folder(
-    path: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-) -> LoadedCheckpoint:
-    """A diffusers-format folder (with `model_index.json`), loaded as is."""
+def diffusers_folder_family(path: Path) -> str:
+    """The family of a diffusers folder (from `model_index.json` and the text encoder's config). Raises
+    `ModelLoadError` when the folder has no readable `model_index.json` or holds a pipeline we do not know."""
     index_file = path / "model_index.json"
     if not index_file.is_file():
         raise ModelLoadError(f"Folder '{path.name}' is not a diffusers model (no model_index.json).")
@@ -539,13 +549,28 @@ def load_diffusers_folder(
     family = detect_family_from_diffusers_config(model_index, te_config)
     if family is None:
         raise ModelLoadError(f"Folder '{path.name}' holds a {model_index.get('_class_name')}, which is not supported.")
+    return family
+
+
+def load_diffusers_folder(
+    path: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+    families: tuple[str, ...] = GENERATION_FAMILIES,
+) -> LoadedCheckpoint:
+    """A diffusers-format folder (with `model_index.json`), loaded as is."""
+    family = diffusers_folder_family(path)
+    if family not in families:
+        reason = _FAMILY_REFUSALS.get(family, "'{name}' is a {family} model, which cannot be used here.")
+        raise ModelLoadError(reason.format(name=path.name, family=family))
     try:
         pipeline = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype)
     except _BUILD_ERRORS as err:
         raise ModelLoadError(f"Could not load diffusers model '{path.name}': {err}") from err
     pipeline = pipeline.to(device)
+    unet = getattr(pipeline, "unet", None)
+    if unet is None:  # a transformer (flow-matching) model
+        return LoadedCheckpoint(pipeline, family, FLOW_MATCHING, False, path, path)
     prediction_type = str(pipeline.scheduler.config.get("prediction_type", EPSILON))
-    is_inpaint = int(pipeline.unet.config.in_channels) == INPAINT_IN_CHANNELS
+    is_inpaint = int(unet.config.in_channels) == INPAINT_IN_CHANNELS
     return LoadedCheckpoint(pipeline, family, prediction_type, is_inpaint, path, path)
 
 

@@ -36,6 +36,9 @@ SD1 = "sd1"
 SD2 = "sd2"
 SDXL = "sdxl"
 SDXL_REFINER = "sdxl_refiner"
+AURAFLOW = "auraflow"
+# What the txt2img/img2img pipelines can run; other detected families (AuraFlow) are for training only.
+GENERATION_FAMILIES = (SD1, SD2, SDXL)
 
 
 @dataclass(frozen=True)
@@ -409,6 +412,7 @@ DIFFUSERS_FAMILIES: dict[tuple[str, str | None], str] = {
     ("StableDiffusionPipeline", "gelu"): SD2,
     ("StableDiffusionInpaintPipeline", "gelu"): SD2,
     ("StableDiffusionImg2ImgPipeline", "gelu"): SD2,
+    ("AuraFlowPipeline", None): AURAFLOW,
 }
 
 
