@@ -25,6 +25,14 @@ def shapes_dataset(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_auraflow(tmp_path_factory) -> Path:
+    """A tiny random AuraFlow saved once per run as a diffusers folder (`AuraFlowPipeline.save_pretrained`)."""
+    from webui.testing.tiny_auraflow import write_tiny_auraflow
+
+    return write_tiny_auraflow(tmp_path_factory.mktemp("tiny-auraflow") / "tiny-auraflow")
+
+
 def tiny_config(checkpoint: Path, dataset: Path, **fields) -> TrainingConfig:
     """32x32 training, single bucket, small LoRA; override anything with `fields`."""
     base = {"output_name": "tiny", "base_model": str(checkpoint), "dataset_dir": str(dataset), "resolution": 32,
