@@ -77,7 +77,8 @@ class LatentCache:
     @torch.no_grad()
     def encode(self, item: ImageItem) -> torch.Tensor:
         pixels = load_image(item.path, item.bucket).unsqueeze(0).to(self.device, self.vae.dtype)
-        latents = self.vae.encode(pixels).latent_dist.mean * self.vae.config.scaling_factor
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0  # None for the SD/SDXL VAEs
+        latents = (self.vae.encode(pixels).latent_dist.mean - shift) * self.vae.config.scaling_factor
         return latents[0].float().cpu()
 
     def get(self, item: ImageItem, use_cache: bool) -> torch.Tensor:

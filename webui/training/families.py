@@ -2,8 +2,10 @@
 
 Why hooks: the loop (batches, accumulation, saving, resume) is the same for every family; only text encoding,
 extra UNet conditions and the noise/target pair differ. SD1/SD2 predict epsilon or v; SDXL adds two encoders,
-pooled embeddings and size/crop time ids. A flow-matching family (AuraFlow: logit-normal sigmas with shift,
-`x_t = (1 - s) x0 + s noise`, target `noise - x0`) would be one more subclass; it is not implemented yet.
+pooled embeddings and size/crop time ids. AuraFlow is a flow-matching transformer (`FlowMatchHooks`):
+logit-normal sigmas with a shift, `x_t = (1 - s) x0 + s noise`, target `noise - x0`.
+
+The model being trained is called the denoiser here: `pipe.unet` for SD, `pipe.transformer` for AuraFlow.
 """
 from __future__ import annotations
 
@@ -15,6 +17,19 @@ from diffusers import DDPMScheduler
 from webui.core.errors import ValidationError
 
 EPSILON, V_PREDICTION = "epsilon", "v_prediction"
+DENOISERS = ("unet", "transformer")
+
+
+def denoiser_name(pipe) -> str:
+    """Which pipeline component is the denoiser (the part a LoRA on "the UNet" adapts)."""
+    for name in DENOISERS:
+        if getattr(pipe, name, None) is not None:
+            return name
+    raise ValidationError(f"{type(pipe).__name__} has neither a UNet nor a transformer to train.")
+
+
+def denoiser_of(pipe) -> torch.nn.Module:
+    return getattr(pipe, denoiser_name(pipe))
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,10 @@ class SDHooks:
     def unet_kwargs(self, cond: TextConditioning, size: tuple[int, int], count: int) -> dict[str, object]:
         return {}
 
+    def check_bucket(self, size: tuple[int, int]) -> str | None:
+        """Why the model cannot train at this image size (None: it can). Any multiple of 8 works for a UNet."""
+        return None
+
     def predict(self, unet, noisy: torch.Tensor, timesteps: torch.Tensor, cond: TextConditioning,
                 size: tuple[int, int]) -> torch.Tensor:
         extra = self.unet_kwargs(cond, size, noisy.shape[0])
@@ -100,11 +119,69 @@ class SDXLHooks(SDHooks):
         return {"added_cond_kwargs": {"text_embeds": cond.pooled, "time_ids": time_ids}}
 
 
-HOOKS = {"sd1": SDHooks, "sd2": SDHooks, "sdxl": SDXLHooks}
+def shift_sigmas(sigmas: torch.Tensor, shift: float) -> torch.Tensor:
+    """The flow-matching time shift (the same as `FlowMatchEulerDiscreteScheduler(shift=...)`): > 1 spends more
+    of training (or sampling) at high noise, where composition is decided."""
+    return shift * sigmas / (1 + (shift - 1) * sigmas)
 
 
-def hooks_for(family: str, pipe, prediction_type: str) -> SDHooks:
+class FlowMatchHooks(SDHooks):
+    """AuraFlow (SimpleTuner's recipe): sigmas from a logit-normal (mean 0, std 1) pushed towards noise by
+    `flow_shift` (`s' = shift s / (1 + (shift - 1) s)`), `x_t = (1 - s) x0 + s noise`, velocity target
+    `noise - x0`. The transformer takes the sigma itself as its timestep (its embedding multiplies by 1000, and
+    `AuraFlowPipeline` passes `t / 1000`). Text: UMT5 states with padded positions zeroed, as the pipeline does.
+    """
+
+    MAX_TOKENS = 128  # SimpleTuner's AuraFlow default (the pipeline allows 256 at inference)
+
+    def __init__(self, pipe, prediction_type: str = "flow_matching", flow_shift: float = 3.0):
+        if flow_shift <= 0:
+            raise ValidationError(f"Flow shift must be positive (got {flow_shift}).")
+        self.pipe = pipe
+        self.prediction_type = "flow_matching"
+        self.flow_shift = float(flow_shift)
+        self.num_timesteps = 1000
+
+    def encode_text(self, captions: list[str], device: torch.device) -> TextConditioning:
+        tokenizer = self.pipe.tokenizer
+        tokens = tokenizer(captions, padding="max_length", max_length=min(self.MAX_TOKENS, tokenizer.model_max_length),
+                           truncation=True, return_tensors="pt")
+        mask = tokens.attention_mask.to(device)
+        hidden = self.pipe.text_encoder(input_ids=tokens.input_ids.to(device), attention_mask=mask)[0]
+        return TextConditioning(hidden * mask.unsqueeze(-1).to(hidden.dtype))
+
+    def sample_timesteps(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        return shift_sigmas(torch.sigmoid(torch.randn(count, generator=generator)), self.flow_shift)
+
+    def noisy_and_target(self, latents: torch.Tensor, noise: torch.Tensor,
+                         timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sigmas = timesteps.to(latents.device, latents.dtype).view(-1, *([1] * (latents.ndim - 1)))
+        return (1 - sigmas) * latents + sigmas * noise, noise - latents
+
+    def predict(self, unet, noisy: torch.Tensor, timesteps: torch.Tensor, cond: TextConditioning,
+                size: tuple[int, int]) -> torch.Tensor:
+        return unet(noisy, encoder_hidden_states=cond.hidden, timestep=timesteps.to(noisy.dtype)).sample
+
+    def check_bucket(self, size: tuple[int, int]) -> str | None:
+        """Latent patches must tile the image and fit the learned position grid (`pos_embed_max_size`)."""
+        config = self.pipe.transformer.config
+        scale = 2 ** (len(self.pipe.vae.config.block_out_channels) - 1) * int(config.patch_size)
+        grid = int(int(config.pos_embed_max_size) ** 0.5)
+        width, height = size
+        if width % scale or height % scale:
+            return f"{width}x{height}: AuraFlow needs image sides that are multiples of {scale}."
+        if max(width, height) // scale > grid:
+            return f"{width}x{height}: larger than this AuraFlow model's position grid ({grid * scale} px a side)."
+        return None
+
+
+HOOKS = {"sd1": SDHooks, "sd2": SDHooks, "sdxl": SDXLHooks, "auraflow": FlowMatchHooks}
+
+
+def hooks_for(family: str, pipe, prediction_type: str, *, flow_shift: float = 3.0) -> SDHooks:
     cls = HOOKS.get(family)
     if cls is None:
         raise ValidationError(f"Training {family} models is not supported yet (supported: {', '.join(HOOKS)}).")
+    if cls is FlowMatchHooks:
+        return FlowMatchHooks(pipe, flow_shift=flow_shift)
     return cls(pipe, prediction_type)

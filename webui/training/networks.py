@@ -5,6 +5,13 @@ conversion, so every adapter module is named from the model path it wraps (`lora
 LDM UNet paths and `lora_te1_`/`lora_te2_`) and carries its real `alpha` (diffusers' converter writes the rank
 there, and names the SD1 text encoder `lora_te1_encoder_...` under transformers 5: both wrong for A1111).
 
+AuraFlow has no kohya/A1111 layout (neither trains nor runs it), so its files use what its users load them with
+(`FILE_LAYOUTS`): LoRA as PEFT/diffusers keys `transformer.<path>.lora_A/lora_B.weight` (read by
+`AuraFlowPipeline.load_lora_weights` and ComfyUI), with alpha / rank folded into `lora_B` because those readers
+take alpha = rank; LyCORIS with LyCORIS's own `lycoris_<path>` names, what SimpleTuner writes and
+`create_lycoris_from_weights` reads. The keys are built here from module paths: diffusers'
+`convert_state_dict_to_diffusers` on a transformer drops the attention weights on reload (measured).
+
 LyCORIS keeps its preset in class attributes of `LycorisNetwork` (global state shared by every network in the
 process); `_lycoris_preset` sets it from library defaults + this job's preset only while one network is built
 and puts the previous values back, so no job sees another's preset.
@@ -23,6 +30,7 @@ import torch
 from webui.core.errors import ValidationError
 from webui.engine.ldm_convert import unet_key_map
 from webui.training.config import LycorisSpec, TrainingConfig
+from webui.training.families import DENOISERS, denoiser_name
 
 UNET = "unet"
 TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
@@ -31,6 +39,13 @@ _DEFAULT_TE_PREFIX = {"text_encoder": "lora_te"}
 # kohya's default LoRA scope: everything inside the UNet's transformer blocks; the text encoder's attention + MLP.
 _LORA_UNET_SCOPES = ("Transformer2DModel",)
 _LORA_TE_SCOPES = ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP")
+# Per family, where LoRA goes in the denoiser when it is not a UNet: AuraFlow's attention (joint and single blocks)
+# and its feed-forward layers, i.e. every Linear of its transformer blocks.
+_LORA_DENOISER_SCOPES: Mapping[str, tuple[str, ...]] = {"auraflow": ("Attention", "AuraFlowFeedForward")}
+# How a family's network files are laid out (see the module docstring); every other family: kohya.
+KOHYA, NATIVE = "kohya", "native"
+FILE_LAYOUTS: Mapping[str, str] = {"auraflow": NATIVE}
+LYCORIS_FILE_PREFIX = "lycoris"
 
 # Preset class names as users write them (SimpleTuner's docs) -> the class names each model really has.
 # Measured: a preset naming `FeedForward` is silently skipped on AuraFlow, whose class is AuraFlowFeedForward.
@@ -63,7 +78,7 @@ class AdapterModule:
 
 
 def components_to_train(pipe, config: TrainingConfig) -> tuple[str, ...]:
-    chosen = [UNET] if config.train_unet else []
+    chosen = [denoiser_name(pipe)] if config.train_unet else []
     if config.train_text_encoder:
         chosen += [name for name in TEXT_ENCODERS if getattr(pipe, name, None) is not None]
     return tuple(chosen)
@@ -87,7 +102,7 @@ class KohyaNamer:
                          for k, v in unet_key_map(keys, pipe.unet.config).items()}
 
     def name(self, component: str, path: str) -> str:
-        if component == UNET:
+        if component in DENOISERS:
             return "lora_unet_" + self._ldm.get(path, path).replace(".", "_")
         prefix = self._te_prefix.get(component)
         if prefix is None:
@@ -122,16 +137,26 @@ class TrainingNetwork(ABC):
         """The network in kohya/A1111 layout (float32 CPU copies)."""
 
     @abstractmethod
+    def native_tensors(self) -> dict[str, torch.Tensor]:
+        """The network in its family's own layout (`FILE_LAYOUTS`; float32 CPU copies)."""
+
+    @abstractmethod
     def metadata(self) -> dict[str, str]:
         """`ss_network_module`, `ss_network_dim`, `ss_network_alpha`, `ss_network_args`."""
+
+    def file_tensors(self) -> dict[str, torch.Tensor]:
+        """What a saved network file holds: kohya names, or the family's own layout where it has no kohya one."""
+        if FILE_LAYOUTS.get(self.namer.family, KOHYA) == NATIVE:
+            return self.native_tensors()
+        return self.kohya_tensors()
 
     def param_groups(self, unet_lr: float, text_encoder_lr: float) -> list[dict[str, Any]]:
         """UNet and text-encoder tensors in their own groups (their own learning rates), in a fixed order."""
         groups: dict[str, list[torch.nn.Parameter]] = {}
         for name, param in self.named_trainable().items():
             groups.setdefault(self.component_of(name), []).append(param)
-        return [{"params": params, "lr": unet_lr if component == UNET else text_encoder_lr, "name": component}
-                for component, params in sorted(groups.items(), key=lambda kv: kv[0] != UNET)]
+        return [{"params": params, "lr": unet_lr if component in DENOISERS else text_encoder_lr, "name": component}
+                for component, params in sorted(groups.items(), key=lambda kv: kv[0] not in DENOISERS)]
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {name: param.detach().clone() for name, param in self.named_trainable().items()}
@@ -179,7 +204,7 @@ class LoraNetwork(TrainingNetwork):
         self.layers: list[AdapterModule] = []
         for component in components:
             model = getattr(pipe, component)
-            targets = _scoped_targets(model, _LORA_UNET_SCOPES if component == UNET else _LORA_TE_SCOPES)
+            targets = _scoped_targets(model, _lora_scopes(family, component))
             if not targets:
                 self.notes.append(f"No LoRA targets found in the {component}; it is not trained.")
                 continue
@@ -206,6 +231,17 @@ class LoraNetwork(TrainingNetwork):
             tensors[f"{name}.lora_down.weight"] = _saveable(layer.module.lora_A[self._ADAPTER].weight)
             tensors[f"{name}.lora_up.weight"] = _saveable(layer.module.lora_B[self._ADAPTER].weight)
             tensors[f"{name}.alpha"] = torch.tensor(float(self.alpha))
+        return tensors
+
+    def native_tensors(self) -> dict[str, torch.Tensor]:
+        """PEFT/diffusers keys; `lora_B` carries alpha / rank since diffusers and ComfyUI read them with alpha =
+        rank (so the file computes exactly what was trained, in every reader)."""
+        tensors: dict[str, torch.Tensor] = {}
+        for layer in self.layers:
+            name = f"{layer.component}.{layer.path}"
+            tensors[f"{name}.lora_A.weight"] = _saveable(layer.module.lora_A[self._ADAPTER].weight)
+            tensors[f"{name}.lora_B.weight"] = _saveable(layer.module.lora_B[self._ADAPTER].weight) * (
+                float(self.alpha) / self.dim)
         return tensors
 
     def metadata(self) -> dict[str, str]:
@@ -273,7 +309,7 @@ class LycorisTrainingNetwork(TrainingNetwork):
         self.paths: dict[str, dict[int, str]] = {}
         for component in components:
             model = getattr(pipe, component)
-            alias_table = PRESET_CLASS_ALIASES.get("text_encoder" if component != UNET else family, {})
+            alias_table = PRESET_CLASS_ALIASES.get(family if component in DENOISERS else "text_encoder", {})
             preset, notes = map_preset(spec.apply_preset, alias_table, _present_classes(model), component)
             self.notes += notes
             network = self._create(model, preset)
@@ -320,6 +356,20 @@ class LycorisTrainingNetwork(TrainingNetwork):
                 tensors[f"{name}.{key}"] = _saveable(value)
         return tensors
 
+    def native_tensors(self) -> dict[str, torch.Tensor]:
+        """LyCORIS's own names (`lycoris_<path with _>`), as SimpleTuner saves them; the prefix is fixed here, not
+        read from `LycorisNetwork.LORA_PREFIX` (class-level state another job may have changed)."""
+        tensors: dict[str, torch.Tensor] = {}
+        for component, lora in self._modules():
+            path = self.paths[component].get(id(lora.org_module[0]))
+            if path is None:
+                self.notes.append(f"LyCORIS module {lora.lora_name} has no model path; not saved.")
+                continue
+            name = f"{LYCORIS_FILE_PREFIX}_{path}".replace(".", "_")
+            for key, value in lora.state_dict().items():
+                tensors[f"{name}.{key}"] = _saveable(value)
+        return tensors
+
     def metadata(self) -> dict[str, str]:
         args = {"algo": self.spec.algo, **{k: v for k, v in self.spec.extra.items() if _is_jsonable(v)}}
         return {"ss_network_module": _KOHYA_MODULE["lycoris"], "ss_network_dim": str(self.spec.linear_dim),
@@ -333,7 +383,7 @@ class LycorisTrainingNetwork(TrainingNetwork):
 
 def create_network(pipe, family: str, config: TrainingConfig) -> TrainingNetwork:
     """The network the config asks for, attached to `pipe` (base weights frozen first)."""
-    for name in (UNET, *TEXT_ENCODERS):
+    for name in (*DENOISERS, *TEXT_ENCODERS):
         model = getattr(pipe, name, None)
         if model is not None:
             model.requires_grad_(False)
@@ -347,6 +397,14 @@ def create_network(pipe, family: str, config: TrainingConfig) -> TrainingNetwork
     if not network.named_trainable():
         raise ValidationError("The network has no trainable layers for this model: " + " ".join(network.notes))
     return network
+
+
+def _lora_scopes(family: str, component: str) -> tuple[str, ...]:
+    if component == UNET:
+        return _LORA_UNET_SCOPES
+    if component in DENOISERS:
+        return _LORA_DENOISER_SCOPES.get(family, ())
+    return _LORA_TE_SCOPES
 
 
 def _saveable(tensor: torch.Tensor) -> torch.Tensor:

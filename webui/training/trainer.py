@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from webui.core.errors import ValidationError
 from webui.engine.checkpoint_loader import LoadedCheckpoint, load_checkpoint
 from webui.engine.hashing import HashCache
+from webui.engine.model_detection import AURAFLOW, GENERATION_FAMILIES
 from webui.training import events as ev
 from webui.training.cache import LatentCache, TextCache
 from webui.training.config import TrainingConfig
@@ -36,7 +37,7 @@ from webui.training.export import (
     write_network_file,
     write_preview,
 )
-from webui.training.families import SDHooks, TextConditioning, hooks_for
+from webui.training.families import SDHooks, TextConditioning, denoiser_of, hooks_for
 from webui.training.networks import TrainingNetwork, create_network
 from webui.training.optim import autocast, autocast_dtype, create_optimizer, create_scheduler
 from webui.training.samples import SamplePrompt, generate_samples, load_sample_prompts
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 STATES_KEPT = 2
 SPEED_WINDOW = 20
+TRAINABLE_FAMILIES = (*GENERATION_FAMILIES, AURAFLOW)
+# Families whose text encoder is never trained here (SimpleTuner trains only AuraFlow's transformer too).
+_FROZEN_TEXT_ENCODER = (AURAFLOW,)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,14 @@ def plan_steps(config: TrainingConfig, per_epoch: int) -> tuple[int, int, int]:
     return math.ceil(micro / accum), micro, config.epochs
 
 
+def _check_buckets(hooks: SDHooks, dataset: Dataset) -> None:
+    """Refuse image sizes the model cannot take before any training (AuraFlow: patch grid, position table)."""
+    problems = sorted({p for p in (hooks.check_bucket(item.bucket) for item in dataset.items) if p})
+    if problems:
+        raise ValidationError("The dataset's image sizes do not fit this model: " + " ".join(problems) +
+                              " Change the resolution or the bucket settings.")
+
+
 class Trainer:
     """Runs one job: `Trainer(config, paths, events, should_stop).run()`."""
 
@@ -137,12 +149,17 @@ class Trainer:
     # ----- setup ------------------------------------------------------------------------------------------------
     def _load_model(self) -> tuple[LoadedCheckpoint, str]:
         config = self.config
-        if config.model_family == "auraflow":
-            raise ValidationError("AuraFlow training is not supported yet (SD1, SD2 and SDXL are).")
-        loaded = load_checkpoint(config.base_model, cache_dir=self.paths.cache_dir, device=config.device)
+        loaded = load_checkpoint(config.base_model, cache_dir=self.paths.cache_dir, device=config.device,
+                                 families=TRAINABLE_FAMILIES)
         if config.model_family not in ("auto", loaded.family):
             raise ValidationError(f"'{Path(config.base_model).name}' is a {loaded.family} model, but the config "
                                   f"says {config.model_family}.")
+        if loaded.family in _FROZEN_TEXT_ENCODER and config.train_text_encoder:
+            if not config.train_unet:
+                raise ValidationError(f"Only the transformer of a {loaded.family} model can be trained; enable it.")
+            self.events.note(f"The text encoder of a {loaded.family} model is not trained; training the "
+                             "transformer only.")
+            self.config = dataclasses.replace(config, train_text_encoder=False)
         loaded.pipeline.set_progress_bar_config(disable=True)
         return loaded, loaded.family
 
@@ -173,12 +190,14 @@ class Trainer:
             device = torch.device(dist.device)
             self.config = config = dataclasses.replace(config, device=str(device))
         loaded, family = self._load_model()
+        config = self.config
         pipe = loaded.pipeline
         prediction = loaded.prediction_type if config.prediction_type == "auto" else config.prediction_type
-        hooks = hooks_for(family, pipe, prediction)
+        hooks = hooks_for(family, pipe, prediction, flow_shift=config.flow_shift)
         dataset = scan_dataset(config)
         for note in dataset.notes:
             self.events.note(note)
+        _check_buckets(hooks, dataset)
         torch.manual_seed(config.seed)
         network = create_network(pipe, family, config)
         for note in network.notes:
@@ -210,13 +229,13 @@ class Trainer:
     def _prepare_modules(self, pipe, network: TrainingNetwork) -> None:
         config = self.config
         pipe.vae.eval()
-        pipe.unet.train(config.train_unet)
+        denoiser_of(pipe).train(config.train_unet)
         for name in ("text_encoder", "text_encoder_2"):
             encoder = getattr(pipe, name, None)
             if encoder is not None:
                 encoder.train(config.train_text_encoder)
         if config.gradient_checkpointing:
-            pipe.unet.enable_gradient_checkpointing()
+            denoiser_of(pipe).enable_gradient_checkpointing()
             if config.train_text_encoder:
                 for name in ("text_encoder", "text_encoder_2"):
                     encoder = getattr(pipe, name, None)
@@ -274,7 +293,8 @@ class Trainer:
         timesteps = s.hooks.sample_timesteps(len(batch), s.generator)
         noisy, target = s.hooks.noisy_and_target(latents, noise, timesteps)
         with autocast(s.device, s.amp_dtype):
-            prediction = s.hooks.predict(s.loaded.pipeline.unet, noisy, timesteps.to(s.device), cond, items[0].bucket)
+            prediction = s.hooks.predict(denoiser_of(s.loaded.pipeline), noisy, timesteps.to(s.device), cond,
+                                         items[0].bucket)
         loss = F.mse_loss(prediction.float(), target.float())
         scaled = loss / self.config.gradient_accumulation_steps
         (s.scaler.scale(scaled) if s.scaler is not None else scaled).backward()
@@ -300,7 +320,7 @@ class Trainer:
             return path
         meta = training_metadata(self.config, s.family, s.dataset, s.network.metadata(), epoch=epoch, step=step,
                                  started_at=started_at, base_model_hash=s.model_hash[:10])
-        write_network_file(path, s.network.kohya_tensors(), meta)
+        write_network_file(path, s.network.file_tensors(), meta)
         self.saved.append(path)
         for removed in prune_saved(self.paths.output_dir, self.config.output_name, self.config.save_last_k):
             self.events.emit(ev.SAVED, path=str(removed), removed=True)
@@ -311,12 +331,13 @@ class Trainer:
         if not s.prompts or not s.dist.is_main:
             return progress
         pipe = s.loaded.pipeline
-        was_training = pipe.unet.training
-        pipe.unet.eval()
+        denoiser = denoiser_of(pipe)
+        was_training = denoiser.training
+        denoiser.eval()
         try:
             paths = generate_samples(pipe, s.prompts, self.paths.samples_dir, tag, self.config.resolution, s.device)
         finally:
-            pipe.unet.train(was_training)
+            denoiser.train(was_training)
         self._sampled_step = progress.global_step
         self.events.emit(ev.SAMPLE, paths=[str(p) for p in paths], step=progress.global_step, epoch=progress.epoch)
         return dataclasses.replace(progress, last_sample=str(paths[-1]))
