@@ -266,3 +266,36 @@ def test_cli_trains_auraflow_from_a_simpletuner_config(tiny_auraflow, shapes_dat
     assert [e["family"] for e in events if e["type"] == "started"] == ["auraflow"]
     with safetensors.safe_open(str(tmp_path / "out" / "aura-cli.safetensors"), "pt") as handle:
         assert all(k.startswith("lycoris_") for k in handle.keys())
+
+
+# ----- the rest of the loop: caches, samples, resume ---------------------------------------------------------------
+
+
+def test_caches_samples_and_resume_work_for_auraflow(tiny_auraflow, shapes_dataset, tmp_path):
+    import dataclasses
+
+    from webui.training.events import EventSink
+    from webui.training.trainer import Trainer, TrainerPaths
+
+    plain = tiny_config(tiny_auraflow, shapes_dataset, max_train_steps=4, network_type="lycoris",
+                        lycoris=LycorisSpec.from_json(FORMATS_LOKR))
+    _, reference = run(plain, tmp_path / "plain")
+    cached = dataclasses.replace(plain, cache_latents=True, cache_text_embeddings=True,
+                                 sample_every_n_steps=4, sample_prompt_text="a red disc --w 32 --h 32 --s 2")
+    trainer, result = run(cached, tmp_path, name="cached")
+    assert result.losses == reference.losses  # the caches change nothing
+    assert trainer.session.latents.misses == 6
+    samples = [e for e in iter_events(tmp_path / "cached" / "events.jsonl") if e["type"] == "sample"]
+    assert len(samples) == 1 and Path(samples[0]["paths"][0]).is_file()
+    assert (tmp_path / "out" / "tiny.preview.png").is_file()
+
+    steps: list[dict] = []
+    paths = TrainerPaths(tmp_path / "b" / "out", tmp_path / "b" / "run", tmp_path / "b" / "cache")
+    sink = EventSink(paths.work_dir / "events.jsonl", listeners=(
+        lambda e: steps.append(e) if e["type"] == "step" else None,))
+    first = Trainer(plain, paths, sink, lambda: len(steps) >= 2).run()
+    sink.close()
+    assert first.status == "cancelled" and first.global_step == 2
+    resumed = Trainer(dataclasses.replace(plain, resume="latest"), paths,
+                      EventSink(paths.work_dir / "events.jsonl")).run()
+    assert list(first.losses) + list(resumed.losses) == list(reference.losses)  # bit-identical
