@@ -130,6 +130,7 @@ class FlowMatchHooks(SDHooks):
     `flow_shift` (`s' = shift s / (1 + (shift - 1) s)`), `x_t = (1 - s) x0 + s noise`, velocity target
     `noise - x0`. The transformer takes the sigma itself as its timestep (its embedding multiplies by 1000, and
     `AuraFlowPipeline` passes `t / 1000`). Text: UMT5 states with padded positions zeroed, as the pipeline does.
+    It shares `SDHooks`' interface (and its no-extra-kwargs default) but none of its DDPM noise schedule.
     """
 
     MAX_TOKENS = 128  # SimpleTuner's AuraFlow default (the pipeline allows 256 at inference)
