@@ -174,7 +174,7 @@ def test_realesrgan_file_loads_via_the_registry_and_upscales_x4(services):
     big = upscalers.upscale(source, "RealESRGAN_x4plus", (80, 64))
     assert big.size == (80, 64)
     tiled = upscalers.upscale(picture(100, 80), "RealESRGAN_x4plus", (400, 320), tile=64)
-    upscalers.overlap = 48
+    services.options.update({"ESRGAN_tile_overlap": 48}, save=False)  # the Settings option reaches the upscaler
     tiled_exact = upscalers.upscale(picture(100, 80), "RealESRGAN_x4plus", (400, 320), tile=64)
     whole = upscalers.upscale(picture(100, 80), "RealESRGAN_x4plus", (400, 320), tile=0)
     assert tiled.size == whole.size == (400, 320)

@@ -143,6 +143,11 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                help="Training runs in its own process with its own copy of the model. 'Move ... to RAM' keeps "
                     "generation usable (the model visits the device only while it generates); 'waits' holds "
                     "generations until training ends; 'Keep both' leaves both in device memory."),
+    OptionSpec("ESRGAN_tile", 192, "Tile size for ESRGAN upscalers", normalize=_int_range(0, 512),
+               help="Model upscalers (ESRGAN, Real-ESRGAN, SwinIR ...) run tile by tile to bound memory. "
+                    "0 = no tiling."),
+    OptionSpec("ESRGAN_tile_overlap", 8, "Tile overlap for ESRGAN upscalers", normalize=_int_range(0, 48),
+               help="Pixels shared by neighbouring tiles. Low values = visible seam."),
 )
 _SPECS = {spec.key: spec for spec in OPTION_SPECS}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,15 +92,25 @@ def _to_image(tensor: torch.Tensor) -> Image.Image:
 
 
 class UpscalerLibrary:
-    """Lists upscalers and runs them; loaded models are kept (one at a time) for repeated use."""
+    """Lists upscalers and runs them; loaded models are kept (one at a time) for repeated use.
 
-    def __init__(self, folders: tuple[Path, ...], device: torch.device, tile: int = 192, overlap: int = 8):
+    `tiling`, when given, is asked for (tile size, overlap) at every upscale: the app passes the Settings options
+    `ESRGAN_tile` / `ESRGAN_tile_overlap`, so a change applies to the next upscale. Without it the fixed `tile` and
+    `overlap` are used (A1111's defaults, 192 and 8)."""
+
+    def __init__(self, folders: tuple[Path, ...], device: torch.device, tile: int = 192, overlap: int = 8,
+                 tiling: Callable[[], tuple[int, int]] | None = None):
         self.folders = folders
         self.device = device
         self.tile = tile
         self.overlap = overlap
+        self.tiling = tiling
         self._loaded: tuple[Path, object] | None = None
         self._lock = threading.Lock()
+
+    def tile_settings(self) -> tuple[int, int]:
+        """(tile size, overlap) for model upscalers; tile size 0 = the whole image at once."""
+        return self.tiling() if self.tiling is not None else (self.tile, self.overlap)
 
     def model_files(self) -> list[Path]:
         files: list[Path] = []
@@ -146,10 +157,12 @@ class UpscalerLibrary:
             return image.resize(size, Image.Resampling.NEAREST)
         descriptor = self._model(name)
         current = image.convert("RGB")
+        default_tile, overlap = self.tile_settings()
+        tile = default_tile if tile is None else tile
         while current.width < size[0] or current.height < size[1]:
             tensor = _to_tensor(current).to(self.device, descriptor.dtype)
             with torch.inference_mode():
-                result = run_tiled(descriptor, tensor, int(descriptor.scale), tile or self.tile, self.overlap)
+                result = run_tiled(descriptor, tensor, int(descriptor.scale), tile, overlap)
             current = _to_image(result)
             if descriptor.scale == 1:
                 break

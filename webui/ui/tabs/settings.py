@@ -20,11 +20,14 @@ from webui.ui.components import Quicksettings, quicksettings_visibility
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Saving images/grids", ("samples_save", "samples_format", "samples_filename_pattern", "grid_save")),
     ("Paths for saving", ("outdir_txt2img_samples", "outdir_img2img_samples", "outdir_extras_samples")),
+    ("Upscaling", ("ESRGAN_tile", "ESRGAN_tile_overlap")),
     ("Stable Diffusion", ("CLIP_stop_at_last_layers",)),
     ("User interface", ("quicksettings_list", "default_sampler")),
     ("Training", ("training_device_policy",)),
 )
 SETTING_KEYS: tuple[str, ...] = tuple(key for _, keys in SECTIONS for key in keys)
+# Numeric options shown as sliders: (minimum, maximum, step), A1111's ranges.
+_SLIDERS: dict[str, tuple[int, int, int]] = {"ESRGAN_tile": (0, 512, 16), "ESRGAN_tile_overlap": (0, 48, 1)}
 
 
 def _widget(services: Services, key: str) -> gr.components.Component:
@@ -42,6 +45,9 @@ def _widget(services: Services, key: str) -> gr.components.Component:
         # Not elem_id setting_...: the quicksettings slider has that id (A1111 shows it in one place at a time).
         common["elem_id"] = "settings_tab_CLIP_stop_at_last_layers"
         return gr.Slider(minimum=1, maximum=12, step=1, **common)
+    if key in _SLIDERS:
+        low, high, step = _SLIDERS[key]
+        return gr.Slider(minimum=low, maximum=high, step=step, **common)
     if key == "default_sampler":
         return gr.Dropdown(choices=services.sampler_names(), **common)
     if key == "quicksettings_list":
