@@ -90,7 +90,8 @@ def test_tables(api):
     assert set(upscalers[0]) == {"name", "model_name", "model_path", "model_url", "scale"}
     modes = [m["name"] for m in api.get("/sdapi/v1/latent-upscale-modes").json()]
     assert modes[0] == "Latent" and "Latent (nearest-exact)" in modes
-    assert api.get("/sdapi/v1/scripts").json() == {"txt2img": ["x/y/z plot", "prompt matrix"], "img2img": []}
+    assert api.get("/sdapi/v1/scripts").json() == {"txt2img": ["x/y/z plot", "prompt matrix"],
+                                                   "img2img": ["x/y/z plot", "prompt matrix", "ultimate sd upscale"]}
     assert api.get("/sdapi/v1/prompt-styles").status_code == 200
     assert set(api.get("/sdapi/v1/embeddings").json()) == {"loaded", "skipped"}
     assert api.post("/sdapi/v1/refresh-embeddings").status_code == 200

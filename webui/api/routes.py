@@ -239,7 +239,8 @@ def _generation_routes(router: APIRouter, services: Services) -> None:
         parameters = body.model_dump()
         if not body.include_init_images:
             parameters.update(init_images=None, mask=None)
-        return _images_response(await _generate(services, request), body, parameters)
+        result = await _generate(services, request, body.script_name, body.script_args)
+        return _images_response(result, body, parameters)
 
     @router.get("/progress")
     def progress(skip_current_image: bool = False) -> dict[str, Any]:
@@ -346,16 +347,20 @@ def _table_routes(router: APIRouter, services: Services) -> None:
 
     @router.get("/scripts")
     def scripts() -> dict[str, list[str]]:
-        return {"txt2img": script_names(), "img2img": []}
+        return {"txt2img": script_names(), "img2img": script_names(img2img=True)}
 
     @router.get("/script-info")
     def script_info() -> list[dict[str, Any]]:
-        """The scripts and, for X/Y/Z, the axis types in the order integer `script_args` types index."""
+        """The scripts and, for X/Y/Z, the axis types in the order integer `script_args` types index; for
+        Ultimate SD upscale its positional `script_args` in order (A1111's extension order), with defaults."""
+        from webui.core.tiled_upscale import script_info_args
         from webui.core.xyz import axis_type_labels
 
         return [{"name": "x/y/z plot", "is_alwayson": False, "is_img2img": False,
                  "args": [{"label": "axis types", "choices": axis_type_labels()}]},
-                {"name": "prompt matrix", "is_alwayson": False, "is_img2img": False, "args": []}]
+                {"name": "prompt matrix", "is_alwayson": False, "is_img2img": False, "args": []},
+                {"name": "ultimate sd upscale", "is_alwayson": False, "is_img2img": True,
+                 "args": script_info_args(services.upscaler_names())}]
 
     @router.get("/prompt-styles")
     def prompt_styles() -> list[dict[str, str]]:

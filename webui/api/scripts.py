@@ -6,6 +6,13 @@ draw_legend, include_lone_images, include_sub_grids, no_fixed_seeds, vary_seeds_
 margin_size, csv_mode]`; for "Prompt matrix" `[put_at_start, different_seeds, prompt_type, variations_delimiter,
 margin_size]`. Axis types are best given by label ("Steps", "CFG Scale"); an integer is read as an index into
 this server's list (`GET /sdapi/v1/script-info`), because A1111's own index table changes between versions.
+
+"Ultimate SD upscale" (img2img only) takes the A1111 extension's order, `webui.core.tiled_upscale.SCRIPT_ARGS`:
+`[info (ignored), tile_width, tile_height, mask_blur, padding, seams_fix_width, seams_fix_denoise,
+seams_fix_padding, upscaler, save_upscaled_image, redraw_mode, save_seams_fix_image, seams_fix_mask_blur,
+seams_fix_type, target_size_type, custom_width, custom_height, custom_scale]`. The upscaler, redraw mode, seams fix
+type and target size type may be given by name or by index (the upscaler index points into this server's
+`GET /sdapi/v1/upscalers` list: None, Lanczos, Nearest, then the model files).
 """
 from __future__ import annotations
 
@@ -15,16 +22,20 @@ from typing import Any
 from webui.core.errors import ValidationError
 from webui.core.prompt_matrix import PromptMatrixOptions
 from webui.core.requests import GenerationRequest
+from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
+from webui.core.tiled_upscale import options_from_script_args
 from webui.core.xyz import AxisInput, XyzOptions
 from webui.core.xyz import axis_type_labels as xyz_axis_labels
 from webui.services import Services
 
 XYZ_NAMES = ("x/y/z plot", "xyz plot", "x/y plot")
 MATRIX_NAMES = ("prompt matrix",)
+UPSCALE_NAMES = (UPSCALE_SCRIPT.lower(),)
 
 
-def script_names() -> list[str]:
-    return ["x/y/z plot", "prompt matrix"]
+def script_names(img2img: bool = False) -> list[str]:
+    """The script names of `/sdapi/v1/scripts` for txt2img, or with `img2img` for img2img."""
+    return ["x/y/z plot", "prompt matrix", *(UPSCALE_NAMES if img2img else ())]
 
 
 def _arg(args: list[Any], index: int, default: Any) -> Any:
@@ -68,4 +79,6 @@ def submit_script(services: Services, request: GenerationRequest, name: str | No
                                       separator=str(_arg(args, 3, "comma")).lower(),
                                       margin_size=int(_arg(args, 4, 0)))
         return services.submit_prompt_matrix(request, options)
-    raise ValidationError(f"Unknown script '{name}'. Available: {', '.join(script_names())}.")
+    if key in UPSCALE_NAMES:
+        return services.submit_tiled_upscale(request, options_from_script_args(args, services.upscaler_names()))
+    raise ValidationError(f"Unknown script '{name}'. Available: {', '.join(script_names(img2img=True))}.")

@@ -1,4 +1,5 @@
-"""The "Script" dropdown of the generation tabs: None, X/Y/Z plot, Prompt matrix, and their controls.
+"""The "Script" dropdown of the generation tabs: None, X/Y/Z plot, Prompt matrix (and on img2img Ultimate SD
+upscale, `upscale_script_ui`), and their controls.
 
 Why one module: a tab only places the controls (`build_script_controls`), adds `request_inputs()` to its Generate
 inputs and calls `submit(...)` instead of `services.submit_txt2img`; with "None" that is exactly the old call. The
@@ -18,9 +19,11 @@ import gradio as gr
 from webui.core.prompt_matrix import PROMPT_TYPES, SEPARATORS, PromptMatrixOptions
 from webui.core.prompt_matrix import SCRIPT_NAME as MATRIX_SCRIPT
 from webui.core.requests import GenerationRequest
+from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
 from webui.core.xyz import SCRIPT_NAME as XYZ_SCRIPT
 from webui.core.xyz import AxisInput, XyzOptions, axis_type, axis_type_labels
 from webui.services import Services
+from webui.ui.upscale_script_ui import UPSCALER_WIDGET, build_upscale_controls, upscale_options
 
 SCRIPT_NONE = "None"
 SCRIPT_NAMES = (SCRIPT_NONE, XYZ_SCRIPT, MATRIX_SCRIPT)
@@ -29,6 +32,8 @@ AXIS_DEFAULTS = ("Seed", "Nothing", "Nothing")  # A1111's defaults
 FILL_SYMBOL = "\U0001f4d2"  # 📒 fills the picker with every choice, as in A1111
 AXIS_VALUES = 3 * 3  # (type, text, picks) per axis
 XYZ_OPTIONS = 8
+MATRIX_OPTIONS = 5
+IMG2IMG_TAB = "img2img"
 
 
 @dataclass(frozen=True)
@@ -50,10 +55,11 @@ class ScriptControls:
     axes: tuple[AxisWidgets, ...]
     xyz_options: tuple[Any, ...]
     matrix_options: tuple[Any, ...]
+    upscale_options: tuple[Any, ...] = ()  # img2img only
 
     def request_inputs(self) -> list[Any]:
         return [self.script, *(w for axis in self.axes for w in axis.inputs()), *self.xyz_options,
-                *self.matrix_options]
+                *self.matrix_options, *self.upscale_options]
 
     def submit(self, services: Services, request: GenerationRequest, values: Sequence[Any]) -> Future:
         """Queue the selected script for `request`, or the plain generation when the script is None."""
@@ -68,6 +74,9 @@ def submit_script(services: Services, request: GenerationRequest, values: Sequen
         return services.submit_xyz_plot(request, axes, options)
     if name == MATRIX_SCRIPT:
         return services.submit_prompt_matrix(request, matrix_options(values[1 + AXIS_VALUES + XYZ_OPTIONS:]))
+    if name == UPSCALE_SCRIPT:
+        options = upscale_options(services, values[1 + AXIS_VALUES + XYZ_OPTIONS + MATRIX_OPTIONS:])
+        return services.submit_tiled_upscale(request, options)
     return services.submit_txt2img(request)
 
 
@@ -100,17 +109,31 @@ def axis_updates(services: Services, label: str) -> tuple[Any, Any, Any]:
 
 
 def build_script_controls(services: Services, tab: str) -> ScriptControls:
-    """The Script dropdown and both scripts' controls (hidden until chosen); `tab` prefixes ids and api_names."""
-    script = gr.Dropdown(label="Script", choices=list(SCRIPT_NAMES), value=SCRIPT_NONE, elem_id=f"{tab}_script")
+    """The Script dropdown and the scripts' controls (hidden until chosen); `tab` prefixes ids and api_names.
+    Ultimate SD upscale is offered on the img2img tab only (it redraws an input image)."""
+    names = [*SCRIPT_NAMES, UPSCALE_SCRIPT] if tab == IMG2IMG_TAB else list(SCRIPT_NAMES)
+    script = gr.Dropdown(label="Script", choices=names, value=SCRIPT_NONE, elem_id=f"{tab}_script")
     with gr.Group(visible=False, elem_id=f"{tab}_script_xyz") as xyz_group:
         axes = tuple(_axis_row(services, tab, name, default) for name, default in zip(AXIS_NAMES, AXIS_DEFAULTS,
                                                                                        strict=True))
         xyz_options = _xyz_option_widgets(tab)
     with gr.Group(visible=False, elem_id=f"{tab}_script_prompt_matrix") as matrix_group:
         matrix = _matrix_option_widgets(tab)
-    script.change(lambda name: (gr.update(visible=name == XYZ_SCRIPT), gr.update(visible=name == MATRIX_SCRIPT)),
-                  inputs=[script], outputs=[xyz_group, matrix_group], api_name=f"{tab}_script_select")
-    return ScriptControls(script, axes, xyz_options, matrix)
+    if tab != IMG2IMG_TAB:
+        script.change(lambda name: (gr.update(visible=name == XYZ_SCRIPT), gr.update(visible=name == MATRIX_SCRIPT)),
+                      inputs=[script], outputs=[xyz_group, matrix_group], api_name=f"{tab}_script_select")
+        return ScriptControls(script, axes, xyz_options, matrix)
+    upscale_group, upscale = build_upscale_controls(services, tab)
+    upscaler = upscale[UPSCALER_WIDGET]
+
+    def select(name: str) -> tuple[Any, ...]:
+        """Show the chosen script's controls; the upscaler list is re-read (a model file added a minute ago)."""
+        return (gr.update(visible=name == XYZ_SCRIPT), gr.update(visible=name == MATRIX_SCRIPT),
+                gr.update(visible=name == UPSCALE_SCRIPT), gr.update(choices=services.upscaler_names()))
+
+    script.change(select, inputs=[script], outputs=[xyz_group, matrix_group, upscale_group, upscaler],
+                  api_name=f"{tab}_script_select")
+    return ScriptControls(script, axes, xyz_options, matrix, upscale)
 
 
 def _axis_row(services: Services, tab: str, name: str, default: str) -> AxisWidgets:
