@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors import safe_open
 
 from benchmarks.demo_quality import DEMO_CHECKPOINT, generate, load_demo_pipeline, score_image
@@ -84,3 +85,18 @@ def test_build_script_runs_end_to_end_quickly(tmp_path) -> None:
     assert time.perf_counter() - started < 120
     loaded = load_checkpoint(out, cache_dir=tmp_path / "cache", device="cpu", dtype=torch.float32)
     assert loaded.family == "sd1" and loaded.pipeline.vae_scale_factor == 4
+
+
+def test_training_samples_draw_the_prompt_on_the_demo_model(tmp_path) -> None:
+    """The Train tab's sample images use a sampler that works at kohya's 20 steps (the single file's default PNDM
+    drew noise here), and leave the pipeline's own scheduler in place afterwards."""
+    from webui.training.samples import SamplePrompt, generate_samples
+
+    pipe = load_demo_pipeline(DEMO_CHECKPOINT, tmp_path / "cache")
+    default = pipe.scheduler
+    prompt = SamplePrompt("a red circle on a blue background", width=64, height=64, seed=RED_CIRCLE_SEED,
+                          cfg_scale=6.0, steps=20)
+    [path] = generate_samples(pipe, [prompt], tmp_path / "samples", "e000001", 64, torch.device("cpu"))
+    score = score_image(Image.open(path).convert("RGB"))
+    assert (score.fg, score.bg) == ("red", "blue"), score
+    assert pipe.scheduler is default

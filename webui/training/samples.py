@@ -98,8 +98,28 @@ def quote_prompt(sample: SamplePrompt) -> str:
 @torch.no_grad()
 def generate_samples(pipe, prompts: list[SamplePrompt], folder: Path, tag: str, default_size: int,
                      device: torch.device) -> list[Path]:
-    """Render each prompt with the network active; returns the written PNG paths."""
+    """Render each prompt with the network active; returns the written PNG paths.
+
+    Samples use A1111's "Euler" (deterministic) rather than the pipeline's default scheduler: SD single files load
+    with PNDM, which at kohya's 20 sample steps drew noise on the small demo model while Euler drew the prompt
+    (measured), so a sample judged bad would blame the network for the sampler. Flow-matching pipelines keep
+    their own flow-match Euler."""
     folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    original = pipe.scheduler
+    if "FlowMatch" not in type(original).__name__:
+        from diffusers import EulerDiscreteScheduler
+
+        pipe.scheduler = EulerDiscreteScheduler.from_config(original.config)
+    try:
+        paths = _render(pipe, prompts, folder, tag, default_size, device)
+    finally:
+        pipe.scheduler = original
+    return paths
+
+
+def _render(pipe, prompts: list[SamplePrompt], folder: Path, tag: str, default_size: int,
+            device: torch.device) -> list[Path]:
     paths = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for index, sample in enumerate(prompts):
