@@ -84,7 +84,7 @@ LATENT_CHANNELS = 4
 # in noise and the decoder learns blurry averages. exp(-10 / 2) = 0.007: almost deterministic, yet img2img's
 # `latent_dist.sample()` still draws from a real (tiny) distribution.
 VAE_INITIAL_LOGVAR = -10.0
-DATA_SEED, VAE_SEED, DIFFUSION_SEED, CHECK_SEED = 0, 1, 2, 3
+DATA_SEED, VAE_SEED, DIFFUSION_SEED, CHECK_SEED, CONTINUE_SEED = 0, 1, 2, 3, 4
 
 Log = Callable[[str], None]
 
@@ -115,6 +115,11 @@ class BuildConfig:
     @classmethod
     def quick(cls) -> BuildConfig:
         return cls(images_per_triple=1, vae_steps=4, vae_batch=4, steps=4, batch=4, warmup=2, log_every=1)
+
+    @classmethod
+    def continued(cls) -> BuildConfig:
+        """Stage 2 (`--continue-from`): a second warm-up + cosine cycle at a lower peak rate on the same data."""
+        return cls(steps=3000, lr=3e-4)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -314,12 +319,15 @@ def _noise_and_weights(latents: torch.Tensor, alphas_cumprod: torch.Tensor, cfg:
 
 
 def train_diffusion(
-    latents: torch.Tensor, input_ids: torch.Tensor, cfg: BuildConfig, log: Log
+    latents: torch.Tensor, input_ids: torch.Tensor, cfg: BuildConfig, log: Log,
+    start: tuple[UNet2DConditionModel, CLIPTextModel] | None = None, seed: int = DIFFUSION_SEED,
 ) -> tuple[UNet2DConditionModel, CLIPTextModel]:
-    """Joint UNet + text encoder training; returns the EMA copies (what gets shipped)."""
-    torch.manual_seed(DIFFUSION_SEED)
-    gen = torch.Generator().manual_seed(DIFFUSION_SEED)
-    unet, text_encoder = build_unet().train(), build_text_encoder().train()
+    """Joint UNet + text encoder training from fresh weights (or from `start`, a continued build); returns the EMA
+    copies (what gets shipped)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    unet, text_encoder = start if start is not None else (build_unet(), build_text_encoder())
+    unet, text_encoder = unet.train().requires_grad_(True), text_encoder.train().requires_grad_(True)
     log(f"UNet: {count_params(unet) / 1e6:.2f}M parameters; text encoder: {count_params(text_encoder) / 1e6:.2f}M "
         f"({VOCAB_SIZE} x {TEXT_HIDDEN} token table); {cfg.steps} steps of batch {cfg.batch}")
     params = [*unet.parameters(), *text_encoder.parameters()]
@@ -327,7 +335,7 @@ def train_diffusion(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup))
     ema_unet, ema_text = Ema(unet, cfg.ema_decay), Ema(text_encoder, cfg.ema_decay)
     alphas_cumprod = build_scheduler().alphas_cumprod.float()
-    start, running = time.perf_counter(), 0.0
+    began, running = time.perf_counter(), 0.0
     for step, index in zip(range(cfg.steps), batches(len(latents), cfg.batch, gen), strict=False):
         noisy, timesteps, target, weights = _noise_and_weights(latents[index], alphas_cumprod, cfg, gen)
         context = text_encoder(input_ids[index])[0]
@@ -343,7 +351,7 @@ def train_diffusion(
         running += loss.item()
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             count = (step % cfg.log_every) + 1
-            _progress(log, "unet+text", step, cfg.steps, running / count, start)
+            _progress(log, "unet+text", step, cfg.steps, running / count, began)
             running = 0.0
     return ema_unet.shadow, ema_text.shadow
 
@@ -427,19 +435,57 @@ def build(cfg: BuildConfig, out: Path, log: Log = print) -> Path:
         input_ids = tokenize([s.caption for s in samples], cache_dir)
         unet, text_encoder = train_diffusion(latents, input_ids, cfg, log)
         minutes = (time.perf_counter() - started) / 60
-        metadata = {
-            "modelspec.title": "demo-shapes",
-            "modelspec.architecture": "stable-diffusion-v1",
-            "modelspec.description": "Tiny demo model: 'a {colour} {shape} on a {colour} background', 64x64.",
-            "demo.build": json_config(cfg),
-            "demo.train_minutes": f"{minutes:.1f}",
-        }
-        components = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": build_scheduler()}
-        export_checkpoint(components, out, metadata)
-        log(f"Wrote {out} ({out.stat().st_size / 1e6:.1f} MB) after {minutes:.1f} min")
-        check_with_loader(out, unet, text_encoder, cache_dir, log)
+        _write_and_check(out, {"unet": unet, "vae": vae, "text_encoder": text_encoder},
+                         {"demo.build": json_config(cfg), "demo.train_minutes": f"{minutes:.1f}"}, cache_dir, log)
     log(f"Done in {(time.perf_counter() - started) / 60:.1f} min")
     return out
+
+
+def continue_build(cfg: BuildConfig, source: Path, out: Path, log: Log = print) -> Path:
+    """Stage 2: more UNet + text encoder training, starting from a built checkpoint (its VAE is kept as it is).
+
+    Why a second stage: shapes keep improving long after colours are right (the probe's "half-way" model mixed up
+    circles and squares, the finished one did not), and continuing from the shipped file adds steps without
+    paying again for the ones it already has. Same dataset (seed 0), the source's own latents, seed 4."""
+    torch.set_num_threads(cfg.threads)
+    started = time.perf_counter()
+    samples = make_dataset(cfg, log)
+    images = np.stack([s.image for s in samples])
+    from safetensors import safe_open
+
+    from webui.engine.checkpoint_loader import load_checkpoint
+
+    with safe_open(str(source), framework="pt") as handle:
+        previous = handle.metadata() or {}
+    with tempfile.TemporaryDirectory(prefix="demo-continue-") as tmp:
+        cache_dir = Path(tmp)
+        pipe = load_checkpoint(source, cache_dir=cache_dir / "source", device="cpu", dtype=torch.float32).pipeline
+        vae = pipe.vae.eval().requires_grad_(False)
+        latents = latent_means(vae, images) * SD1_SCALING_FACTOR  # the folded VAE: unit variance already
+        log(f"Continuing {source.name}: latents std {latents.std().item():.3f}, mean {latents.mean().item():.3f}")
+        input_ids = tokenize([s.caption for s in samples], cache_dir)
+        unet, text_encoder = train_diffusion(latents, input_ids, cfg, log, start=(pipe.unet, pipe.text_encoder),
+                                             seed=CONTINUE_SEED)
+        minutes = (time.perf_counter() - started) / 60
+        metadata = {"demo.build": previous.get("demo.build", ""),
+                    "demo.train_minutes": previous.get("demo.train_minutes", ""),
+                    "demo.continued": json_config(cfg), "demo.continue_minutes": f"{minutes:.1f}"}
+        _write_and_check(out, {"unet": unet, "vae": vae, "text_encoder": text_encoder}, metadata, cache_dir, log)
+    log(f"Done in {(time.perf_counter() - started) / 60:.1f} min")
+    return out
+
+
+def _write_and_check(out: Path, networks: dict[str, torch.nn.Module], build_metadata: dict[str, str],
+                     cache_dir: Path, log: Log) -> None:
+    metadata = {
+        "modelspec.title": "demo-shapes",
+        "modelspec.architecture": "stable-diffusion-v1",
+        "modelspec.description": "Tiny demo model: 'a {colour} {shape} on a {colour} background', 64x64.",
+        **build_metadata,
+    }
+    export_checkpoint({**networks, "scheduler": build_scheduler()}, out, metadata)
+    log(f"Wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    check_with_loader(out, networks["unet"], networks["text_encoder"], cache_dir, log)
 
 
 def json_config(cfg: BuildConfig) -> str:
@@ -454,13 +500,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="UNet + text encoder training steps")
     parser.add_argument("--vae-steps", type=int, default=None, help="VAE training steps")
     parser.add_argument("--quick", action="store_true", help="tiny subset and a few steps (pipeline check only)")
+    parser.add_argument("--continue-from", type=Path, default=None,
+                        help="stage 2: train a built checkpoint further (default 3,000 steps, peak lr 3e-4)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 leaves the other core free)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    cfg = BuildConfig.quick() if args.quick else BuildConfig()
+    cfg = BuildConfig.quick() if args.quick else BuildConfig.continued() if args.continue_from else BuildConfig()
     changes: dict[str, int] = {"threads": args.threads}
     if args.steps is not None:
         changes["steps"] = args.steps
@@ -468,7 +516,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         changes["vae_steps"] = args.vae_steps
     cfg = dataclasses.replace(cfg, **changes)
     print(f"Config: {json_config(cfg)}", flush=True)
-    build(cfg, args.out, log=lambda line: print(line, flush=True))
+    log: Log = lambda line: print(line, flush=True)  # noqa: E731
+    if args.continue_from is not None:
+        continue_build(cfg, args.continue_from, args.out, log)
+    else:
+        build(cfg, args.out, log)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ walkthrough's new word) on a flat background of another colour, drawn 4x supersa
 the model composes colours and shapes it has only seen apart. Everything is deterministic for a given seed.
 
 Usage (the LoRA walkthrough's dataset): `python tools/demo_dataset.py kohya --out datasets/zorb`
-writes `datasets/zorb/10_zorb/000.png` + `000.txt`, ... (kohya's `<repeats>_<name>` folder layout).
+writes `datasets/zorb/1_zorb/000.png` + `000.txt`, ... (kohya's `<repeats>_<name>` folder layout): 240 images,
+one repeat. Why that many for a LoRA: with 24 images x 10 repeats the tiny demo model learnt those 24 pictures
+(backgrounds drifted to their colours); 240 different ones at the same step count taught the word and kept the
+colours (measured on the demo model, README walkthrough settings).
 """
 from __future__ import annotations
 
@@ -181,8 +184,8 @@ def generate_samples(
 
 
 def write_kohya_dataset(
-    dest: Path, *, name: str = "zorb", word: str = "zorb", shape: str = "star", repeats: int = 10,
-    count: int = 24, seed: int = 0, size: int = IMAGE_SIZE,
+    dest: Path, *, name: str = "zorb", word: str = "zorb", shape: str = "star", repeats: int = 1,
+    count: int = 240, seed: int = 0, size: int = IMAGE_SIZE,
 ) -> Path:
     """Write a kohya-style folder `dest/<repeats>_<name>/NNN.png + NNN.txt` teaching `word` = `shape`.
 
@@ -211,8 +214,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     kohya.add_argument("--word", default="zorb", help="the new word used in the captions")
     kohya.add_argument("--shape", default="star", choices=(*SHAPES, "star"), help="what the word means")
     kohya.add_argument("--name", default=None, help="folder name after the repeats (default: the word)")
-    kohya.add_argument("--repeats", type=int, default=10)
-    kohya.add_argument("--count", type=int, default=24, help="number of images")
+    kohya.add_argument("--repeats", type=int, default=1)
+    kohya.add_argument("--count", type=int, default=240, help="number of images")
     kohya.add_argument("--seed", type=int, default=0)
     kohya.add_argument("--size", type=int, default=IMAGE_SIZE, help="image side in pixels")
     sub.add_parser("holdout", help="print the held-out (fg, shape, bg) triples")

@@ -85,6 +85,15 @@ def test_build_script_runs_end_to_end_quickly(tmp_path) -> None:
     assert time.perf_counter() - started < 120
     loaded = load_checkpoint(out, cache_dir=tmp_path / "cache", device="cpu", dtype=torch.float32)
     assert loaded.family == "sd1" and loaded.pipeline.vae_scale_factor == 4
+    # stage 2 (how the shipped file was finished): continue training a built file
+    continued = tmp_path / "continued.safetensors"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tools" / "build_demo_model.py"), "--quick", "--continue-from", str(out),
+         "--out", str(continued)], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with safe_open(str(continued), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert metadata["demo.build"] and metadata["demo.continued"]
 
 
 def test_training_samples_draw_the_prompt_on_the_demo_model(tmp_path) -> None:
