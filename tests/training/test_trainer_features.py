@@ -70,6 +70,16 @@ def test_optional_optimizers_name_their_package(name, package):
         assert package in str(err)
 
 
+@pytest.mark.parametrize("name", ["Lion", "Prodigy", "StableAdamW", "AdamW"])
+def test_shipped_optimizers_train(name):
+    """Lion and Prodigy come with the requirements: a step moves the weights against the gradient."""
+    param = torch.nn.Parameter(torch.ones(4))
+    optimizer = create_optimizer([{"params": [param]}], TrainingConfig(optimizer=name, learning_rate=1e-2))
+    (param * torch.arange(1.0, 5.0)).sum().backward()
+    optimizer.step()
+    assert torch.all(param.detach() < 1.0), (name, param)
+
+
 def test_every_optimizer_and_schedule_is_known():
     assert set(OPTIMIZERS) == {"AdamW", "AdamW8bit", "Lion", "Prodigy", "StableAdamW"}
     param = torch.nn.Parameter(torch.ones(3))
