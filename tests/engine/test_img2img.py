@@ -200,3 +200,24 @@ def test_unsafe_or_unknown_upscaler_files_are_refused(services, tmp_path):
     torch.save({"foo.weight": torch.zeros(3, 3)}, folder / "unknown.pth")
     with pytest.raises(ModelLoadError, match="spandrel"):
         services.upscalers.upscale(picture(), "unknown", (96, 80))
+
+
+def test_latent_noise_and_latent_nothing_fill_the_encoded_image(services):
+    """A1111's masked content 2/3 work on latents: inside the mask seeded unit noise or zeros, outside the encoded
+    image untouched."""
+    from webui.engine.generation import latent_filled
+
+    pipe = services.manager.require().pipeline
+    mask = Image.new("L", (32, 32), 0)
+    ImageDraw.Draw(mask).rectangle((8, 8, 23, 23), fill=255)
+    source = resize_image(picture(), 32, 32, 0)
+    nothing = latent_filled(pipe, [source], mask, 3, [5])
+    noise_a, noise_b = (latent_filled(pipe, [source, source], mask, 2, [5, 6]) for _ in range(2))
+    inside = torch.zeros(nothing.shape[-2:], dtype=torch.bool)
+    factor = 32 // nothing.shape[-1]  # the tiny VAE's downsampling
+    inside[8 // factor:24 // factor, 8 // factor:24 // factor] = True  # the mask's square on the latent grid
+    assert torch.all(nothing[..., inside] == 0) and torch.all(nothing[..., ~inside] != 0)
+    assert torch.allclose(noise_a[..., ~inside], nothing.repeat(2, 1, 1, 1)[..., ~inside], atol=1e-5)
+    assert torch.equal(noise_a, noise_b)  # seeded
+    assert not torch.equal(noise_a[0, :, inside], noise_a[1, :, inside])  # one generator per image seed
+    assert 0.5 < noise_a[..., inside].std().item() < 1.5

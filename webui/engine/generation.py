@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -199,17 +200,50 @@ def _img2img_batch(pipe, plan, request, batch, ctx) -> list[Image.Image]:
                         strength=request.denoising_strength, output_type="pil")
     mask = prepare_mask(inputs.mask, request.width, request.height, inputs.resize_mode,
                         inputs.inpainting_mask_invert, inputs.mask_blur)
-    filled = [fill_masked(img, mask, inputs.inpainting_fill, seed) for img, seed in zip(inits, batch.seeds,
-                                                                                        strict=True)]
     padding = inputs.inpaint_full_res_padding if inputs.inpaint_full_res else None
-    # diffusers' "only masked" crop path takes one image (shared by the batch).
-    image, mask_image = (filled[0], mask) if padding is not None else (filled, [mask] * count)
+    extra: dict[str, object] = {}
+    if inputs.inpainting_fill in LATENT_FILLS and padding is None and not ctx.is_inpaint_model:
+        # A1111's latent noise / latent nothing: the fill happens on the encoded image, inside the mask.
+        image = latent_filled(pipe, inits, mask, inputs.inpainting_fill, batch.seeds)
+        extra["masked_image_latents"] = image  # unused by a 4-channel UNet; skips diffusers' pixel masking
+        mask_image = [mask] * count
+    else:
+        filled = [fill_masked(img, mask, inputs.inpainting_fill, seed) for img, seed in zip(inits, batch.seeds,
+                                                                                            strict=True)]
+        # diffusers' "only masked" crop path takes one image (shared by the batch).
+        image, mask_image = (filled[0], mask) if padding is not None else (filled, [mask] * count)
     images = _denoise(pipe, "inpaint", plan, request, batch, ctx, request.steps, image=image,
                       mask_image=mask_image, strength=request.denoising_strength, width=request.width,
-                      height=request.height, padding_mask_crop=padding, output_type="pil")
+                      height=request.height, padding_mask_crop=padding, output_type="pil", **extra)
     # Paste back: outside the (blurred) mask the input pixels come back unchanged, as A1111 does.
     return [Image.composite(out.resize(init.size), init, mask) if padding is None else out
             for out, init in zip(images, inits, strict=True)]
+
+
+LATENT_FILLS = (2, 3)  # "latent noise", "latent nothing"
+
+
+def latent_filled(pipe, inits: list[Image.Image], mask: Image.Image, fill: int, seeds: list[int]) -> torch.Tensor:
+    """Encode the images and fill the masked latents as A1111 does: seeded unit noise (2) or zeros (3).
+
+    The mask is downsampled to the latent grid and rounded (A1111's `np.around`), so a blurred edge belongs to
+    one side; the blur still shapes the paste-back. The result goes to the inpaint pipeline as `image` (diffusers
+    takes a 4-channel tensor as ready latents). Noise comes from one CPU generator per image seed, like the
+    initial noise. Not used for 9-channel inpainting models or "only masked", which need pixels (they keep the
+    pixel-space approximation of `fill_masked`)."""
+    param = next(pipe.vae.parameters())
+    processor = pipe.image_processor
+    with torch.inference_mode():
+        pixels = torch.cat([processor.preprocess(img.convert("RGB")) for img in inits]).to(param.device, param.dtype)
+        latents = pipe.vae.encode(pixels).latent_dist.mode() * pipe.vae.config.scaling_factor
+    height, width = latents.shape[-2:]
+    small = np.asarray(mask.convert("L").resize((width, height), Image.BILINEAR), dtype=np.float32) / 255.0
+    inside = torch.from_numpy(np.around(small)).to(latents.device, latents.dtype)[None, None]
+    if fill == 2:
+        noise = torch.stack([torch.randn(latents.shape[1:], generator=torch.Generator("cpu").manual_seed(seed))
+                             for seed in seeds]).to(latents.device, latents.dtype)
+        return latents * (1 - inside) + noise * inside
+    return latents * (1 - inside)
 
 
 def _latent_resized(pipe, init_images, count: int, request: GenerationRequest) -> torch.Tensor:

@@ -44,8 +44,9 @@ def prepare_mask(mask: Image.Image, width: int, height: int, mode: int, invert: 
 
 
 def fill_masked(image: Image.Image, mask: Image.Image, fill: int, seed: int) -> Image.Image:
-    """A1111's "masked content": 0 fill (colours from around the mask), 1 original, 2 latent noise (random
-    pixels), 3 latent nothing (neutral grey). Modes 2 and 3 are applied in pixel space here."""
+    """A1111's "masked content" in pixel space: 0 fill (colours from around the mask), 1 original, 2 latent noise
+    (random pixels), 3 latent nothing (neutral grey). For 2 and 3 this is the fallback where latents cannot be
+    filled (inpainting models, "only masked"); otherwise `generation.latent_filled` fills the latents."""
     if fill == 1:
         return image
     hard = mask.point(lambda v: 255 if v > 0 else 0)
