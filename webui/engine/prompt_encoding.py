@@ -194,7 +194,11 @@ def _encode_chunk(slot: _EncoderSlot, ids: list[int], weights: list[float], clip
         # A1111's "Original" emphasis: scale each token, then restore the chunk's original mean.
         original_mean = z.mean()
         z = z * torch.tensor(weights, device=z.device, dtype=z.dtype).reshape(1, -1, 1)
-        z = z * (original_mean / z.mean())
+        new_mean = z.mean()
+        # A final LayerNorm without bias (a freshly made model) gives a mean of ~0; 0/0 would turn the whole
+        # conditioning into NaN, and there is no mean to restore then.
+        if new_mean.abs() > 1e-6 * max(1.0, z.abs().mean().item()):
+            z = z * (original_mean / new_mean)
     pooled = out.text_embeds if slot.pooled else None
     return z, pooled
 
