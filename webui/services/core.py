@@ -1,56 +1,36 @@
 """The one facade the UI and the API call. Everything that touches the device goes through the executor.
 
 Why a facade: the UI and the API must behave identically (same validation, same queue, same outputs), and
-neither may reach into the engine directly (DESIGN.md layers).
+neither may reach into the engine directly (DESIGN.md layers). Scripts (`scripts.py`) and training
+(`training.py`) are parts of the same facade, kept in their own modules; `Services` inherits them.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from webui.core.device_sharing import RunningTraining
 from webui.core.errors import ModelLoadError, ModelNotFoundError, ValidationError, WebUIError
 from webui.core.infotext import parse_infotext
 from webui.core.options import Options
 from webui.core.progress import CancelToken, ProgressSnapshot, ProgressTracker
-from webui.core.prompt_matrix import SCRIPT_NAME as MATRIX_SCRIPT
-from webui.core.prompt_matrix import PromptMatrixOptions, PromptMatrixPlan, expand_prompt_matrix
 from webui.core.prompt_parser import LORA_KINDS, extract_extra_networks
 from webui.core.requests import GenerationRequest
-from webui.core.results import GeneratedImage, GenerationResult
+from webui.core.results import GenerationResult
 from webui.core.samplers import SAMPLERS, SCHEDULE_TYPES, get_sampler, resolve_schedule, split_legacy_name
 from webui.core.seeds import resolve_seed
 from webui.core.settings import Settings
 from webui.core.styles import Style, StyleStore, apply_styles
-from webui.core.tiled_upscale import TiledUpscaleOptions
-from webui.core.xyz import (
-    CHOICES_CHECKPOINTS,
-    CHOICES_HIRES_UPSCALERS,
-    CHOICES_SAMPLERS,
-    CHOICES_SCHEDULES,
-    CHOICES_STYLES,
-    CHOICES_VAES,
-    AxisInput,
-    ScriptResult,
-    XyzOptions,
-    XyzPlan,
-    expand_xyz,
-)
-from webui.core.xyz import SCRIPT_NAME as XYZ_SCRIPT
 from webui.engine.adapters import AdapterRequest
 from webui.engine.devices import DeviceConfig, configure_torch_threads, memory_stats
 from webui.engine.embeddings import EmbeddingLibrary
 from webui.engine.extras import ExtrasRequest, run_extras
 from webui.engine.generation import GenerationContext, run_generation
-from webui.engine.grids import annotated_grid, save_grid, xyz_grids
 from webui.engine.hashing import HashCache
 from webui.engine.images import read_infotext
 from webui.engine.live_preview import LatentPreview
@@ -73,10 +53,12 @@ from webui.engine.upscalers import BUILTIN as BUILTIN_UPSCALERS
 from webui.engine.upscalers import LATENT_MODES, UpscalerLibrary
 from webui.jobs.device_share import DeviceShare
 from webui.jobs.executor import GpuExecutor
+from webui.services.scripts import ScriptServices
+from webui.services.training import TrainingServices
 
 log = logging.getLogger(__name__)
 
-DEMO_MODEL_PATH = Path(__file__).resolve().parent / "assets" / "demo" / "demo-shapes.safetensors"
+DEMO_MODEL_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo" / "demo-shapes.safetensors"
 
 # Infotext keys -> the always-present generation fields they fill (see `Services.infotext_fields`).
 _CORE_INFOTEXT_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -121,7 +103,7 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-class Services:
+class Services(ScriptServices, TrainingServices):
     def __init__(self, settings: Settings, registry: ModelRegistry, manager: PipelineManager,
                  executor: GpuExecutor, options: Options, styles: StyleStore, embeddings: EmbeddingLibrary,
                  loras: LoraLibrary, upscalers: UpscalerLibrary, previews: LatentPreview | None = None):
@@ -641,496 +623,6 @@ class Services:
         if vae:
             self.select_vae(str(vae))
 
-
-    # ===== scripts: X/Y/Z plot and Prompt matrix (issue 9) ==========================================================
-    # A script is ONE executor job: no other generation runs between its cells and Interrupt/Skip reach every cell.
-    # Inside that job each cell still goes through `submit_txt2img` unchanged (validation, styles, LoRAs, saving with
-    # its own infotext), called on a view of these services whose executor runs jobs inline with the script's cancel
-    # token and a progress tracker that counts the whole plot ("image i of N").
-
-    def script_choices(self, source: str) -> list[str]:
-        """The values an enumerable X/Y/Z axis offers as pickers (`webui.core.xyz.CHOICES_*`); [] for others."""
-        table = {CHOICES_SAMPLERS: self.sampler_names, CHOICES_SCHEDULES: self.schedule_types,
-                 CHOICES_CHECKPOINTS: self.checkpoint_titles, CHOICES_VAES: self.vae_titles,
-                 CHOICES_STYLES: self.style_names, CHOICES_HIRES_UPSCALERS: self.hires_upscaler_names}
-        return list(table[source]()) if source in table else []
-
-    def submit_xyz_plot(self, base: GenerationRequest, axes: list[AxisInput],
-                        options: XyzOptions | None = None) -> Future:
-        """Expand and check the plot now (bad values fail before anything runs), then queue it as one job. The
-        future yields a `ScriptResult`: the grids (saved to the grids folder) and every cell's images."""
-        plan = expand_xyz(base, axes, options)
-        checked = [self._checked_cell(cell.request) for cell in plan.cells]
-        plan = dataclasses.replace(plan, cells=tuple(dataclasses.replace(cell, request=request)
-                                                     for cell, request in zip(plan.cells, checked, strict=True)))
-
-        def job(token: CancelToken, progress: ProgressTracker) -> ScriptResult:
-            order = plan.run_order(self.current_checkpoint(), self.current_vae())
-            run = self._run_script_cells(XYZ_SCRIPT, [(cell.position, cell.request) for cell in order], token,
-                                         progress)
-            return self._xyz_result(plan, run)
-
-        return self.executor.submit(job, label="xyz-plot")
-
-    def run_xyz_plot(self, base: GenerationRequest, axes: list[AxisInput],
-                     options: XyzOptions | None = None) -> ScriptResult:
-        return self.submit_xyz_plot(base, axes, options).result()
-
-    def submit_prompt_matrix(self, base: GenerationRequest, options: PromptMatrixOptions | None = None) -> Future:
-        """`a|b|c` -> one image per combination and a grid with legends; the future yields a `ScriptResult`."""
-        plan = expand_prompt_matrix(base, options)
-        plan = dataclasses.replace(plan, requests=tuple(self._checked_cell(request) for request in plan.requests))
-
-        def job(token: CancelToken, progress: ProgressTracker) -> ScriptResult:
-            run = self._run_script_cells(MATRIX_SCRIPT, list(enumerate(plan.requests)), token, progress)
-            return self._prompt_matrix_result(plan, run)
-
-        return self.executor.submit(job, label="prompt-matrix")
-
-    def run_prompt_matrix(self, base: GenerationRequest,
-                          options: PromptMatrixOptions | None = None) -> ScriptResult:
-        return self.submit_prompt_matrix(base, options).result()
-
-    def submit_tiled_upscale(self, base: GenerationRequest, options: TiledUpscaleOptions) -> Future:
-        """"Ultimate SD upscale" (img2img only): the init image upscaled with `options.upscaler`, then redrawn
-        tile by tile (and seam by seam) with the request's img2img settings, as ONE executor job; every tile goes
-        through `submit_txt2img` on the script view (same model, LoRAs, validation). The future yields a
-        `ScriptResult` whose images are the upscaled result (and the seams-fixed one), saved to img2img-images."""
-        from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
-        from webui.core.tiled_upscale import plan_tiled_upscale, upscaled_infotext
-        from webui.engine.tiled_upscale import run_tiled_upscale
-
-        options.validate()
-        if base.img2img is None or not base.img2img.init_images:
-            raise ValidationError(f"{UPSCALE_SCRIPT} works on img2img: it needs an input image.")
-        if options.upscaler not in self.upscalers.names():
-            raise ModelNotFoundError(f"No upscaler named '{options.upscaler}'. Available: "
-                                     f"{', '.join(self.upscaler_names())}.")
-        request = self._checked_cell(dataclasses.replace(base, batch_size=1, n_iter=1, enable_hr=False))
-        source = base.img2img.init_images[0]
-        plan = plan_tiled_upscale(options.target_size(source.size, (base.width, base.height)), options)
-        save = base.save_images and bool(self.options.get("samples_save"))
-        writer = OutputWriter.from_options(self.options, self.settings.paths.data_dir, "outdir_img2img_samples")
-
-        def job(token: CancelToken, progress: ProgressTracker) -> ScriptResult:
-            seeded = dataclasses.replace(request, seed=resolve_seed(request.seed),
-                                         subseed=resolve_seed(request.subseed))
-            progress.start(UPSCALE_SCRIPT, max(1, plan.patch_count), seeded.steps)
-            tracker = _TileProgress(progress, UPSCALE_SCRIPT, plan.patch_count)
-            view, run = self._script_view(token, tracker), _ScriptRun()
-
-            def redraw(tile: GenerationRequest) -> GeneratedImage | None:
-                tracker.begin_cell(len(run.results), len(run.results))
-                result = view.submit_txt2img(tile).result()
-                run.results[len(run.results)] = result
-                run.warnings.update(dict.fromkeys(result.warnings))
-                return result.images[0] if result.images and not result.interrupted else None
-
-            output = run_tiled_upscale(source, seeded, options, plan, self.upscalers, redraw,
-                                       lambda: token.interrupted)
-            tile_info = output.last.infotext if output.last is not None else self._plain_infotext(seeded)
-            infotext = upscaled_infotext(tile_info, plan.size, seeded.denoising_strength, options)
-            images = [(output.upscaled, options.save_upscaled_image)]
-            if output.seams_fixed is not None:
-                images.append((output.seams_fixed, options.save_seams_fix_image))
-            made = tuple(GeneratedImage(image, seeded.seed, infotext,
-                                        writer.save(image, seeded.seed, infotext) if save and keep else None)
-                         for image, keep in images)
-            return ScriptResult(UPSCALE_SCRIPT, (), made, True, output.interrupted, tuple(run.warnings),
-                                output.patches_done, plan.patch_count)
-
-        return self.executor.submit(job, label="tiled-upscale")
-
-    def _plain_infotext(self, request: GenerationRequest) -> str:
-        """The infotext of a request no tile was generated for (redraw "None" without seams fix)."""
-        from webui.core.generation_info import generation_params
-        from webui.core.infotext import build_infotext
-
-        labels = self.manager.ensure(request.checkpoint, request.vae).labels
-        params = generation_params(request, seed=request.seed, subseed=request.subseed,
-                                   sampler=request.sampler_name, schedule=request.scheduler,
-                                   model_name=labels.model_name, model_hash=labels.model_hash,
-                                   vae_name=labels.vae_name, vae_hash=labels.vae_hash)
-        return build_infotext(request.prompt, request.negative_prompt, params)
-
-    def _checked_cell(self, request: GenerationRequest) -> GenerationRequest:
-        """A cell validated before the first one runs, its model names made canonical (titles): a typo in the last
-        value must not fail a plot half-way, and the run order groups cells by model title."""
-        request.validate()
-        name, schedule = split_legacy_name(request.sampler_name, request.scheduler)
-        resolve_schedule(get_sampler(name), schedule)
-        self.apply_request_styles(request)  # raises for unknown styles
-        checkpoint = self.registry.find_checkpoint(request.checkpoint).title if request.checkpoint else None
-        vae = request.vae
-        if vae and vae not in (VAE_AUTOMATIC, VAE_NONE):
-            vae = self.registry.find_vae(vae).title
-        return dataclasses.replace(request, checkpoint=checkpoint, vae=vae)
-
-    def _script_view(self, token: CancelToken, progress: ProgressTracker) -> Services:
-        """These services, but running every job at once in the calling thread (the script's job)."""
-        view = copy.copy(self)
-        view.executor = _InlineExecutor(token, progress)  # type: ignore[assignment]
-        return view
-
-    def _run_script_cells(self, script: str, cells: list[tuple[Any, GenerationRequest]], token: CancelToken,
-                          progress: ProgressTracker) -> _ScriptRun:
-        """Run cells in the given order until done or interrupted, then put back the checkpoint/VAE the script
-        started with. Cells finished before an Interrupt keep their (saved) images."""
-        total = sum(request.n_iter for _, request in cells)
-        progress.start(script, total, cells[0][1].steps if cells else 1)
-        tracker = _ScriptProgress(progress, script, len(cells))
-        view = self._script_view(token, tracker)
-        start_checkpoint, start_vae = self.current_checkpoint(), self.current_vae()
-        run, batches_before = _ScriptRun(), 0
-        try:
-            for index, (key, request) in enumerate(cells):
-                if token.interrupted:
-                    break
-                tracker.begin_cell(index, batches_before)
-                result = view.submit_txt2img(request).result()
-                run.results[key] = result
-                run.warnings.update(dict.fromkeys(result.warnings))
-                batches_before += request.n_iter
-        finally:
-            self._restore_models(view, start_checkpoint, start_vae)
-        run.interrupted = token.interrupted
-        return run
-
-    def _restore_models(self, view: Services, checkpoint: str | None, vae: str) -> None:
-        try:
-            if checkpoint and self.current_checkpoint() != checkpoint:
-                view.select_checkpoint(checkpoint)
-            if self.current_vae() != vae:
-                view.select_vae(vae)
-        except WebUIError as exc:
-            log.warning("Could not switch back to %s after the script: %s", checkpoint, exc)
-
-    def _grid_folder(self, request: GenerationRequest) -> Path:
-        """A1111's `outdir_txt2img_grids` / `outdir_img2img_grids`; default `outputs/txt2img-grids`."""
-        kind = "txt2img" if request.img2img is None else "img2img"
-        value = str(self.options.get(f"outdir_{kind}_grids") or "").strip()
-        if not value:
-            return self.settings.paths.outputs_dir / f"{kind}-grids"
-        folder = Path(value).expanduser()
-        return folder if folder.is_absolute() else self.settings.paths.data_dir / folder
-
-    def _grid_image(self, image: Any, basename: str, plan: XyzPlan | PromptMatrixPlan,
-                    cells: list[GeneratedImage | None], request: GenerationRequest) -> GeneratedImage | None:
-        """A grid as a gallery item, with its first made cell's seed and infotext plus the script's keys; saved
-        when the request saves and `grid_save` is on. None when none of its cells was made (interrupted)."""
-        first = next((cell for cell in cells if cell is not None), None)
-        if first is None:
-            return None
-        infotext = plan.grid_infotext(first.infotext)
-        path = None
-        if request.save_images and self.options.get("grid_save"):
-            path = save_grid(image, self._grid_folder(request), basename, infotext,
-                             str(self.options.get("grid_format") or "png"))
-        return GeneratedImage(image=image, seed=first.seed, infotext=infotext, path=path)
-
-    def _xyz_result(self, plan: XyzPlan, run: _ScriptRun) -> ScriptResult:
-        firsts = [run.first_image(cell.position) for cell in plan.cells]
-        grids = self._xyz_grid_images(plan, firsts) if any(firsts) else []
-        return ScriptResult(XYZ_SCRIPT, tuple(grids), run.images([cell.position for cell in plan.cells]),
-                            plan.options.include_sub_images, run.interrupted, tuple(run.warnings),
-                            len(run.results), len(plan.cells))
-
-    def _xyz_grid_images(self, plan: XyzPlan, firsts: list[GeneratedImage | None]) -> list[GeneratedImage]:
-        """A1111's outputs: with several Z values the Z grid first, then (with "Include sub-grids") one grid per Z
-        value; with one Z value just its grid. Cells an Interrupt never reached are grey."""
-        x_axis, y_axis, z_axis = plan.axes
-        drawn = xyz_grids([first.image if first else None for first in firsts], plan.shape,
-                          (x_axis.legends(), y_axis.legends(), z_axis.legends()), plan.options.draw_legend,
-                          plan.options.margin_size)
-        request, depth, per_grid = plan.cells[0].request, plan.shape[2], plan.shape[0] * plan.shape[1]
-        grids = [self._grid_image(drawn.z_grid, "xyz_grid", plan, firsts, request)] if depth > 1 else []
-        if depth == 1 or plan.options.include_sub_grids:
-            grids += [self._grid_image(grid, "xyz_grid", plan, firsts[z * per_grid:(z + 1) * per_grid], request)
-                      for z, grid in enumerate(drawn.sub_grids)]
-        return [grid for grid in grids if grid is not None]
-
-    def _prompt_matrix_result(self, plan: PromptMatrixPlan, run: _ScriptRun) -> ScriptResult:
-        """The grid first, then every image (A1111 shows the matrix's images after its grid)."""
-        keys = list(range(len(plan.requests)))
-        firsts = [run.first_image(key) for key in keys]
-        grid = None
-        if any(firsts):
-            image = annotated_grid([first.image if first else None for first in firsts], plan.columns,
-                                   plan.column_legends, plan.row_legends, plan.options.margin_size)
-            grid = self._grid_image(image, "prompt_matrix", plan, firsts, plan.requests[0])
-        return ScriptResult(MATRIX_SCRIPT, (grid,) if grid else (), run.images(keys), True, run.interrupted,
-                            tuple(run.warnings), len(run.results), len(plan.requests))
-
-
-    # ===== training (issue 5) ========================================================================= BEGIN =====
-    # LoRA / LyCORIS training jobs run in child processes owned by a `TrainingWorker` (webui/jobs/training_worker);
-    # forms and presets travel as the preset JSON dict of `webui.training.config`. The worker is made on first use
-    # (that also marks jobs left running by a dead app as interrupted); `start_training_worker` does it eagerly.
-    @functools.cached_property
-    def training(self):
-        """The background training worker (job queue, cancel, resume, history in <data>/training/jobs.sqlite)."""
-        import os
-
-        from webui.jobs.job_store import JobStore
-        from webui.jobs.training_worker import TrainingWorker, WorkerSettings
-
-        data_dir = self.settings.paths.data_dir
-        threads = self.settings.torch_threads or max(1, (os.cpu_count() or 2) // 2)
-        worker = TrainingWorker(JobStore(data_dir / "training" / "jobs.sqlite"),
-                                WorkerSettings.for_data_dir(data_dir, threads=threads),
-                                on_change=self._training_changed)
-        worker.start()
-        return worker
-
-    def start_training_worker(self) -> None:
-        """Create the worker now (recovers interrupted jobs, starts queued ones)."""
-        _ = self.training
-
-    def _training_changed(self, job_id: str) -> None:
-        """A finished job's LoRA appears in Extra Networks at once; a job that starts on the generation device gets
-        it to itself per the sharing policy (Settings > Training)."""
-        record = self.training.get(job_id)
-        if record is not None and record.status == "done":
-            self.loras.refresh()
-        if record is not None and record.status == "running":
-            self.device_share.training_changed(self.executor.submit)
-
-    def _running_training(self) -> list[RunningTraining]:
-        """Jobs running now, for the device-sharing policy; no worker is started just to ask."""
-        if "training" not in self.__dict__:
-            return []
-        running = []
-        for record in self.training.jobs():
-            if record.status != "running":
-                continue
-            config = record.config_data
-            running.append(RunningTraining(record.id, record.name, str(config.get("device") or "cpu"),
-                                           record.step, record.total_steps, int(config.get("num_processes") or 1)))
-        return running
-
-    def training_defaults(self) -> dict[str, Any]:
-        """The Train tab's initial form: every option with its default (preset JSON)."""
-        from webui.training.config import TrainingConfig, config_to_json
-
-        return config_to_json(TrainingConfig(device=self.settings.device))
-
-    @staticmethod
-    def training_choices() -> dict[str, list[str]]:
-        """Dropdown values of the Train tab."""
-        from webui.training import config as tc
-
-        return {"network_type": list(tc.NETWORK_TYPES), "lycoris_algo": list(tc.LYCORIS_ALGOS),
-                "optimizer": list(tc.OPTIMIZERS), "lr_scheduler": list(tc.SCHEDULERS),
-                "mixed_precision": list(tc.MIXED_PRECISION), "model_family": list(tc.FAMILIES),
-                "prediction_type": list(tc.PREDICTION_TYPES)}
-
-    def training_config(self, values: dict[str, Any]):
-        """Form/preset values -> a validated `TrainingConfig`: a checkpoint title becomes its file, the output goes
-        to models/Lora (LoRA) or models/LyCORIS unless the form names a folder, the device defaults to the app's."""
-        from webui.training.config import config_from_json
-
-        config, _ = config_from_json(values)
-        base = config.base_model
-        if base and not Path(base).exists():
-            base = str(self.registry.find_checkpoint(base).path)
-        paths = self.settings.paths
-        output_dir = config.output_dir or str(paths.lycoris_dir if config.is_lycoris else paths.lora_dir)
-        device = values.get("device") or self.settings.device
-        return dataclasses.replace(config, base_model=base, output_dir=output_dir, device=device).validate()
-
-    def submit_training(self, values: dict[str, Any]) -> dict[str, Any]:
-        """Queue a training job; returns its job view (see `training_job`)."""
-        return self._training_view(self.training.submit(self.training_config(values)))
-
-    def cancel_training(self, job_id: str) -> dict[str, Any]:
-        """Cooperative cancel (resume state is saved), then SIGTERM/SIGKILL to the job's process group."""
-        return self._training_view(self.training.cancel(job_id))
-
-    def resume_training(self, job_id: str) -> dict[str, Any]:
-        """Queue a cancelled/failed/interrupted job again; it continues from its last saved state."""
-        return self._training_view(self.training.resume(job_id))
-
-    def training_jobs(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Job history, newest first (survives app restarts)."""
-        return [self._training_view(record) for record in self.training.jobs(limit)]
-
-    def training_job(self, job_id: str) -> dict[str, Any]:
-        record = self.training.get(job_id)
-        if record is None:
-            raise ValidationError(f"No training job with id '{job_id}'.")
-        return self._training_view(record)
-
-    def training_events(self, job_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """Progress events (JSON dicts) from byte `offset` of the job's event file, and the next offset."""
-        return self.training.events(job_id, offset)
-
-    def training_losses(self, job_id: str) -> list[tuple[int, float]]:
-        """(step, loss) for the loss plot."""
-        return self.training.losses(job_id)
-
-    def training_log(self, job_id: str) -> str:
-        """The end of the job's console log (stdout/stderr of its process)."""
-        return self.training.log_tail(job_id)
-
-    def training_dataset_preview(self, values: dict[str, Any]) -> dict[str, Any]:
-        """Images per folder, repeats, steps per epoch and in total, caption samples, buckets, notes."""
-        from webui.training.config import config_from_json
-        from webui.training.dataset import preview
-
-        config, _ = config_from_json({**values, "base_model": values.get("base_model") or "-"})
-        return preview(config)
-
-    def import_training_config(self, text: str) -> dict[str, Any]:
-        """A preset or SimpleTuner config.json (its text, or a path to it) -> {"config": form values, "ignored":
-        unknown keys, "notes": what is not applied here}."""
-        import json
-
-        from webui.training.config import config_to_json
-        from webui.training.config_files import load_config_data, load_config_file
-
-        stripped = text.strip()
-        if stripped.startswith("{"):
-            try:
-                loaded = load_config_data(json.loads(stripped), Path.cwd(), self.settings.device)
-            except json.JSONDecodeError as err:
-                raise ValidationError(f"The training config is not valid JSON: {err}") from err
-        else:
-            loaded = load_config_file(Path(stripped), self.settings.device)
-        return {"config": config_to_json(loaded.config), "ignored": list(loaded.ignored),
-                "notes": list(loaded.notes), "format": loaded.source_format}
-
-    def training_preset_json(self, values: dict[str, Any]) -> str:
-        """The whole form as a preset JSON text (for "save preset")."""
-        import json
-
-        from webui.training.config import config_from_json, config_to_json
-
-        return json.dumps(config_to_json(config_from_json(values)[0]), indent=2)
-
-    def compare_training_epochs(self, job_id: str, prompt: str = "", weight: float = 1.0) -> Future:
-        """"Compare epochs": an X/Y/Z plot (Prompt S/R over `<lora:name-00000N:w>`) of the job's saved files on its
-        base model, with the job's first sample prompt (its size, seed, steps, CFG) unless `prompt` is given. The
-        future yields the X/Y/Z `ScriptResult` (grid saved like any X/Y/Z grid)."""
-        from webui.core.epoch_compare import plan_compare, saved_files
-        from webui.training.samples import SamplePrompt, parse_prompt_text
-
-        record = self.training.get(job_id)
-        if record is None:
-            raise ValidationError(f"No training job with id '{job_id}'.")
-        events = self.training.events(job_id)[0]
-        candidates = [Path(e["path"]) for e in events if e.get("type") == "saved"] + \
-            ([Path(record.final_file)] if record.final_file else [])
-        files = saved_files(events, record.final_file, [p for p in candidates if p.is_file()])
-        self.loras.refresh()
-        outside = [f.path.name for f in files if (entry := self.loras.find(f.name)) is None or entry.path != f.path]
-        if outside:
-            raise ValidationError(f"{', '.join(outside)} are not in models/Lora or models/LyCORIS (or another file "
-                                  f"there has the same name), so a prompt cannot load them; move them there to "
-                                  f"compare.")
-        config = record.config_data
-        samples = parse_prompt_text(str(config.get("sample_prompt_text") or ""))
-        sample = samples[0] if samples else SamplePrompt(prompt=str(config.get("output_name") or ""),
-                                                         seed=int(config.get("seed") or 0))
-        plan = plan_compare(files, prompt or sample.prompt, weight)
-        size = int(config.get("resolution") or 512)
-        base = self.registry.find_checkpoint(str(config["base_model"]))
-        request = dataclasses.replace(
-            self.default_request(), prompt=plan.prompt, negative_prompt=sample.negative,
-            width=sample.width or size, height=sample.height or size, seed=sample.seed, steps=sample.steps,
-            cfg_scale=sample.cfg_scale, checkpoint=base.title, save_images=False)
-        return self.submit_xyz_plot(request, [plan.x_axis])
-
-    def _training_view(self, record) -> dict[str, Any]:
-        view = record.as_dict()
-        view["config"] = record.config_data
-        view["command_text"] = self.training.command_text(record)
-        return view
-    # ===== training (issue 5) =========================================================================== END =====
-
-# ===== scripts helpers (issue 9) ==================================================================================
-
-
-class _InlineExecutor:
-    """Stands in for the GPU executor inside a script's job: runs each job at once, in the worker thread that is
-    already running the script, with the script's cancel token and progress."""
-
-    def __init__(self, token: CancelToken, progress: ProgressTracker):
-        self.token = token
-        self.progress = progress
-
-    def submit(self, fn: Callable[[CancelToken, ProgressTracker], Any], label: str = "job") -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(self.token, self.progress))
-        except Exception as exc:  # noqa: BLE001 - delivered through the future, like the real executor
-            future.set_exception(exc)
-        return future
-
-    def run(self, fn: Callable[[CancelToken, ProgressTracker], Any], label: str = "job") -> Any:
-        return self.submit(fn, label).result()
-
-
-class _ScriptProgress(ProgressTracker):
-    """A cell's view of the script's progress: the cell's batches are numbered within the whole script, and the
-    text says "image i of N"; a cell's start/finish never resets the script's totals or its Interrupt flag."""
-
-    def __init__(self, outer: ProgressTracker, script: str, cells: int):
-        super().__init__()
-        self._outer = outer
-        self._script = script
-        self._cells = cells
-        self._cell = 0
-        self._offset = 0
-
-    def begin_cell(self, index: int, batch_offset: int) -> None:
-        self._cell, self._offset = index, batch_offset
-        self._outer.update(job_no=batch_offset, sampling_step=0, textinfo=self.text())
-
-    def text(self) -> str:
-        return f"{self._script}: image {self._cell + 1} of {self._cells}"
-
-    def start(self, job: str, job_count: int, sampling_steps: int) -> None:
-        self._outer.update(sampling_steps=sampling_steps, sampling_step=0, job_no=self._offset, textinfo=self.text())
-
-    def update(self, **fields: object) -> None:
-        if "job_no" in fields:
-            fields["job_no"] = self._offset + int(fields["job_no"])  # type: ignore[call-overload]
-        if "textinfo" in fields:
-            fields["textinfo"] = self.text()
-        self._outer.update(**fields)
-
-    def finish(self) -> None:
-        """The script's job finishes the real tracker, not each cell."""
-
-    def set_queued(self, count: int) -> None:
-        self._outer.set_queued(count)
-
-    def snapshot(self) -> ProgressSnapshot:
-        return self._outer.snapshot()
-
-
-class _TileProgress(_ScriptProgress):
-    """The tiled upscale's progress: "tile i of N"."""
-
-    def text(self) -> str:
-        return f"{self._script}: tile {self._cell + 1} of {self._cells}"
-
-
-@dataclass
-class _ScriptRun:
-    """What a script's cells produced, keyed by grid position (X/Y/Z) or combination number (Prompt matrix)."""
-
-    results: dict[Any, GenerationResult] = field(default_factory=dict)
-    warnings: dict[str, None] = field(default_factory=dict)
-    interrupted: bool = False
-
-    def first_image(self, key: Any) -> GeneratedImage | None:
-        result = self.results.get(key)
-        return result.images[0] if result is not None and result.images else None
-
-    def images(self, keys: list[Any]) -> tuple[GeneratedImage, ...]:
-        """Every image, in grid order."""
-        return tuple(image for key in keys if key in self.results for image in self.results[key].images)
 
 
 def checkpoint_cache_limits(options: Options) -> tuple[int, int]:
