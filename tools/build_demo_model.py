@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -441,7 +442,7 @@ def build(cfg: BuildConfig, out: Path, log: Log = print) -> Path:
     return out
 
 
-def continue_build(cfg: BuildConfig, source: Path, out: Path, log: Log = print) -> Path:
+def continue_build(cfg: BuildConfig, source: Path, out: Path, log: Log = print, seed: int = CONTINUE_SEED) -> Path:
     """Stage 2: more UNet + text encoder training, starting from a built checkpoint (its VAE is kept as it is).
 
     Why a second stage: shapes keep improving long after colours are right (the probe's "half-way" model mixed up
@@ -465,11 +466,14 @@ def continue_build(cfg: BuildConfig, source: Path, out: Path, log: Log = print) 
         log(f"Continuing {source.name}: latents std {latents.std().item():.3f}, mean {latents.mean().item():.3f}")
         input_ids = tokenize([s.caption for s in samples], cache_dir)
         unet, text_encoder = train_diffusion(latents, input_ids, cfg, log, start=(pipe.unet, pipe.text_encoder),
-                                             seed=CONTINUE_SEED)
+                                             seed=seed)
         minutes = (time.perf_counter() - started) / 60
+        stages = [*json.loads(previous.get("demo.continued_stages", "[]")),
+                  {"config": json.loads(json_config(cfg)), "seed": seed, "minutes": round(minutes, 1)}]
         metadata = {"demo.build": previous.get("demo.build", ""),
                     "demo.train_minutes": previous.get("demo.train_minutes", ""),
-                    "demo.continued": json_config(cfg), "demo.continue_minutes": f"{minutes:.1f}"}
+                    "demo.continued": json_config(cfg), "demo.continue_minutes": f"{minutes:.1f}",
+                    "demo.continued_stages": json.dumps(stages)}
         _write_and_check(out, {"unet": unet, "vae": vae, "text_encoder": text_encoder}, metadata, cache_dir, log)
     log(f"Done in {(time.perf_counter() - started) / 60:.1f} min")
     return out
@@ -503,6 +507,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--continue-from", type=Path, default=None,
                         help="stage 2: train a built checkpoint further (default 3,000 steps, peak lr 3e-4)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 leaves the other core free)")
+    parser.add_argument("--seed", type=int, default=CONTINUE_SEED,
+                        help="training seed of a --continue-from stage (a further stage takes the next one)")
     return parser.parse_args(argv)
 
 
@@ -518,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"Config: {json_config(cfg)}", flush=True)
     log: Log = lambda line: print(line, flush=True)  # noqa: E731
     if args.continue_from is not None:
-        continue_build(cfg, args.continue_from, args.out, log)
+        continue_build(cfg, args.continue_from, args.out, log, seed=args.seed)
     else:
         build(cfg, args.out, log)
 
