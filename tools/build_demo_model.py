@@ -468,7 +468,11 @@ def continue_build(cfg: BuildConfig, source: Path, out: Path, log: Log = print, 
         unet, text_encoder = train_diffusion(latents, input_ids, cfg, log, start=(pipe.unet, pipe.text_encoder),
                                              seed=seed)
         minutes = (time.perf_counter() - started) / 60
-        stages = [*json.loads(previous.get("demo.continued_stages", "[]")),
+        earlier = json.loads(previous.get("demo.continued_stages", "[]"))
+        if not earlier and previous.get("demo.continued"):  # a file from before stages were listed
+            earlier = [{"config": json.loads(previous["demo.continued"]), "seed": CONTINUE_SEED,
+                        "minutes": float(previous.get("demo.continue_minutes") or 0)}]
+        stages = [*earlier,
                   {"config": json.loads(json_config(cfg)), "seed": seed, "minutes": round(minutes, 1)}]
         metadata = {"demo.build": previous.get("demo.build", ""),
                     "demo.train_minutes": previous.get("demo.train_minutes", ""),
