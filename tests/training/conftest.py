@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import make_data_dir, make_settings
 from webui.testing.training_data import write_kohya_dataset
 from webui.training.config import TrainingConfig
 
@@ -39,3 +40,14 @@ def tiny_config(checkpoint: Path, dataset: Path, **fields) -> TrainingConfig:
             "min_bucket_reso": 32, "max_bucket_reso": 64, "bucket_reso_steps": 32, "max_train_steps": 4,
             "batch_size": 2, "network_dim": 4, "network_alpha": 2.0, "learning_rate": 1e-2, "seed": 3}
     return TrainingConfig(**{**base, **fields})
+
+
+@pytest.fixture()
+def services(tmp_path, tiny_checkpoints):
+    """Services on the tiny SD1 model with a training worker (stopped, with its jobs, afterwards)."""
+    from webui.services import build_services
+
+    services = build_services(make_settings(make_data_dir(tmp_path, tiny_checkpoints, ("sd1",))))
+    yield services
+    services.training.shutdown(terminate=True)
+    services.executor.shutdown()

@@ -6,23 +6,12 @@ import time
 
 import pytest
 
-from tests.conftest import make_data_dir, make_settings
 from tests.training.test_training_services import form
 from webui.core.device_sharing import OFFLOAD, WAIT
 from webui.core.errors import GenerationError
 from webui.core.requests import GenerationRequest
 
 REQUEST = GenerationRequest(prompt="a red circle", steps=2, width=32, height=32, seed=5, save_images=False)
-
-
-@pytest.fixture()
-def services(tmp_path, tiny_checkpoints):
-    from webui.services import build_services
-
-    services = build_services(make_settings(make_data_dir(tmp_path, tiny_checkpoints, ("sd1",))))
-    yield services
-    services.training.shutdown(terminate=True)
-    services.executor.shutdown()
 
 
 def _running_job(services, dataset) -> str:

@@ -4,20 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from tests.conftest import make_data_dir, make_settings
-
-
-@pytest.fixture()
-def services(tmp_path, tiny_checkpoints):
-    from webui.services import build_services
-
-    services = build_services(make_settings(make_data_dir(tmp_path, tiny_checkpoints, ("sd1",))))
-    yield services
-    services.training.shutdown(terminate=True)
-    services.executor.shutdown()
-
 
 def form(services, dataset, **changes):
     values = services.training_defaults()
