@@ -122,7 +122,7 @@ def test_variation_fields_styles_and_png_info(api, sd1_services):
     png = response.json()["images"][0]
     parsed = api.post("/sdapi/v1/png-info", json={"image": "data:image/png;base64," + png}).json()
     assert parsed["info"] == text
-    assert parsed["parameters"]["subseed"] == 5
+    assert parsed["parameters"]["Variation seed"] == "5"  # A1111 keeps infotext values as text
     assert api.post("/sdapi/v1/png-info", json={"image": "bm90IGFuIGltYWdl"}).status_code == 422
     assert api.post("/sdapi/v1/txt2img", json={**BODY, "styles": ["nope"]}).status_code == 422
 

@@ -24,6 +24,7 @@ from webui.api.models import (
     PngInfoBody,
     Txt2ImgBody,
 )
+from webui.api.processed_info import processed_info
 from webui.api.scripts import script_names, submit_script
 from webui.api.security import basic_auth
 from webui.core.errors import ModelNotFoundError, ValidationError, WebUIError
@@ -163,35 +164,8 @@ def _progress_payload(services: Services, skip_current_image: bool) -> dict[str,
 
 
 def _info_json(result: GenerationResult) -> str:
-    request = result.request
-    return json.dumps({
-        "prompt": request.prompt,
-        "all_prompts": [request.prompt] * len(result.images),
-        "negative_prompt": request.negative_prompt,
-        "all_negative_prompts": [request.negative_prompt] * len(result.images),
-        "seed": request.seed,
-        "all_seeds": result.seeds,
-        "subseed": request.subseed,
-        "all_subseeds": [request.subseed + i for i in range(len(result.images))],
-        "subseed_strength": request.subseed_strength,
-        "seed_resize_from_w": request.seed_resize_from_w or -1,
-        "seed_resize_from_h": request.seed_resize_from_h or -1,
-        "styles": list(request.styles),
-        "width": request.width,
-        "height": request.height,
-        "sampler_name": request.sampler_name,
-        "cfg_scale": request.cfg_scale,
-        "steps": request.steps,
-        "batch_size": request.batch_size,
-        "clip_skip": request.clip_skip,
-        "sd_model_name": result.model_name,
-        "sd_model_hash": result.model_hash,
-        "infotexts": result.infotexts,
-        "job_timestamp": result.job_timestamp,
-        "index_of_first_image": 0,
-        "interrupted": result.interrupted,
-        "warnings": list(result.warnings),
-    })
+    """A1111's `info` string: `Processed.js()`, every key always present."""
+    return json.dumps(processed_info(result))
 
 
 def _http_error(exc: WebUIError) -> HTTPException:
@@ -247,8 +221,9 @@ def _generation_routes(router: APIRouter, services: Services) -> None:
         return _progress_payload(services, skip_current_image)
 
     @router.post("/interrupt")
-    def interrupt() -> None:
+    def interrupt() -> dict[str, Any]:
         services.interrupt()
+        return {}  # A1111 answers {} here (and null for /skip)
 
     @router.post("/skip")
     def skip() -> None:

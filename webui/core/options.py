@@ -6,18 +6,19 @@ declares its type and limits once here, and every way in gets the same validatio
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
-import os
-import tempfile
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from webui.core.atomic_write import replace_file, write_new_file
 from webui.core.device_sharing import DEFAULT_POLICY, POLICIES
-from webui.core.errors import SamplerError, ValidationError
+from webui.core.errors import SamplerError, ValidationError, WebUIError
 from webui.core.filenames import FILENAME_TOKENS, unknown_filename_tokens
 from webui.core.samplers import get_sampler
 
@@ -194,16 +195,10 @@ class Options:
         self.path = path
         self._lock = threading.Lock()
         self._values: dict[str, Any] = {}
+        # Why the file could not be used at startup ("" when it could): shown in the Settings tab and the log.
+        self.load_warning = ""
         if path is not None and path.is_file():
-            try:
-                loaded = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                log.warning("Could not read %s (%s); starting from defaults.", path, exc)
-            else:
-                if isinstance(loaded, dict):
-                    self._values = loaded
-                else:
-                    log.warning("%s does not hold a JSON object; starting from defaults.", path)
+            self._values, self.load_warning = _load_file(path)
 
     def get(self, key: str) -> Any:
         """The stored value, else the default. A stored value that is invalid (a hand-edited file) reads as the
@@ -233,9 +228,10 @@ class Options:
         cleaned = validate_options(values)
         changed = [key for key, value in cleaned.items() if self.get(key) != value]
         with self._lock:
-            self._values.update(cleaned)
-        if save:
-            self.save()
+            merged = {**self._values, **cleaned}
+            if save:
+                self._write(merged)  # first: a value that cannot be saved is not applied either
+            self._values = merged
         return changed
 
     def output_dir(self, key: str, data_dir: Path) -> Path:
@@ -248,12 +244,65 @@ class Options:
         return folder if folder.is_absolute() else Path(data_dir) / folder
 
     def save(self) -> None:
+        with self._lock:
+            self._write(self._values)
+
+    def _write(self, values: dict[str, Any]) -> None:
+        """Atomic replace that keeps the file's mode; `WebUIError` (old file intact, no temp file) on failure."""
         if self.path is None:
             return
-        with self._lock:
-            text = json.dumps(self._values, indent=4, ensure_ascii=False)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, self.path)
+        try:
+            text = json.dumps(values, indent=4, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise WebUIError(f"Could not save the settings to {self.path.name}: a value is not storable as JSON "
+                             f"({exc}).") from exc
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            replace_file(self.path, text.encode("utf-8"))
+        except OSError as exc:
+            raise WebUIError(f"Could not save the settings to {self.path}: {exc.strerror or exc}.") from exc
+
+
+def _load_file(path: Path) -> tuple[dict[str, Any], str]:
+    """The stored options and a warning ("" when fine). A file that is not a JSON object is copied to a `.bad`
+    file first (its exact bytes): the next save replaces `config.json`, and a user's settings must never vanish
+    without a copy and a word."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        message = (f"{path.name} could not be read ({exc.strerror or exc}); the settings started from defaults "
+                   f"and the next save replaces it.")
+        log.warning("%s", message)
+        return {}, message
+    try:
+        loaded = json.loads(raw.decode("utf-8"))
+        problem = "" if isinstance(loaded, dict) else "it does not hold a JSON object"
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        loaded, problem = None, f"it is not valid JSON: {exc}"
+    if not problem:
+        return loaded, ""
+    try:
+        backup = _keep_bad_copy(path, raw)
+    except OSError as exc:
+        kept = f"a copy could not be kept ({exc.strerror or exc}), so the next save replaces it"
+    else:
+        kept = f"the original was kept as {backup.name}"
+    message = f"{path.name} could not be used ({problem}); the settings started from defaults and {kept}."
+    log.warning("%s (in %s)", message, path.parent)
+    return {}, message
+
+
+def _keep_bad_copy(path: Path, raw: bytes) -> Path:
+    """`config.json.bad`, or `config.json.bad.N` when an earlier copy exists (never overwritten)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        mode = 0o600
+    for number in range(1000):
+        backup = path.with_name(f"{path.name}.bad" + (f".{number}" if number else ""))
+        try:
+            write_new_file(backup, raw, mode)
+        except FileExistsError:
+            continue
+        return backup
+    raise FileExistsError(errno.EEXIST, "too many earlier copies", str(path.with_name(path.name + ".bad")))

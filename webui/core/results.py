@@ -24,6 +24,9 @@ class GenerationResult:
     images: tuple[GeneratedImage, ...]
     model_name: str = ""
     model_hash: str = ""
+    vae_name: str | None = None  # the VAE file used, None for the checkpoint's own
+    vae_hash: str | None = None
+    inpainting_model: bool = False  # the checkpoint is an inpainting model (its UNet reads the mask)
     interrupted: bool = False
     warnings: tuple[str, ...] = field(default_factory=tuple)
     job_timestamp: str = ""

@@ -53,11 +53,30 @@ class JobRecord:
 
     @property
     def config_data(self) -> dict[str, Any]:
-        return json.loads(self.config)
+        """The job's settings; {} when the stored text is not a JSON object (see `defect`)."""
+        data = _json(self.config)
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def config_readable(self) -> bool:
+        return isinstance(_json(self.config), dict)
 
     @property
     def command_args(self) -> list[str]:
-        return json.loads(self.command)
+        """The child's command line; [] when none is stored or it is not a list of strings (see `defect`)."""
+        args = _json(self.command)
+        return list(args) if isinstance(args, list) and all(isinstance(a, str) for a in args) else []
+
+    @property
+    def defect(self) -> str:
+        """Why this job cannot be started ("" when it can): a row left half written by a crash, by an older
+        version or by a hand edit. Readers get empty values instead of exceptions, so one such row never breaks
+        the job list or the queue behind it."""
+        if not self.config_readable:
+            return "its stored settings are not readable"
+        if not self.command_args:
+            return "it has no command" if self.command in (None, "", "[]") else "its stored command is not readable"
+        return ""
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -95,10 +114,12 @@ class JobStore:
             finally:
                 conn.close()
 
-    def create(self, name: str, config: dict[str, Any], work_dir: Path, job_id: str | None = None) -> JobRecord:
+    def create(self, name: str, config: dict[str, Any], work_dir: Path, job_id: str | None = None,
+               command: list[str] | None = None) -> JobRecord:
+        """A queued job, written whole in one statement: a crash leaves the complete job or none."""
         record = JobRecord(id=job_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], name=name,
                            status=QUEUED, created_at=time.time(), work_dir=str(work_dir),
-                           config=json.dumps(config))
+                           config=json.dumps(config), command=json.dumps(list(command or [])))
         data = record.as_dict()
         with self._connect() as conn:
             conn.execute(f"INSERT INTO jobs ({', '.join(data)}) VALUES ({', '.join('?' * len(data))})",
@@ -141,6 +162,16 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         with self._connect() as conn:
             conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+
+def _json(text: str | None) -> Any:
+    """Parsed JSON, or None for a missing or unreadable value."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _record(row: sqlite3.Row) -> JobRecord:

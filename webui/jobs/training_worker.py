@@ -168,8 +168,8 @@ class TrainingWorker:
         work_dir.mkdir(parents=True, exist_ok=True)
         data = config_to_json(config)
         (work_dir / CONFIG_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        record = self.store.create(config.output_name, data, work_dir, job_id=job_id)
-        self.store.update(job_id, command=json.dumps(self.command(config, work_dir)))
+        record = self.store.create(config.output_name, data, work_dir, job_id=job_id,
+                                   command=self.command(config, work_dir))
         self._changed(job_id)
         self._start_next()
         return self.store.get(job_id) or record
@@ -269,6 +269,9 @@ class TrainingWorker:
     def _config(record: JobRecord) -> TrainingConfig:
         from webui.training.config import config_from_json
 
+        if not record.config_readable:
+            raise ValidationError(f"Job {record.id} cannot be resumed: its stored settings are not readable. "
+                                  "Start a new job with the same settings instead.")
         return config_from_json(record.config_data)[0]
 
     def _changed(self, job_id: str) -> None:
@@ -289,30 +292,41 @@ class TrainingWorker:
         return env
 
     def _start_next(self) -> None:
+        """Start the oldest queued job; one that cannot start is marked failed and the next one is tried."""
         with self._lock:
             if self._closed or any(child.poll() is None for child in self._children.values()):
                 return
-            queued = self.store.with_status(QUEUED)
-            if queued:
-                self._launch(queued[0])
+            for record in self.store.with_status(QUEUED):
+                if self._launch(record):
+                    return
 
-    def _launch(self, record: JobRecord) -> None:
+    def _launch(self, record: JobRecord) -> bool:
+        """Start the job's child; False (and the job failed, with the reason) when it cannot be started."""
+        defect = record.defect
+        if defect:
+            log.warning("Training job %s could not be started: %s", record.id, defect)
+            self._fail_to_start(record.id, f"This job could not be started: {defect} (the app may have stopped "
+                                           "while it was being queued).")
+            return False
         work_dir = Path(record.work_dir)
-        offset = self._events_size(record)
         try:
+            offset = self._events_size(record)
             with open(work_dir / LOG_FILE, "ab") as log_file:
                 popen = subprocess.Popen(record.command_args, stdout=log_file, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, cwd=str(work_dir), env=self._environment(),
                                          start_new_session=True)
-        except OSError as err:
-            self.store.update(record.id, status=FAILED, finished_at=time.time(),
-                              message=f"Could not start the training process: {err}")
-            self._changed(record.id)
-            return
+        except (OSError, ValueError) as err:  # ValueError: arguments Popen refuses (a NUL character)
+            self._fail_to_start(record.id, f"The training process could not be started: {err}")
+            return False
         self.store.update(record.id, status=RUNNING, pid=popen.pid, started_at=time.time(),
                           message="Starting...")
         self._changed(record.id)
         self._watch(record.id, _Child(popen), offset)
+        return True
+
+    def _fail_to_start(self, job_id: str, message: str) -> None:
+        self.store.update(job_id, status=FAILED, finished_at=time.time(), message=message)
+        self._changed(job_id)
 
     def _watch(self, job_id: str, child: _Child, offset: int) -> None:
         with self._lock:

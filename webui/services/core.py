@@ -17,6 +17,7 @@ from typing import Any
 
 from webui.core.errors import ModelLoadError, ModelNotFoundError, ValidationError, WebUIError
 from webui.core.infotext import parse_infotext
+from webui.core.infotext_params import parse_generation_parameters
 from webui.core.options import Options
 from webui.core.progress import CancelToken, ProgressSnapshot, ProgressTracker
 from webui.core.prompt_parser import LORA_KINDS, extract_extra_networks
@@ -238,7 +239,9 @@ class Services(ScriptServices, TrainingServices):
                 images, interrupted, notes = run_generation(active.pipeline, resolved, context,
                                                             first_seed=first_seed, first_subseed=first_subseed)
             return GenerationResult(request=resolved, images=tuple(images), model_name=active.entry.name,
-                                    model_hash=active.model_hash, interrupted=interrupted,
+                                    model_hash=active.model_hash, vae_name=active.labels.vae_name,
+                                    vae_hash=active.labels.vae_hash, inpainting_model=active.loaded.is_inpaint,
+                                    interrupted=interrupted,
                                     warnings=(*adapter_notes, *notes, *share_notice),
                                     job_timestamp=datetime.now().strftime("%Y%m%d%H%M%S"))
 
@@ -474,11 +477,11 @@ class Services(ScriptServices, TrainingServices):
 
     @staticmethod
     def png_info(image: Any) -> dict[str, Any]:
-        """A1111's PNG Info: the infotext (PNG chunk or EXIF UserComment), other text items, parsed fields."""
+        """A1111's PNG Info: the infotext (PNG chunk or EXIF UserComment), other text items, and `parameters`:
+        the infotext as A1111's parameter dict (infotext labels, A1111's value types and defaults)."""
         infotext = read_infotext(image) or ""
         items = {k: v for k, v in getattr(image, "info", {}).items() if isinstance(v, str) and k != "parameters"}
-        fields = parse_infotext(infotext).to_generation_fields() if infotext else {}
-        return {"info": infotext, "items": items, "parameters": fields}
+        return {"info": infotext, "items": items, "parameters": parse_generation_parameters(infotext)}
 
     # ----- extras (upscaling) -------------------------------------------------------------------------------
     def upscaler_names(self) -> list[str]:
@@ -577,6 +580,10 @@ class Services(ScriptServices, TrainingServices):
         values["sd_model_checkpoint"] = self.current_checkpoint() or values.get("sd_model_checkpoint")
         values["sd_vae"] = self.current_vae()
         return values
+
+    def options_warning(self) -> str:
+        """Why config.json could not be used at startup ("" when it could); the Settings tab shows it."""
+        return self.options.load_warning
 
     # ===== HTTP API helpers (issue 7) ============================================================== BEGIN =====
     def current_preview(self) -> Any | None:

@@ -59,6 +59,9 @@ def _widget(services: Services, key: str) -> gr.components.Component:
 def build_settings_tab(services: Services, quick: Quicksettings, blocks: gr.Blocks | None = None) -> None:
     """The tab, "Apply settings" (all values validated together; only changed keys reported), and with `blocks`
     a page-load refresh so a reloaded page shows the stored values and the quicksettings the list asks for."""
+    # A config.json that could not be used at startup: say so where the settings are (the next save replaces it).
+    warning = services.options_warning()
+    gr.Markdown(f"**Warning:** {warning}" if warning else "", visible=bool(warning), elem_id="settings_warning")
     with gr.Row():
         apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
     result = gr.Markdown("", elem_id="settings_result")
