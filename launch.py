@@ -55,6 +55,8 @@ IMPLEMENTED_FLAGS = {
     "--medvram", "--medvram-sdxl", "--lowvram", "--no-half-vae", "--upcast-sampling", "--xformers",
     "--force-enable-xformers", "--opt-sdp-attention", "--opt-split-attention", "--disable-opt-split-attention",
     "--opt-channelslast", "--device-id",
+    # which server folders clients may name (webui/core/path_policy.py)
+    "--hide-ui-dir-config", "--enable-insecure-extension-access",
 }
 # Flags given as their own argparse arguments (typed or repeatable), not in the generic accepted lists.
 _TYPED_FLAGS = ("--gradio-allowed-path", "--timeout-keep-alive")
@@ -154,7 +156,18 @@ def _security_settings(args: argparse.Namespace):
         cors_allow_origins_regex=args.cors_allow_origins_regex or None,
         allowed_paths=tuple(Path(p).expanduser().resolve() for p in args.gradio_allowed_path),
         timeout_keep_alive=args.timeout_keep_alive,
+        hide_ui_dir_config=_hide_ui_dir_config(args),
     )
+
+
+def _hide_ui_dir_config(args: argparse.Namespace) -> bool | None:
+    """A1111's --hide-ui-dir-config, also on for --share; --enable-insecure-extension-access turns the automatic
+    hiding of an exposed server off. None: hidden exactly when the bind address is not loopback."""
+    if args.hide_ui_dir_config:
+        return True
+    if args.enable_insecure_extension_access:
+        return False
+    return True if args.share else None
 
 
 def _memory_flags(args: argparse.Namespace):

@@ -43,11 +43,14 @@ def tiny_config(checkpoint: Path, dataset: Path, **fields) -> TrainingConfig:
 
 
 @pytest.fixture()
-def services(tmp_path, tiny_checkpoints):
-    """Services on the tiny SD1 model with a training worker (stopped, with its jobs, afterwards)."""
+def services(tmp_path, tiny_checkpoints, shapes_dataset):
+    """Services on the tiny SD1 model with a training worker (stopped, with its jobs, afterwards). The shared
+    dataset lies outside the data folder, so it is allowed as with `--gradio-allowed-path`."""
+    from webui.core.settings import SecuritySettings
     from webui.services import build_services
 
-    services = build_services(make_settings(make_data_dir(tmp_path, tiny_checkpoints, ("sd1",))))
+    services = build_services(make_settings(make_data_dir(tmp_path, tiny_checkpoints, ("sd1",)),
+                                            security=SecuritySettings(allowed_paths=(shapes_dataset,))))
     yield services
     services.training.shutdown(terminate=True)
     services.executor.shutdown()

@@ -12,11 +12,13 @@ from webui.ui.tabs.train import EXAMPLE_LYCORIS, GROUPS
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory, tiny_checkpoints):
+def ui(tmp_path_factory, tiny_checkpoints, shapes_dataset):
+    from webui.core.settings import SecuritySettings
     from webui.services import build_services
 
     data_dir = make_data_dir(tmp_path_factory.mktemp("train-ui"), tiny_checkpoints, ("sd1",))
-    services = build_services(make_settings(data_dir, api=False))
+    services = build_services(make_settings(data_dir, api=False,  # the dataset is outside the data folder
+                                            security=SecuritySettings(allowed_paths=(shapes_dataset,))))
     with ServerThread(build_app(services), free_port()) as server:
         yield services, Client(server.url, verbose=False)
     services.training.shutdown(terminate=True)

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import make_settings
 from tools.demo_dataset import main as demo_dataset_main
 from webui.core.requests import GenerationRequest
+from webui.core.settings import SecuritySettings
 from webui.core.xyz import AxisInput
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +25,10 @@ def services(tmp_path):
 
     if not DEMO_MODEL_PATH.is_file():
         pytest.skip("the demo model is not built")
-    services = build_services(make_settings(tmp_path / "data", include_demo_model=True))
+    # The README runs with the repository as the data folder; here the data folder is a temporary one, and the
+    # preset's folder is allowed as the README's user could with --gradio-allowed-path.
+    security = SecuritySettings(allowed_paths=(PRESET.parent,))
+    services = build_services(make_settings(tmp_path / "data", include_demo_model=True, security=security))
     yield services
     services.training.shutdown(terminate=True)
     services.executor.shutdown()
@@ -32,13 +36,13 @@ def services(tmp_path):
 
 def test_zorb_walkthrough_at_reduced_size(services, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)  # the README runs everything from the repository root
-    dataset = tmp_path / "datasets" / "zorb"
+    dataset = services.settings.paths.data_dir / "datasets" / "zorb"  # the preset's relative `datasets/zorb`
     demo_dataset_main(["kohya", "--out", str(dataset), "--count", "8"])
     assert sorted(p.name for p in (dataset / "1_zorb").iterdir())[:2] == ["000.png", "000.txt"]
 
     imported = services.import_training_config(str(PRESET))  # "Load into form" with the preset's path
     assert imported["ignored"] == [] and imported["config"]["output_name"] == "zorb"
-    values = {**imported["config"], "dataset_dir": str(dataset), "epochs": 2, "batch_size": 4,
+    values = {**imported["config"], "epochs": 2, "batch_size": 4,
               "save_every_n_epochs": 1, "sample_every_n_epochs": 1}
     job = services.submit_training(values)
     record = services.training.wait(job["id"], timeout=300)

@@ -58,6 +58,9 @@ class SecuritySettings:
     cors_allow_origins_regex: str | None = None
     allowed_paths: tuple[Path, ...] = ()
     timeout_keep_alive: int = 30
+    # A1111's --hide-ui-dir-config: True hides server-folder fields, False shows them
+    # (--enable-insecure-extension-access); None decides by the bind address (see `Settings.hide_dir_config`).
+    hide_ui_dir_config: bool | None = None
 
     def __post_init__(self) -> None:
         if (self.tls_keyfile is None) != (self.tls_certfile is None):
@@ -187,6 +190,13 @@ class Settings:
     @property
     def is_loopback(self) -> bool:
         return self.host in ("127.0.0.1", "localhost", "::1")
+
+    @property
+    def hide_dir_config(self) -> bool:
+        """True when server-folder fields are hidden and free folder values from clients refused. The default when
+        other machines can reach the server: a visitor must not choose where it reads or writes."""
+        explicit = self.security.hide_ui_dir_config
+        return not self.is_loopback if explicit is None else explicit
 
     @property
     def scheme(self) -> str:

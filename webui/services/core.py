@@ -18,7 +18,8 @@ from typing import Any
 from webui.core.errors import ModelLoadError, ModelNotFoundError, ValidationError, WebUIError
 from webui.core.infotext import parse_infotext
 from webui.core.infotext_params import parse_generation_parameters
-from webui.core.options import Options
+from webui.core.options import Options, option_spec
+from webui.core.path_policy import PathPolicy
 from webui.core.progress import CancelToken, ProgressSnapshot, ProgressTracker
 from webui.core.prompt_parser import LORA_KINDS, extract_extra_networks
 from webui.core.requests import GenerationRequest
@@ -118,6 +119,7 @@ class Services(ScriptServices, TrainingServices):
         self.loras = loras
         self.upscalers = upscalers
         self.previews = previews or LatentPreview()  # issue 7: live preview for /sdapi/v1/progress
+        self.path_policy = PathPolicy.from_settings(settings)
         self.startup_message = ""
         # issue 5: every executor job runs inside the generation/training device-sharing policy
         self.device_share = DeviceShare(str(manager.device.device),
@@ -177,13 +179,22 @@ class Services(ScriptServices, TrainingServices):
                 "model_name": entry.model_name,
                 "hash": short,
                 "sha256": None,
-                "filename": str(entry.path),
+                "filename": self.shown_path(entry.path),
                 "config": None,
             })
         return rows
 
     def sd_vaes(self) -> list[dict[str, Any]]:
-        return [{"model_name": e.title, "filename": str(e.path)} for e in self.registry.vaes()]
+        return [{"model_name": e.title, "filename": self.shown_path(e.path)} for e in self.registry.vaes()]
+
+    def shown_path(self, path: Path) -> str:
+        """A model file's path as the API shows it: absolute for a local server (A1111's answers), relative to
+        the data folder when server folders are hidden (an exposed server must not reveal its file system)."""
+        if not self.path_policy.hide_dir_config:
+            return str(path)
+        paths = self.settings.paths
+        return self.path_policy.public_path(path, (*paths.ckpt_dirs, paths.vae_dir, paths.lora_dir,
+                                                   paths.lycoris_dir, paths.esrgan_dir, paths.models_dir))
 
     def load_startup_model(self) -> Future:
         """Queue the start-up load: --ckpt, else the last used checkpoint, else the first listed."""
@@ -286,7 +297,7 @@ class Services(ScriptServices, TrainingServices):
     def lora_list(self) -> list[dict[str, Any]]:
         """A1111's /sdapi/v1/loras shape."""
         self.loras.refresh()
-        return [{"name": e.name, "alias": e.metadata().get("ss_output_name", e.name), "path": str(e.path),
+        return [{"name": e.name, "alias": e.metadata().get("ss_output_name", e.name), "path": self.shown_path(e.path),
                  "metadata": e.metadata()} for e in self.loras.entries()]
 
     def embedding_list(self) -> dict[str, Any]:
@@ -518,15 +529,19 @@ class Services(ScriptServices, TrainingServices):
 
     def submit_extras_folder(self, input_dir: str, output_dir: str, request: ExtrasRequest) -> Future:
         """A1111's "Batch from directory": upscale every image in `input_dir` into `output_dir` (blank: the extras
-        folder from the settings). Relative paths are inside the data dir, like the output-folder settings.
+        folder from the settings). Both are client paths: inside the data folder (relative to it) or a folder
+        allowed with --gradio-allowed-path, and refused altogether when server folders are hidden.
 
         Why here and not in the UI: reading and writing folders on the server is a service, and images are opened
         one at a time inside the job so a large folder never sits in memory at once.
         """
         from PIL import Image, UnidentifiedImageError
 
-        source = self._data_path(input_dir)
-        if not input_dir.strip() or not source.is_dir():
+        self.path_policy.refuse_if_hidden("Batch from directory")
+        if not input_dir.strip():
+            raise ValidationError("Batch from directory needs an input directory.")
+        source = self.path_policy.resolve(input_dir, "Input directory")
+        if not source.is_dir():
             raise ValidationError(f"Input directory '{input_dir}' does not exist.")
         files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in self.EXTRAS_IMAGE_SUFFIXES)
         if not files:
@@ -534,7 +549,7 @@ class Services(ScriptServices, TrainingServices):
         for name in (request.upscaler_1, request.upscaler_2):
             if name not in self.upscalers.names():
                 raise ModelNotFoundError(f"No upscaler named '{name}'. Available: {', '.join(self.upscaler_names())}.")
-        target = self._data_path(output_dir) if output_dir.strip() else \
+        target = self.path_policy.resolve(output_dir, "Output directory") if output_dir.strip() else \
             self.options.output_dir("outdir_extras_samples", self.settings.paths.data_dir)
         writer = OutputWriter(target, str(self.options.get("samples_format") or "png"))
 
@@ -555,10 +570,6 @@ class Services(ScriptServices, TrainingServices):
             return results
 
         return self.executor.submit(job, label="extras")
-
-    def _data_path(self, value: str) -> Path:
-        folder = Path(value.strip()).expanduser()
-        return folder if folder.is_absolute() else self.settings.paths.data_dir / folder
 
     # ----- tables -------------------------------------------------------------------------------------------
     @staticmethod
@@ -607,7 +618,7 @@ class Services(ScriptServices, TrainingServices):
         """A1111's /sdapi/v1/upscalers: the built-ins (None, Lanczos, Nearest), then model files in models/ESRGAN."""
         rows: list[dict[str, Any]] = [{"name": name, "model_name": None, "model_path": None, "model_url": None,
                                        "scale": 4} for name in BUILTIN_UPSCALERS]
-        rows += [{"name": path.stem, "model_name": path.stem, "model_path": str(path), "model_url": None,
+        rows += [{"name": path.stem, "model_name": path.stem, "model_path": self.shown_path(path), "model_url": None,
                   "scale": None} for path in self.upscalers.model_files()]
         return rows
 
@@ -622,6 +633,7 @@ class Services(ScriptServices, TrainingServices):
         checkpoint = values.pop("sd_model_checkpoint", None)
         vae = values.pop("sd_vae", None)
         if values:
+            self._check_client_folders(values)
             self.options.update(values)
             if {"vae_tiling", "vae_slicing"} & values.keys():
                 self.reapply_memory_options()
@@ -629,6 +641,21 @@ class Services(ScriptServices, TrainingServices):
             self.select_checkpoint(str(checkpoint))
         if vae:
             self.select_vae(str(vae))
+
+    def _check_client_folders(self, values: dict[str, Any]) -> None:
+        """Output folders (`outdir_*`) a client changes must stay inside the data folder (or an allowed one), and
+        cannot be changed at all while server folders are hidden. A value equal to the stored one passes: A1111
+        clients post every option back, including folders the owner set by hand in config.json."""
+        for key, value in values.items():
+            if not key.startswith("outdir_") or value is None or (isinstance(value, str) and not value.strip()):
+                continue  # empty: the default folder
+            current = self.options.get(key)
+            if isinstance(value, str) and isinstance(current, str) and value.strip() == current.strip():
+                continue
+            spec = option_spec(key)
+            what = f"{spec.label} ({key})" if spec is not None else key
+            self.path_policy.refuse_if_hidden(what)
+            self.path_policy.resolve(value, what)
 
 
 

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import glob
 import logging
+import re
 from concurrent.futures import Future
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from webui.core.device_sharing import RunningTraining
-from webui.core.errors import ValidationError
+from webui.core.errors import ModelNotFoundError, ValidationError
+from webui.core.path_policy import PathNotAllowedError
+
+# The numbered files a run saves beside `<name>.safetensors` (and prunes with "keep last K").
+_NUMBERED_SUFFIX = re.compile(r"-(\d{6}|step\d{8})")
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +91,104 @@ class TrainingServices:
 
     def training_config(self, values: dict[str, Any]):
         """Form/preset values -> a validated `TrainingConfig`: a checkpoint title becomes its file, the output goes
-        to models/Lora (LoRA) or models/LyCORIS unless the form names a folder, the device defaults to the app's."""
+        to models/Lora (LoRA) or models/LyCORIS unless the form names a folder, the device defaults to the app's.
+
+        Every path in the form is a client's: it becomes an absolute path inside the data folder (or a folder
+        allowed with --gradio-allowed-path; the base model may also be in the model folders), else the form is
+        refused with a message. While server folders are hidden the output folder cannot be chosen and the base
+        model must be a listed checkpoint."""
         from webui.training.config import config_from_json
 
         config, _ = config_from_json(values)
-        base = config.base_model
-        if base and not Path(base).exists():
-            base = str(self.registry.find_checkpoint(base).path)
         paths = self.settings.paths
-        output_dir = config.output_dir or str(paths.lycoris_dir if config.is_lycoris else paths.lora_dir)
+        if config.output_dir.strip():
+            self.path_policy.refuse_if_hidden("The training output folder")
+            output_dir = str(self.path_policy.with_roots((paths.lora_dir, paths.lycoris_dir)).resolve(
+                config.output_dir, "Output folder"))
+        else:
+            output_dir = str(paths.lycoris_dir if config.is_lycoris else paths.lora_dir)
         device = values.get("device") or self.settings.device
-        return dataclasses.replace(config, base_model=base, output_dir=output_dir, device=device).validate()
+        config = dataclasses.replace(self._confined_training_inputs(config),
+                                     base_model=self._training_base_model(config.base_model),
+                                     output_dir=output_dir, device=device)
+        return config.validate()
+
+    def _confined_training_inputs(self, config):
+        """The dataset folders, the sample-prompt file and a resume folder as absolute paths the policy allows."""
+        policy = self.path_policy
+
+        def confined(value: str, what: str) -> str:
+            return str(policy.resolve(value, what)) if value.strip() else value
+
+        subsets = tuple(dataclasses.replace(s, path=confined(s.path, f"Dataset folder '{s.name or s.path}'"))
+                        for s in config.subsets)
+        resume = config.resume if config.resume in ("", "latest") else confined(config.resume, "Resume folder")
+        return dataclasses.replace(config, dataset_dir=confined(config.dataset_dir, "Dataset folder"),
+                                   subsets=subsets, sample_prompts=confined(config.sample_prompts,
+                                                                            "Sample prompt file"),
+                                   resume=resume)
+
+    def _training_base_model(self, value: str) -> str:
+        """A listed checkpoint (title, name, or a path ending like its file's), else a file or diffusers folder in
+        the data folder, the model folders or an allowed folder (not while server folders are hidden)."""
+        if not value.strip():
+            return value
+        listed = self._listed_checkpoint(value)
+        if listed is not None:
+            return str(listed.path)
+        policy = self.path_policy
+        if policy.hide_dir_config:
+            raise PathNotAllowedError(f"Base model '{value}' is not a listed checkpoint; this server only trains "
+                                      "on the listed checkpoints.")
+        paths = self.settings.paths
+        path = policy.with_roots((paths.models_dir, *paths.ckpt_dirs)).resolve(value, "Base model")
+        if not path.exists():
+            raise ValidationError(f"Base model '{value}' is neither a listed checkpoint nor a file in the data "
+                                  "folder. Put it in models/Stable-diffusion and press refresh.")
+        return str(path)
+
+    def _listed_checkpoint(self, value: str):
+        """The registry's checkpoint `value` names: by title or name, or by a path ending like its file's (a
+        preset's `models/Stable-diffusion/x.safetensors` or `webui/assets/demo/...`); None when none does."""
+        try:
+            return self.registry.find_checkpoint(value)
+        except ModelNotFoundError:
+            pass
+        parts = PurePosixPath(self.path_policy.check_text(value, "Base model")).parts
+        return next((entry for entry in self.registry.checkpoints() if entry.path.parts[-len(parts):] == parts),
+                    None)
 
     def submit_training(self, values: dict[str, Any]) -> dict[str, Any]:
-        """Queue a training job; returns its job view (see `training_job`)."""
-        return self._training_view(self.training.submit(self.training_config(values)))
+        """Queue a training job; returns its job view (see `training_job`). Refused when its files would replace
+        files it did not make (see `_refuse_overwrite`)."""
+        config = self.training_config(values)
+        self._refuse_overwrite(config)
+        return self._training_view(self.training.submit(config))
+
+    def _refuse_overwrite(self, config) -> None:
+        """A run writes `<name>.safetensors`, `<name>.preview.png` and numbered `<name>-000001.safetensors` /
+        `<name>-step00000010.safetensors` files into its output folder, and deletes older numbered ones ("keep last
+        K"). If any of these exists already, or another unfinished job writes the same names, the job would
+        replace or delete files it did not make: refuse before anything starts, naming what is in the way."""
+        from webui.jobs.job_store import QUEUED, RESUMABLE_STATES, RUNNING
+
+        folder, name = Path(config.output_dir), config.output_name
+        taken = [path.name for path in (folder / f"{name}.safetensors", folder / f"{name}.preview.png")
+                 if path.exists()]
+        taken += sorted(path.name for path in folder.glob(f"{glob.escape(name)}-*.safetensors")
+                        if _NUMBERED_SUFFIX.fullmatch(path.stem[len(name):]))
+        shown = self.path_policy.public_path(folder, (self.settings.paths.lora_dir, self.settings.paths.lycoris_dir))
+        if taken:
+            more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
+            raise ValidationError(f"Output name '{name}' is taken: {', '.join(taken[:3])}{more} already in "
+                                  f"{shown}. Choose another output name (training never replaces files it did "
+                                  "not make).")
+        for record in self.training.jobs(limit=100_000):
+            other = record.config_data
+            if record.status in (QUEUED, RUNNING, *RESUMABLE_STATES) and other.get("output_name") == name and \
+                    Path(str(other.get("output_dir") or "")).resolve() == folder.resolve():
+                raise ValidationError(f"Job {record.id} ({record.status}) writes '{name}' to {shown} too. Choose "
+                                      "another output name, or resume that job.")
 
     def cancel_training(self, job_id: str) -> dict[str, Any]:
         """Cooperative cancel (resume state is saved), then SIGTERM/SIGKILL to the job's process group."""
@@ -137,25 +226,36 @@ class TrainingServices:
         from webui.training.dataset import preview
 
         config, _ = config_from_json({**values, "base_model": values.get("base_model") or "-"})
-        return preview(config)
+        return preview(self._confined_training_inputs(config))
 
     def import_training_config(self, text: str) -> dict[str, Any]:
         """A preset or SimpleTuner config.json (its text, or a path to it) -> {"config": form values, "ignored":
-        unknown keys, "notes": what is not applied here}."""
+        unknown keys, "notes": what is not applied here}. The file, and the files and folders it names, are
+        client paths: relative to the data folder (or beside the file) and confined like every form path."""
         import json
 
         from webui.training.config import config_to_json
         from webui.training.config_files import load_config_data, load_config_file
 
         stripped = text.strip()
+        policy = self.path_policy
         if stripped.startswith("{"):
             try:
-                loaded = load_config_data(json.loads(stripped), Path.cwd(), self.settings.device)
+                data = json.loads(stripped)
             except json.JSONDecodeError as err:
                 raise ValidationError(f"The training config is not valid JSON: {err}") from err
+            loaded = load_config_data(data, self.settings.paths.data_dir, self.settings.device, policy=policy)
         else:
-            loaded = load_config_file(Path(stripped), self.settings.device)
-        return {"config": config_to_json(loaded.config), "ignored": list(loaded.ignored),
+            loaded = load_config_file(policy.resolve(stripped, "Training config file"), self.settings.device,
+                                      policy=policy)
+        form = config_to_json(loaded.config)
+        try:
+            listed = self._listed_checkpoint(form["base_model"]) if form.get("base_model") else None
+        except ValidationError:  # an unusable path: the form shows it, and "Train" says what is wrong
+            listed = None
+        if listed is not None:  # the form's base model list shows titles
+            form["base_model"] = listed.title
+        return {"config": form, "ignored": list(loaded.ignored),
                 "notes": list(loaded.notes), "format": loaded.source_format}
 
     def training_preset_json(self, values: dict[str, Any]) -> str:

@@ -163,7 +163,8 @@ class TrainingConfig:
     def problems(self) -> list[str]:
         """Every invalid field, as sentences a user can act on (empty when the config is usable)."""
         checks = [
-            (bool(self.output_name.strip()) and "/" not in self.output_name and "\\" not in self.output_name,
+            (bool(self.output_name.strip()) and not any(c in self.output_name for c in "/\\\x00")
+             and self.output_name.strip() not in (".", ".."),
              "Output name must be a plain file name (no folders)."),
             (bool(self.base_model), "Choose a base model."),
             (bool(self.dataset_dir or self.subsets), "Choose a dataset folder."),

@@ -4,6 +4,10 @@ multidatabackend files).
 Why one reader: the CLI and the UI's "import" button accept both formats. Unknown keys are listed as ignored,
 never a crash; options that only mean something on a GPU (quantisation, DeepSpeed, group offload) are accepted
 and reported as not applied on this device. SimpleTuner key names are a table, not code.
+
+Why an optional `PathPolicy`: the CLI reads the files its user names, anywhere; the web UI passes its policy, so a
+config pasted by a client cannot make the server read files outside the data folder (a LyCORIS config, a
+multidatabackend file, dataset folders).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from webui.core.errors import ValidationError
+from webui.core.path_policy import PathPolicy
 from webui.training.config import (
     DatasetSubset,
     LycorisSpec,
@@ -95,8 +100,15 @@ def _read_json(path: Path, what: str) -> Any:
         raise ValidationError(f"{what} '{path}' is not valid JSON: {err}") from err
 
 
-def _resolve(value: str, base: Path) -> Path:
-    """SimpleTuner paths are relative to where it runs; we also try the config file's folder."""
+def _resolve(value: str, base: Path, policy: PathPolicy | None = None, what: str = "A path in the config") -> Path:
+    """SimpleTuner paths are relative to where it runs; we also try the config file's folder. With a policy
+    (a client's config) "where it runs" is the data folder, and the result must be a folder the policy allows."""
+    if policy is not None:
+        text = policy.check_text(value, what)
+        beside = base / text
+        if not text.startswith("/") and beside.exists():
+            return policy.resolve(str(beside), what)
+        return policy.resolve(text, what)
     path = Path(value).expanduser()
     if path.is_absolute() or path.exists():
         return path
@@ -109,10 +121,10 @@ def _resolve(value: str, base: Path) -> Path:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _lycoris_spec(value: object, base: Path) -> LycorisSpec:
+def _lycoris_spec(value: object, base: Path, policy: PathPolicy | None) -> LycorisSpec:
     if isinstance(value, Mapping):
         return LycorisSpec.from_json(value)
-    path = _resolve(str(value), base)
+    path = _resolve(str(value), base, policy, "lycoris_config")
     return LycorisSpec.from_json(_read_json(path, "LyCORIS config"), source=path.name)
 
 
@@ -129,7 +141,8 @@ def _bucket_fields(resolution: int) -> dict[str, int]:
             max(1024, resolution * 2), "bucket_reso_steps": 64 if resolution % 64 == 0 and resolution >= 256 else 8}
 
 
-def _backend_subsets(entries: object, base: Path, notes: list[str]) -> tuple[list[DatasetSubset], int | None]:
+def _backend_subsets(entries: object, base: Path, notes: list[str],
+                     policy: PathPolicy | None) -> tuple[list[DatasetSubset], int | None]:
     """multidatabackend.json -> subsets of the local image backends (+ the first backend's resolution)."""
     if not isinstance(entries, list):
         raise ValidationError("data_backend_config must be a JSON list of backends.")
@@ -155,7 +168,7 @@ def _backend_subsets(entries: object, base: Path, notes: list[str]) -> tuple[lis
                                   "instance_prompt.")
         # SimpleTuner's repeats count extra passes: 0 means each image once per epoch.
         repeats = int(entry.get("repeats", 0) or 0) + 1
-        path = _resolve(str(entry["instance_data_dir"]), base)
+        path = _resolve(str(entry["instance_data_dir"]), base, policy, f"Data backend '{name}' instance_data_dir")
         subsets.append(DatasetSubset(str(path), repeats, strategy, str(entry.get("instance_prompt", "")),
                                      name=name))
         if resolution is None and "resolution" in entry:
@@ -165,9 +178,9 @@ def _backend_subsets(entries: object, base: Path, notes: list[str]) -> tuple[lis
     return subsets, resolution
 
 
-def _instance_dir(value: str, base: Path) -> dict[str, Any]:
+def _instance_dir(value: str, base: Path, policy: PathPolicy | None) -> dict[str, Any]:
     """A kohya-layout folder is scanned as such; a flat folder is one subset with text-file captions."""
-    path = _resolve(value, base)
+    path = _resolve(value, base, policy, "instance_data_dir")
     if is_kohya_layout(path):
         return {"dataset_dir": str(path)}
     return {"subsets": (DatasetSubset(str(path), 1, "textfile", name=path.name),)}
@@ -180,7 +193,7 @@ def _convert(key: str, value: object, kind: Any) -> object:
         raise ValidationError(f"SimpleTuner option '{key}' has an invalid value {value!r}.") from err
 
 
-def _network_fields(data: Mapping[str, Any], base: Path) -> dict[str, Any]:
+def _network_fields(data: Mapping[str, Any], base: Path, policy: PathPolicy | None) -> dict[str, Any]:
     model_type = str(data.get("model_type", "lora"))
     if model_type != "lora":
         raise ValidationError(f"model_type '{model_type}' is not supported: only LoRA/LyCORIS training "
@@ -192,7 +205,7 @@ def _network_fields(data: Mapping[str, Any], base: Path) -> dict[str, Any]:
         return {"network_type": "lora"}
     if "lycoris_config" not in data:
         raise ValidationError("lora_type is lycoris but no lycoris_config is given.")
-    return {"network_type": "lycoris", "lycoris": _lycoris_spec(data["lycoris_config"], base)}
+    return {"network_type": "lycoris", "lycoris": _lycoris_spec(data["lycoris_config"], base, policy)}
 
 
 def _choice_fields(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -221,12 +234,13 @@ def _choice_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _dataset_fields(data: Mapping[str, Any], base: Path, notes: list[str]) -> dict[str, Any]:
+def _dataset_fields(data: Mapping[str, Any], base: Path, notes: list[str],
+                    policy: PathPolicy | None) -> dict[str, Any]:
     if "data_backend_config" in data:
         entries = data["data_backend_config"]
         if not isinstance(entries, list):
-            entries = _read_json(_resolve(str(entries), base), "data_backend_config")
-        subsets, resolution = _backend_subsets(entries, base, notes)
+            entries = _read_json(_resolve(str(entries), base, policy, "data_backend_config"), "data_backend_config")
+        subsets, resolution = _backend_subsets(entries, base, notes, policy)
         if not subsets:
             raise ValidationError("data_backend_config has no enabled local image backend.")
         values: dict[str, Any] = {"subsets": tuple(subsets)}
@@ -234,16 +248,17 @@ def _dataset_fields(data: Mapping[str, Any], base: Path, notes: list[str]) -> di
             values.update(_bucket_fields(resolution))
         return values
     if "instance_data_dir" in data:
-        return _instance_dir(str(data["instance_data_dir"]), base)
+        return _instance_dir(str(data["instance_data_dir"]), base, policy)
     return {}
 
 
-def from_simpletuner(data: Mapping[str, Any], base: Path, device: str = "cpu") -> LoadedConfig:
+def from_simpletuner(data: Mapping[str, Any], base: Path, device: str = "cpu",
+                     policy: PathPolicy | None = None) -> LoadedConfig:
     """SimpleTuner's `config.json` (keys with or without a leading `--`) -> our config + ignored keys + notes."""
     data = {str(k).lstrip("-"): v for k, v in data.items()}
     notes: list[str] = []
-    values: dict[str, Any] = {**_network_fields(data, base), **_choice_fields(data), **_dataset_fields(data, base,
-                                                                                                       notes)}
+    values: dict[str, Any] = {**_network_fields(data, base, policy), **_choice_fields(data),
+                              **_dataset_fields(data, base, notes, policy)}
     for key, (name, kind) in _DIRECT.items():
         if key in data and data[key] is not None and str(data[key]) != "":
             values[name] = _convert(key, data[key], kind)
@@ -265,18 +280,19 @@ def from_simpletuner(data: Mapping[str, Any], base: Path, device: str = "cpu") -
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def load_config_data(data: Mapping[str, Any], base: Path, device: str = "cpu") -> LoadedConfig:
-    """A parsed JSON object in either format."""
+def load_config_data(data: Mapping[str, Any], base: Path, device: str = "cpu", *,
+                     policy: PathPolicy | None = None) -> LoadedConfig:
+    """A parsed JSON object in either format; `policy` confines the files and folders it names (see above)."""
     if not isinstance(data, Mapping):
         raise ValidationError("A training config must be a JSON object.")
     if is_preset(data) or "base_model" in data:
         config, ignored = config_from_json(data)
         return LoadedConfig(config, tuple(ignored), (), "preset")
-    return from_simpletuner(data, base, device)
+    return from_simpletuner(data, base, device, policy)
 
 
-def load_config_file(path: Path | str, device: str = "cpu") -> LoadedConfig:
-    """A config file in either format; relative paths inside resolve against the working folder, then the file's
-    own folder."""
+def load_config_file(path: Path | str, device: str = "cpu", *, policy: PathPolicy | None = None) -> LoadedConfig:
+    """A config file in either format; relative paths inside resolve against the working folder (with a policy:
+    the data folder), then the file's own folder."""
     path = Path(path).expanduser()
-    return load_config_data(_read_json(path, "Config file"), path.parent, device)
+    return load_config_data(_read_json(path, "Config file"), path.parent, device, policy=policy)

@@ -3,6 +3,8 @@ with its own output folder); "Scale by" or "Scale to" (width, height, crop to fi
 upscaler 2 blended in with a visibility; the results and their parameters.
 
 Results are saved by the services (`outputs/extras-images`, or the chosen output folder for a directory batch).
+"Batch from Directory" names server folders, so it is not shown while server folders are hidden (an exposed server,
+A1111's --hide-ui-dir-config); the service refuses it then too.
 """
 from __future__ import annotations
 
@@ -38,9 +40,10 @@ def build_extras_tab(services: Services) -> dict[str, gr.components.Component]:
                     files = gr.File(label="Batch Process", file_count="multiple", file_types=["image"],
                                     elem_id="extras_image_batch")
                 with gr.Tab("Batch from Directory", id="extras_batch_directory_tab",
-                            elem_id="extras_batch_directory_tab") as tab_dir:
+                            elem_id="extras_batch_directory_tab",
+                            visible=not services.path_policy.hide_dir_config) as tab_dir:
                     input_dir = gr.Textbox(label="Input directory", elem_id="extras_batch_input_dir",
-                                           placeholder="A folder on the server (relative: inside the data folder)")
+                                           placeholder="A folder inside the data folder (relative to it)")
                     output_dir = gr.Textbox(label="Output directory", elem_id="extras_batch_output_dir",
                                             placeholder="Leave blank to save to the extras folder from Settings")
             with gr.Tabs(elem_id="extras_resize_mode_tabs"):

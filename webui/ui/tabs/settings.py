@@ -2,6 +2,8 @@
 
 Why widgets come from the option specs: labels, help and allowed values are declared once in `webui.core.options`
 (the API validates against the same specs), so the tab cannot drift from what the options accept.
+"Paths for saving" names server folders: it is left out while server folders are hidden (an exposed server, A1111's
+--hide-ui-dir-config), and then `apply_settings` has no such parameters.
 """
 from __future__ import annotations
 
@@ -26,6 +28,12 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Training", ("training_device_policy",)),
 )
 SETTING_KEYS: tuple[str, ...] = tuple(key for _, keys in SECTIONS for key in keys)
+FOLDER_SECTION = "Paths for saving"
+
+
+def shown_sections(hide_dir_config: bool) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The sections this server shows: without the output folders while server folders are hidden."""
+    return tuple(section for section in SECTIONS if not (hide_dir_config and section[0] == FOLDER_SECTION))
 # Numeric options shown as sliders: (minimum, maximum, step), A1111's ranges.
 _SLIDERS: dict[str, tuple[int, int, int]] = {"ESRGAN_tile": (0, 512, 16), "ESRGAN_tile_overlap": (0, 48, 1)}
 
@@ -66,28 +74,30 @@ def build_settings_tab(services: Services, quick: Quicksettings, blocks: gr.Bloc
         apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
     result = gr.Markdown("", elem_id="settings_result")
     widgets: dict[str, gr.components.Component] = {}
-    for title, keys in SECTIONS:
+    sections = shown_sections(services.path_policy.hide_dir_config)
+    for title, keys in sections:
         with gr.Accordion(title, open=True, elem_id=f"settings_section_{title.split()[0].lower()}"):
             for key in keys:
                 widgets[key] = _widget(services, key)
-    components = [widgets[key] for key in SETTING_KEYS]
+    setting_keys = tuple(key for _, keys in sections for key in keys)
+    components = [widgets[key] for key in setting_keys]
 
     def current() -> list[Any]:
-        return [services.options.get(key) for key in SETTING_KEYS]
+        return [services.options.get(key) for key in setting_keys]
 
     def on_apply(*values: Any) -> list[Any]:
         """Validate all, store all (or none), report what changed; never raise into Gradio."""
         try:
-            before = {key: services.options.get(key) for key in SETTING_KEYS}
-            services.set_options(dict(zip(SETTING_KEYS, values, strict=True)))
+            before = {key: services.options.get(key) for key in setting_keys}
+            services.set_options(dict(zip(setting_keys, values, strict=True)))
         except WebUIError as exc:
             return [mappers.error_markdown(str(exc)), *(gr.update() for _ in components), gr.update()]
-        changed = [key for key in SETTING_KEYS if services.options.get(key) != before[key]]
+        changed = [key for key in setting_keys if services.options.get(key) != before[key]]
         return [mappers.settings_message(changed), *current(), services.options.get("CLIP_stop_at_last_layers")]
 
     # Name the API parameters after the option keys (A1111's names) instead of param_0, param_1, ...
     on_apply.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(key, inspect.Parameter.POSITIONAL_OR_KEYWORD) for key in SETTING_KEYS])
+        [inspect.Parameter(key, inspect.Parameter.POSITIONAL_OR_KEYWORD) for key in setting_keys])
     apply.click(on_apply, inputs=components, outputs=[result, *components, quick.clip_skip],
                 api_name="apply_settings")
     # The quicksettings slider persists clip skip on its own; keep this tab's copy in step so Apply never writes

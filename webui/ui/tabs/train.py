@@ -3,6 +3,10 @@ SimpleTuner import, and a job list with live progress, loss plot, samples, log, 
 
 Why a field table: the form is the preset JSON of `webui.training.config`, one widget per key, so "save preset",
 "import" and "train" all read or fill the same list in the same order. Everything goes through `services`.
+
+Folder fields are client paths, confined by the services to the data folder. While server folders are hidden (an
+exposed server) the output folder is not shown (results go to models/Lora or models/LyCORIS) and the base model is
+one of the listed checkpoints; the dataset folder and the sample-prompt file stay, as the only way to name them.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ class Field:
     label: str
     kind: str = "int"
 
-    def widget(self, value: Any, choices: dict[str, list[str]]) -> gr.components.Component:
+    def widget(self, value: Any, choices: dict[str, list[str]], visible: bool = True) -> gr.components.Component:
         if self.kind == "int":
             return gr.Number(label=self.label, value=value, precision=0)
         if self.kind == "float":
@@ -39,7 +43,8 @@ class Field:
             return gr.Checkbox(label=self.label, value=bool(value))
         if self.kind.startswith("choice:"):
             return gr.Dropdown(label=self.label, value=value, choices=choices[self.kind.split(":", 1)[1]])
-        return gr.Textbox(label=self.label, value=value or "", lines=3 if self.kind == "lines" else 1)
+        return gr.Textbox(label=self.label, value=value or "", lines=3 if self.kind == "lines" else 1,
+                          visible=visible)
 
 
 GROUPS: tuple[tuple[str, tuple[Field, ...]], ...] = (
@@ -83,6 +88,8 @@ GROUPS: tuple[tuple[str, tuple[Field, ...]], ...] = (
         Field("num_processes", "Processes (accelerate launch)"))),
 )
 INT_KEYS = frozenset(f.key for _, fields in GROUPS for f in fields if f.kind == "int")
+# Fields that name a server folder the job writes to: hidden while server folders are hidden.
+OUTPUT_FOLDER_KEYS = frozenset({"output_dir"})
 
 
 @dataclass
@@ -115,6 +122,7 @@ class TrainForm:
 def _build_form(services: Services) -> TrainForm:
     defaults = services.training_defaults()
     choices = services.training_choices()
+    hidden = services.path_policy.hide_dir_config
     keys, widgets = [], []
     with gr.Row():
         keys.append("output_name")
@@ -122,7 +130,7 @@ def _build_form(services: Services) -> TrainForm:
         keys.append("base_model")
         titles = services.checkpoint_titles()
         widgets.append(gr.Dropdown(label="Base model", choices=titles, value=titles[0] if titles else None,
-                                   allow_custom_value=True, elem_id="train_base_model"))
+                                   allow_custom_value=not hidden, elem_id="train_base_model"))
         keys.append("dataset_dir")
         widgets.append(gr.Textbox(label="Dataset folder (<repeats>_<name>/ sub-folders)", elem_id="train_dataset"))
     for title, fields in GROUPS:
@@ -130,7 +138,8 @@ def _build_form(services: Services) -> TrainForm:
             with gr.Row():
                 for field in fields:
                     keys.append(field.key)
-                    widgets.append(field.widget(defaults[field.key], choices))
+                    widgets.append(field.widget(defaults[field.key], choices,
+                                                visible=not (hidden and field.key in OUTPUT_FOLDER_KEYS)))
             if title == "Network":
                 lycoris = gr.Code(json.dumps(EXAMPLE_LYCORIS, indent=2), language="json",
                                   label="LyCORIS config (SimpleTuner lycoris_config.json; used when Network is "
