@@ -10,7 +10,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from webui.api.security import gradio_auth, install_security, lan_urls
+from webui.api.gradio_guard import require_uploaded_files
+from webui.api.security import gradio_auth, install_docs, install_security, lan_urls
 from webui.core.settings import Settings
 from webui.services import Services, build_services
 
@@ -26,18 +27,20 @@ def build_app(services: Services, ui_builder: UiBuilder | None = None) -> FastAP
     `ui_builder` (services -> gr.Blocks) defaults to the real UI; tests of the server's wiring may pass a small one.
     """
     settings = services.settings
-    app = FastAPI(title="Stable Diffusion Studio API", docs_url="/docs", openapi_url="/openapi.json")
+    app = FastAPI(title="Stable Diffusion Studio API", docs_url=None, redoc_url=None, openapi_url=None)
+    install_docs(app, settings.security.api_auth)  # before the UI is mounted at `/`
     if settings.api:
         from webui.api.routes import install_api
 
         install_api(app, services)
     file_roots: list[str] = []
+    upload_dir: str | None = None
     if settings.nowebui:
         _api_home(app)
     else:
         app, upload_dir = _mount_ui(app, services, ui_builder)
         file_roots.append(upload_dir)
-    install_security(app, settings, file_roots)
+    install_security(app, settings, file_roots, upload_dir)
     return app
 
 
@@ -69,6 +72,7 @@ def _mount_ui(app: FastAPI, services: Services, ui_builder: UiBuilder | None) ->
         js=f"() => document.body.classList.toggle('dark', {str(settings.theme == 'dark').lower()})"
         if settings.theme else None,
     )
+    require_uploaded_files(blocks)  # as `launch()` would: event inputs may only name uploaded files
     return app, get_upload_folder()
 
 

@@ -11,7 +11,16 @@ pure middleware only looks at the request line and headers and the response star
   every `allowed_paths` entry, static paths set by any code in the process). We narrow that to the outputs
   folder(s), Gradio's own upload folder and *image* files in the model folders (previews next to models), with
   symlinks resolved, and refuse remote URLs (the route would fetch them server-side).
-- `BasicAuth`: `--api-auth` for `/sdapi/*`, comparing in constant time.
+  File routes answer inline only for raster images: anything else (HTML, SVG, text from a `--gradio-allowed-path`
+  folder) comes as a download, so it cannot run script on the app's origin.
+- `BasicAuth`: `--api-auth` for `/sdapi/*` and the API docs, comparing in constant time; repeated failures (and
+  failed UI logins) from one address are slowed down (webui/api/login_throttle.py).
+- `UploadedFilesOnly` (webui/api/gradio_guard.py): Gradio events may name only files uploaded to this server.
+- CORS: always a Starlette `CORSMiddleware`, allowing only the `--cors-allow-origins*` origins (none by default).
+  Its presence also matters: Gradio adds its own permissive CORS handling to a mounted app (it echoes any origin,
+  with credentials, when the `Host` is not a loopback name) unless the parent app has a `CORSMiddleware`.
+- Unhandled errors: Starlette answers them outside every middleware, so the 500 answer is built here with the
+  security headers.
 """
 from __future__ import annotations
 
@@ -27,10 +36,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from webui.api.gradio_guard import UploadedFilesOnly
+from webui.api.login_throttle import LoginThrottleMiddleware
 from webui.core.settings import Credential, Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +56,9 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"referrer-policy", b"same-origin"),
 )
 PREVIEW_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+# What a file route may answer inline: raster images only (no SVG: it can carry script).
+INLINE_FILE_TYPES = frozenset({b"image/png", b"image/jpeg", b"image/gif", b"image/webp", b"image/avif",
+                               b"image/bmp"})
 # Gradio's routes that read a server file (or URL) named in the request path.
 _FILE_ROUTE = re.compile(r"^(?:/gradio_api)?/(file|proxy)(?:=|/)(.*)$", re.DOTALL)
 
@@ -223,7 +239,28 @@ class FileAccessGuard:
                 if kind == "proxy" or not self.policy.allows(requested):
                     await _refuse(scope, send, 403, "File not allowed")
                     return
+                send = _download_unless_image(send)
         await self.app(scope, receive, send)
+
+
+def _download_unless_image(send: Send) -> Send:
+    """Let a file response through as Gradio made it only when it is a raster image; anything else (HTML, SVG,
+    scripts, text) becomes an opaque download, which a browser never renders on the app's origin."""
+
+    async def send_safely(message: Message) -> None:
+        if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
+            headers = list(message.get("headers") or [])
+            content_type = next((v for n, v in headers if n.lower() == b"content-type"), b"")
+            if content_type.split(b";", 1)[0].strip().lower() not in INLINE_FILE_TYPES:
+                disposition = next((v for n, v in headers if n.lower() == b"content-disposition"), b"")
+                filename = disposition.partition(b";")[2].strip()
+                headers = [(n, v) for n, v in headers if n.lower() not in (b"content-type", b"content-disposition")]
+                headers += [(b"content-type", b"application/octet-stream"),
+                            (b"content-disposition", b"attachment" + (b"; " + filename if filename else b""))]
+                message = {**message, "headers": headers}
+        await send(message)
+
+    return send_safely
 
 
 # ----- HTTP Basic auth --------------------------------------------------------------------------------------------
@@ -274,16 +311,50 @@ def basic_auth(credentials: tuple[Credential, ...], realm: str = "sdapi") -> Cal
 # ----- wiring -----------------------------------------------------------------------------------------------------
 
 
-def install_security(app: Starlette, settings: Settings, file_roots: Iterable[str | Path] = ()) -> None:
+def install_security(app: Starlette, settings: Settings, file_roots: Iterable[str | Path] = (),
+                     upload_dir: str | Path | None = None) -> None:
     """Add the middlewares to `app` (a FastAPI/Starlette app, before it starts). Outermost first: security headers
-    (so refusals carry them too), Host check, file guard, then CORS only when `--cors-allow-origins*` is given."""
+    (so refusals carry them too), Host check, failed-login throttle, the Gradio event guard (with the UI, given
+    Gradio's `upload_dir`), file guard, then CORS (no origin allowed unless `--cors-allow-origins*` is given).
+    Unhandled errors get a 500 answer with the security headers."""
     security = settings.security
-    if security.cors_allow_origins or security.cors_allow_origins_regex:
-        from starlette.middleware.cors import CORSMiddleware
-
-        app.add_middleware(CORSMiddleware, allow_origins=list(security.cors_allow_origins),
-                           allow_origin_regex=security.cors_allow_origins_regex, allow_methods=["*"],
-                           allow_headers=["*"], allow_credentials=True)
+    cross_origin = bool(security.cors_allow_origins or security.cors_allow_origins_regex)
+    app.add_middleware(CORSMiddleware, allow_origins=list(security.cors_allow_origins),
+                       allow_origin_regex=security.cors_allow_origins_regex, allow_methods=["*"],
+                       allow_headers=["*"], allow_credentials=cross_origin)
     app.add_middleware(FileAccessGuard, policy=FilePolicy.from_settings(settings, file_roots))
+    if upload_dir is not None:
+        app.add_middleware(UploadedFilesOnly, upload_dir=upload_dir)
+    if security.gradio_auth or security.api_auth:
+        app.add_middleware(LoginThrottleMiddleware)
     app.add_middleware(HostCheckMiddleware, allowed=allowed_hosts(settings))
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_exception_handler(Exception, _internal_error)
+
+
+async def _internal_error(request: Request, exc: Exception) -> PlainTextResponse:
+    """Starlette's answer to an unhandled exception, plus the security headers: it is sent from outside every
+    middleware, so `SecurityHeadersMiddleware` never sees it. (The exception itself is still logged.)"""
+    headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+    return PlainTextResponse("Internal Server Error", status_code=500, headers=headers)
+
+
+def install_docs(app: FastAPI, credentials: tuple[Credential, ...]) -> None:
+    """`/docs`, `/redoc` and `/openapi.json` (create the app with FastAPI's own docs URLs off): behind `--api-auth`
+    when it is set, since the schema maps every route and field of the API. Add before mounting the UI at `/`."""
+    from fastapi import Depends
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    guard = [Depends(basic_auth(credentials))] if credentials else []
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guard)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=guard)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - Swagger UI")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=guard)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
