@@ -11,7 +11,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from webui.api.gradio_guard import require_uploaded_files
+from webui.api.limits import install_limits
 from webui.api.security import gradio_auth, install_docs, install_security, lan_urls
+from webui.core.limits import LIMITS
 from webui.core.settings import Settings
 from webui.services import Services, build_services
 
@@ -41,6 +43,7 @@ def build_app(services: Services, ui_builder: UiBuilder | None = None) -> FastAP
         app, upload_dir = _mount_ui(app, services, ui_builder)
         file_roots.append(upload_dir)
     install_security(app, settings, file_roots, upload_dir)
+    install_limits(app)  # outermost: no middleware reads a body before its size is capped
     return app
 
 
@@ -66,6 +69,7 @@ def _mount_ui(app: FastAPI, services: Services, ui_builder: UiBuilder | None) ->
     app = gr.mount_gradio_app(
         app, blocks, path="/",
         allowed_paths=[str(settings.paths.outputs_dir), *(str(p) for p in settings.security.allowed_paths)],
+        max_file_size=LIMITS.max_upload_bytes,
         auth=gradio_auth(credentials) if credentials else None,
         theme=gr.themes.Default(), css=CSS, server_name=settings.host, server_port=settings.port,
         footer_links=["api", "gradio"] if settings.api else ["gradio"],

@@ -7,7 +7,7 @@ import dataclasses
 import io
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException
@@ -28,6 +28,7 @@ from webui.api.processed_info import processed_info
 from webui.api.scripts import script_names, submit_script
 from webui.api.security import basic_auth
 from webui.core.errors import ModelNotFoundError, ValidationError, WebUIError
+from webui.core.limits import LIMITS, check_input_images, size_text
 from webui.core.requests import GenerationRequest, Img2ImgInputs
 from webui.core.results import GenerationResult
 from webui.services import ExtrasRequest, Services
@@ -49,16 +50,37 @@ def encode_png(image: Any, infotext: str) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_image(data: str) -> Any:
-    """A base64 image, with or without a `data:...;base64,` prefix, as A1111 clients send them."""
+def decode_image(data: str, what: str = "image") -> Any:
+    """A base64 image, with or without a `data:...;base64,` prefix, as A1111 clients send them, opened but not
+    decoded: only its header is read, so its size can be checked before its pixels are (`decode_images`)."""
     from PIL import Image, UnidentifiedImageError
 
     if data.startswith("data:") and "," in data:
         data = data.split(",", 1)[1]
     try:
         return Image.open(io.BytesIO(base64.b64decode(data, validate=False)))
-    except (ValueError, UnidentifiedImageError) as exc:
-        raise ValueError(f"The image could not be decoded: {exc}") from exc
+    except Image.DecompressionBombError as exc:  # PIL's own, far larger limit: still a refusal, not a crash
+        raise ValidationError(f"The {what} is too large: images of at most {size_text(LIMITS.max_input_pixels)} "
+                              f"are accepted ({exc}).") from exc
+    except (ValueError, UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"The {what} could not be decoded: {exc}") from exc
+
+
+def decode_images(items: Sequence[str], what: str = "image") -> list[Any]:
+    """Base64 images, decoded only once their number and the sizes their headers declare are within the limits,
+    so a small file that declares a huge image (a decompression bomb) is refused before it is expanded."""
+    from PIL import Image
+
+    if len(items) > LIMITS.max_input_images:
+        raise ValidationError(f"{len(items)} {what}s were sent; at most {LIMITS.max_input_images} are accepted.")
+    images = [decode_image(item, what) for item in items]
+    check_input_images((image.size for image in images), what)
+    for image in images:
+        try:
+            image.load()
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+            raise ValueError(f"The {what} could not be decoded: {exc}") from exc
+    return images
 
 
 def _base_fields(body: Txt2ImgBody, defaults: GenerationRequest) -> dict[str, Any]:
@@ -116,8 +138,10 @@ def _request_from_body(body: Txt2ImgBody, services: Services) -> GenerationReque
 
 def _img2img_inputs(body: Img2ImgBody) -> Img2ImgInputs:
     """A1111's img2img image fields: base64 images (with or without a data: prefix) and the inpaint options."""
-    images = tuple(decode_image(data).convert("RGB") for data in body.init_images or ())
-    mask = decode_image(body.mask) if body.mask else None
+    count = len(body.init_images or ())
+    decoded = decode_images([*(body.init_images or ()), *([body.mask] if body.mask else [])], "input image")
+    images = tuple(image.convert("RGB") for image in decoded[:count])
+    mask = decoded[count] if body.mask else None
     blur = body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x or 0, body.mask_blur_y or 0)
     return Img2ImgInputs(
         init_images=images, mask=mask, resize_mode=body.resize_mode or 0, mask_blur=blur,
@@ -177,9 +201,10 @@ async def _generate(services: Services, request: GenerationRequest, script_name:
                     script_args: list[Any] | None = None) -> GenerationResult:
     """Run the request, or the named built-in script over it (its grids first, as A1111 returns them)."""
     try:
-        future = submit_script(services, request, script_name, script_args)
+        # Off the event loop: a script's plan is expanded and every cell checked (files read) before it queues.
+        future = await asyncio.to_thread(submit_script, services, request, script_name, script_args)
         if future is None:
-            return await asyncio.wrap_future(services.submit_txt2img(request))
+            return await asyncio.wrap_future(await asyncio.to_thread(services.submit_txt2img, request))
         result = await asyncio.wrap_future(future)
     except (WebUIError, ValueError, TypeError) as exc:
         raise _http_error(exc if isinstance(exc, WebUIError) else ValidationError(str(exc))) from exc
@@ -200,7 +225,7 @@ def _generation_routes(router: APIRouter, services: Services) -> None:
         except WebUIError as exc:
             raise _http_error(exc) from exc
         result = await _generate(services, request, body.script_name, body.script_args)
-        return _images_response(result, body, body.model_dump())
+        return await asyncio.to_thread(_images_response, result, body, body.model_dump())
 
     @router.post("/img2img", response_model=ImagesResponse)
     async def img2img(body: Img2ImgBody) -> ImagesResponse:
@@ -214,7 +239,7 @@ def _generation_routes(router: APIRouter, services: Services) -> None:
         if not body.include_init_images:
             parameters.update(init_images=None, mask=None)
         result = await _generate(services, request, body.script_name, body.script_args)
-        return _images_response(result, body, parameters)
+        return await asyncio.to_thread(_images_response, result, body, parameters)
 
     @router.get("/progress")
     def progress(skip_current_image: bool = False) -> dict[str, Any]:
@@ -240,18 +265,22 @@ def _extras_routes(router: APIRouter, services: Services) -> None:
     @router.post("/extra-single-image")
     async def extra_single_image(body: ExtrasSingleBody) -> dict[str, Any]:
         try:
-            image = decode_image(body.image)
+            images = await asyncio.to_thread(decode_images, [body.image])
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
-        (result, _, info), *_ = await run([image], body)
+        except WebUIError as exc:
+            raise _http_error(exc) from exc
+        (result, _, info), *_ = await run(images, body)
         return {"html_info": info, "image": _plain_png(result) if body.show_extras_results else ""}
 
     @router.post("/extra-batch-images")
     async def extra_batch_images(body: ExtrasBatchBody) -> dict[str, Any]:
         try:
-            images = [decode_image(item.data) for item in body.imageList]
+            images = await asyncio.to_thread(decode_images, [item.data for item in body.imageList])
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
+        except WebUIError as exc:
+            raise _http_error(exc) from exc
         results = await run(images, body)
         return {"html_info": results[0][2] if results else "",
                 "images": [_plain_png(img) for img, _, _ in results] if body.show_extras_results else []}
@@ -347,9 +376,11 @@ def _info_routes(router: APIRouter, services: Services) -> None:
     @router.post("/png-info")
     def png_info(body: PngInfoBody) -> dict[str, Any]:
         try:
-            image = decode_image(body.image)
+            image, = decode_images([body.image])
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
+        except WebUIError as exc:
+            raise _http_error(exc) from exc
         return services.png_info(image)
 
     @router.get("/cmd-flags")

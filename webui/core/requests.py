@@ -5,8 +5,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webui.core.errors import ValidationError
+from webui.core.limits import LIMITS, check_input_images, image_size_problems, is_finite, job_images_problems
 
-MAX_SIZE = 8192
+MAX_SIZE = LIMITS.max_side
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
 INPAINT_FILL = ("fill", "original", "latent noise", "latent nothing")
 
@@ -35,6 +36,11 @@ class Img2ImgInputs:
             problems.append(f"Masked content must be 0-{len(INPAINT_FILL) - 1} (got {self.inpainting_fill}).")
         if not 0 <= self.mask_blur <= 64:
             problems.append(f"Mask blur must be between 0 and 64 (got {self.mask_blur}).")
+        images = [*self.init_images, *([self.mask] if self.mask is not None else [])]
+        try:
+            check_input_images((image.size for image in images), "input image")
+        except ValidationError as exc:
+            problems.append(str(exc))
         return problems
 
 
@@ -92,12 +98,11 @@ class GenerationRequest:
                 problems.append(f"{name.capitalize()} must be divisible by 8 (got {value}).")
             elif not 8 <= value <= MAX_SIZE:
                 problems.append(f"{name.capitalize()} must be between 8 and {MAX_SIZE} (got {value}).")
-        if not 1 <= self.steps <= 1000:
-            problems.append(f"Steps must be between 1 and 1000 (got {self.steps}).")
-        if not 1 <= self.batch_size <= 64:
-            problems.append(f"Batch size must be between 1 and 64 (got {self.batch_size}).")
-        if not 1 <= self.n_iter <= 1000:
-            problems.append(f"Batch count must be between 1 and 1000 (got {self.n_iter}).")
+        if not problems:
+            problems += image_size_problems(self.width, self.height, "The image size")
+        if not 1 <= self.steps <= LIMITS.max_steps:
+            problems.append(f"Steps must be between 1 and {LIMITS.max_steps} (got {self.steps}).")
+        problems += job_images_problems(self.batch_size, self.n_iter)
         if not 0.0 <= self.cfg_scale <= 100.0:
             problems.append(f"CFG scale must be between 0 and 100 (got {self.cfg_scale}).")
         if not 1 <= self.clip_skip <= 12:
@@ -106,8 +111,8 @@ class GenerationRequest:
             problems.append(f"Seed must be -1 (random) or between 0 and {2**32 - 1} (got {self.seed}).")
         if not 0.0 <= self.denoising_strength <= 1.0:
             problems.append(f"Denoising strength must be between 0 and 1 (got {self.denoising_strength}).")
-        if self.enable_hr and not 1.0 <= self.hr_scale <= 8.0 and not (self.hr_resize_x or self.hr_resize_y):
-            problems.append(f"Hires upscale must be between 1 and 8 (got {self.hr_scale}).")
+        if self.enable_hr:
+            problems += self._hires_problems()
         if self.img2img is not None:
             problems += self.img2img.validate()
         if not 0.0 <= self.subseed_strength <= 1.0:
@@ -118,6 +123,23 @@ class GenerationRequest:
                 problems.append(f"'Resize seed from' sizes must be 0 (off) or a multiple of 8 (got {value}).")
         if problems:
             raise ValidationError(" ".join(problems))
+
+    def _hires_problems(self) -> list[str]:
+        """The hires pass's settings and final size. The size is computed only from valid settings: a NaN or
+        infinite scale would fail inside `round`, and a huge one would be allocated by the upscaler."""
+        problems = []
+        for name in ("hr_resize_x", "hr_resize_y"):
+            value = getattr(self, name)
+            if not 0 <= value <= MAX_SIZE:
+                problems.append(f"Hires resize {name[-1]} must be 0 (off) or at most {MAX_SIZE} (got {value}).")
+        if not (self.hr_resize_x or self.hr_resize_y) and not (is_finite(self.hr_scale) and
+                                                                 1.0 <= self.hr_scale <= 8.0):
+            problems.append(f"Hires upscale must be between 1 and 8 (got {self.hr_scale}).")
+        if not 0 <= self.hr_second_pass_steps <= LIMITS.max_steps:
+            problems.append(f"Hires steps must be between 0 and {LIMITS.max_steps} (got {self.hr_second_pass_steps}).")
+        if not problems and self.width % 8 == 0 and self.height % 8 == 0 and self.width and self.height:
+            problems += image_size_problems(*self.hires_size, "The hires fix size")
+        return problems
 
     @property
     def total_images(self) -> int:

@@ -22,13 +22,14 @@ from typing import Any
 
 from webui.core.errors import ValidationError
 from webui.core.infotext import build_infotext, format_float, parse_infotext
+from webui.core.limits import LIMITS, check_script_size
 from webui.core.requests import GenerationRequest
 from webui.core.results import GeneratedImage
 from webui.core.seeds import MAX_SEED, resolve_seed
 
 SCRIPT_NAME = "X/Y/Z plot"
 NOTHING = "Nothing"
-MAX_AXIS_VALUES = 1000  # a typo such as `1-100000` must fail fast, not build a million requests
+MAX_AXIS_VALUES = LIMITS.max_axis_values  # a typo such as `1-100000` must fail fast, not build a million requests
 
 # Names of the enumerable lists a UI offers as pickers; the services facade knows what each one holds.
 CHOICES_SAMPLERS = "samplers"
@@ -123,6 +124,12 @@ def _check_length(count: int, item: str) -> None:
         raise ValidationError(f"The range '{item}' makes {count} values; an axis takes at most {MAX_AXIS_VALUES}.")
 
 
+def _check_total(values: Sequence[Any]) -> None:
+    """Called after each item, so a long list (or many ranges) stops at the first value over the limit."""
+    if len(values) > MAX_AXIS_VALUES:
+        raise ValidationError(f"More than {MAX_AXIS_VALUES} values; an axis takes at most {MAX_AXIS_VALUES}.")
+
+
 def _stepped(start: float, end: float, step: float | None, item: str) -> list[float]:
     """`start`..`end` inclusive by `step` (default 1 towards `end`); a step pointing away from `end` is an error."""
     if step is None:
@@ -157,6 +164,7 @@ def parse_int_values(text: str) -> list[int]:
             values += [round(v) for v in _stepped(int(_number(match[1])), int(_number(match[2])), step, item)]
         else:
             values.append(_to_int(item))
+        _check_total(values)
     return values
 
 
@@ -172,6 +180,7 @@ def parse_float_values(text: str) -> list[float]:
             values += _stepped(float(_number(match[1])), float(_number(match[2])), step, item)
         else:
             values.append(_to_float(item))
+        _check_total(values)
     return [round(v, 10) for v in values]
 
 
@@ -352,6 +361,10 @@ def parse_axis(given: AxisInput, name: str = "X") -> Axis:
     kind = axis_type(given.type)
     if kind.label == NOTHING:
         return Axis(kind, (None,))
+    if len(given.picks) > MAX_AXIS_VALUES or \
+            len(given.values or "") + sum(len(str(pick)) for pick in given.picks) > LIMITS.max_axis_text:
+        raise ValidationError(f"{name} axis ({kind.label}): too many values; an axis takes at most "
+                              f"{MAX_AXIS_VALUES} values in at most {LIMITS.max_axis_text:,} characters.")
     picks = [pick for pick in given.picks if str(pick).strip()]
     text = join_csv(picks) if picks else (given.values or "").strip()
     try:
@@ -369,6 +382,7 @@ def _parse_values(kind: AxisType, picks: list[str] | None, text: str) -> list[An
     if kind.kind == "float":
         return parse_float_values(join_csv(picks) if picks else text)
     items = picks if picks is not None else split_csv(text)
+    _check_total(items)
     if kind.kind == "order":
         if len(items) > 6:
             raise ValidationError("Prompt order takes at most 6 terms (720 orders).")
@@ -478,10 +492,20 @@ def expand_xyz(base: GenerationRequest, axes: Sequence[AxisInput], options: XyzO
         base = dataclasses.replace(base, seed=resolve_seed(base.seed, rng), subseed=resolve_seed(base.subseed, rng))
     _check_prompt_axes(base, parsed)
     x_axis, y_axis, z_axis = parsed
+    check_plan_size(base, [len(axis.values) for axis in parsed])
     cells = [GridCell(_cell_request(base, parsed, (ix, iy, iz), options), (ix, iy, iz))
              for iz in range(len(z_axis.values)) for iy in range(len(y_axis.values))
              for ix in range(len(x_axis.values))]
     return XyzPlan((x_axis, y_axis, z_axis), options, tuple(cells))
+
+
+def check_plan_size(base: GenerationRequest, lengths: Sequence[int]) -> None:
+    """Refuse a plot with too many cells or images, from the axis lengths alone (before any cell exists)."""
+    cells = lengths[0] * lengths[1] * lengths[2]
+    if cells > LIMITS.max_xyz_cells:
+        raise ValidationError(f"X/Y/Z plot: {' x '.join(str(n) for n in lengths)} makes {cells} cells; a plot has at "
+                              f"most {LIMITS.max_xyz_cells}. Use fewer values.")
+    check_script_size(SCRIPT_NAME, cells, base.batch_size * base.n_iter)
 
 
 def _check_prompt_axes(base: GenerationRequest, axes: list[Axis]) -> None:

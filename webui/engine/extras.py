@@ -26,6 +26,17 @@ def target_size(image: Image.Image, request: ExtrasRequest) -> tuple[int, int]:
     return max(1, round(image.width * request.scale_by)), max(1, round(image.height * request.scale_by))
 
 
+def work_size(source: tuple[int, int], request: ExtrasRequest) -> tuple[int, int]:
+    """The size upscaler 1 makes before the crop: with "scale to" and "crop to fit", the size that covers the
+    target keeping the source's aspect ratio (larger than the target for a differently shaped source)."""
+    width, height = source
+    size = request.resize_to or (max(1, round(width * request.scale_by)), max(1, round(height * request.scale_by)))
+    if not (request.resize_to and request.crop_to_fit):
+        return size
+    ratio = max(size[0] / width, size[1] / height)
+    return max(size[0], round(width * ratio)), max(size[1], round(height * ratio))
+
+
 def _fit(image: Image.Image, size: tuple[int, int], crop: bool) -> Image.Image:
     """Scale to cover `size` keeping the aspect ratio, then centre-crop (A1111's "crop to fit")."""
     if image.size == size:
@@ -43,11 +54,7 @@ def run_extras(image: Image.Image, request: ExtrasRequest, upscalers: UpscalerLi
     """The upscaled image and its parameter line (A1111's `Postprocess ...` keys)."""
     source = image.convert("RGB")
     size = target_size(source, request)
-    if request.resize_to and request.crop_to_fit:
-        ratio = max(size[0] / source.width, size[1] / source.height)
-        cover = (max(size[0], round(source.width * ratio)), max(size[1], round(source.height * ratio)))
-    else:
-        cover = size
+    cover = work_size(source.size, request)
     result = _fit(upscalers.upscale(source, request.upscaler_1, cover), size, request.crop_to_fit)
     params: dict[str, object] = {"Postprocess upscaler": request.upscaler_1}
     if request.resize_to:

@@ -18,6 +18,7 @@ from typing import Any
 from webui.core.errors import ModelLoadError, ModelNotFoundError, ValidationError, WebUIError
 from webui.core.infotext import parse_infotext
 from webui.core.infotext_params import parse_generation_parameters
+from webui.core.limits import check_input_images, check_upscaled_size, upscale_problems
 from webui.core.options import Options, option_spec
 from webui.core.path_policy import PathPolicy
 from webui.core.progress import CancelToken, ProgressSnapshot, ProgressTracker
@@ -31,7 +32,7 @@ from webui.core.styles import Style, StyleStore, apply_styles
 from webui.engine.adapters import AdapterRequest
 from webui.engine.devices import DeviceConfig, configure_torch_threads, memory_stats
 from webui.engine.embeddings import EmbeddingLibrary
-from webui.engine.extras import ExtrasRequest, run_extras
+from webui.engine.extras import ExtrasRequest, run_extras, work_size
 from webui.engine.generation import GenerationContext, run_generation
 from webui.engine.hashing import HashCache
 from webui.engine.images import read_infotext
@@ -505,6 +506,7 @@ class Services(ScriptServices, TrainingServices):
         """Upscale images on the GPU executor; the future yields [(image, path or None, parameters)]."""
         if not images:
             raise ValidationError("Extras needs at least one image.")
+        check_extras_request(request, [image.size for image in images])
         for name in (request.upscaler_1, request.upscaler_2):
             if name not in self.upscalers.names():
                 raise ModelNotFoundError(f"No upscaler named '{name}'. Available: {', '.join(self.upscaler_names())}.")
@@ -549,6 +551,7 @@ class Services(ScriptServices, TrainingServices):
         for name in (request.upscaler_1, request.upscaler_2):
             if name not in self.upscalers.names():
                 raise ModelNotFoundError(f"No upscaler named '{name}'. Available: {', '.join(self.upscaler_names())}.")
+        check_extras_request(request, [])
         target = self.path_policy.resolve(output_dir, "Output directory") if output_dir.strip() else \
             self.options.output_dir("outdir_extras_samples", self.settings.paths.data_dir)
         writer = OutputWriter(target, str(self.options.get("samples_format") or "png"))
@@ -562,8 +565,9 @@ class Services(ScriptServices, TrainingServices):
                 progress.update(job_no=index)
                 try:
                     with Image.open(path) as image:
+                        check_extras_request(request, [image.size])  # from the header, before decoding
                         upscaled, info = run_extras(image, request, self.upscalers)
-                except (OSError, UnidentifiedImageError) as exc:
+                except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValidationError) as exc:
                     log.warning("Extras: skipped %s: %s", path, exc)
                     continue
                 results.append((upscaled, writer.save_extras(upscaled, info), info))
@@ -657,6 +661,18 @@ class Services(ScriptServices, TrainingServices):
             self.path_policy.refuse_if_hidden(what)
             self.path_policy.resolve(value, what)
 
+
+
+def check_extras_request(request: ExtrasRequest, sizes: list[tuple[int, int]]) -> None:
+    """Extras settings, the images' sizes and each result's size, before anything is queued or decoded: a NaN,
+    infinite or huge factor (or a thin image "scaled to" a square) would otherwise fail inside the job or ask the
+    upscaler for an image no machine holds."""
+    problems = upscale_problems(request.scale_by, request.resize_to, request.upscaler_2_visibility)
+    if problems:
+        raise ValidationError(" ".join(problems))
+    check_input_images(sizes)
+    for size in sizes:
+        check_upscaled_size(*work_size(size, request))
 
 
 def checkpoint_cache_limits(options: Options) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from webui.core.errors import ModelNotFoundError, ValidationError, WebUIError
+from webui.core.limits import check_script_size
 from webui.core.progress import CancelToken, ProgressSnapshot, ProgressTracker
 from webui.core.prompt_matrix import SCRIPT_NAME as MATRIX_SCRIPT
 from webui.core.prompt_matrix import PromptMatrixOptions, PromptMatrixPlan, expand_prompt_matrix
@@ -87,6 +88,7 @@ class ScriptServices:
     def submit_prompt_matrix(self, base: GenerationRequest, options: PromptMatrixOptions | None = None) -> Future:
         """`a|b|c` -> one image per combination and a grid with legends; the future yields a `ScriptResult`."""
         plan = expand_prompt_matrix(base, options)
+        check_script_size(MATRIX_SCRIPT, len(plan.requests), base.total_images)
         plan = dataclasses.replace(plan, requests=tuple(self._checked_cell(request) for request in plan.requests))
 
         def job(token: CancelToken, progress: ProgressTracker) -> ScriptResult:

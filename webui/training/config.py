@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from webui.core.errors import ValidationError
+from webui.core.limits import LIMITS
 
 NETWORK_TYPES = ("lora", "lycoris")
 LYCORIS_ALGOS = ("lokr", "loha", "locon", "lora")
@@ -170,12 +171,16 @@ class TrainingConfig:
             (bool(self.dataset_dir or self.subsets), "Choose a dataset folder."),
             (self.network_type in NETWORK_TYPES, f"Network type must be one of {', '.join(NETWORK_TYPES)}."),
             (self.network_type != "lycoris" or self.lycoris is not None, "LyCORIS needs a lycoris config."),
-            (self.network_type != "lora" or self.network_dim >= 1, "Network dim must be at least 1."),
+            (self.network_type != "lora" or 1 <= self.network_dim <= LIMITS.max_network_dim,
+             f"Network dim must be between 1 and {LIMITS.max_network_dim} (got {self.network_dim})."),
             (self.train_unet or self.train_text_encoder, "Train the UNet, the text encoder, or both."),
             (self.epochs >= 1 or self.max_train_steps >= 1, "Set epochs or max train steps (at least 1)."),
             (self.batch_size >= 1 and self.gradient_accumulation_steps >= 1,
              "Batch size and gradient accumulation must be at least 1."),
             (self.resolution >= 16 and self.resolution % 8 == 0, "Resolution must be a multiple of 8, at least 16."),
+            (self.resolution <= LIMITS.max_training_resolution and
+             (self.max_bucket_reso <= LIMITS.max_training_resolution or not self.enable_bucket),
+             f"Resolution and maximum bucket resolution must be at most {LIMITS.max_training_resolution}."),
             (self.bucket_reso_steps >= 8 and self.bucket_reso_steps % 8 == 0, "Bucket step must be a multiple of 8."),
             (self.min_bucket_reso <= self.resolution <= self.max_bucket_reso or not self.enable_bucket,
              "Resolution must lie between the minimum and maximum bucket resolution."),
@@ -192,7 +197,8 @@ class TrainingConfig:
              f"Caption strategy must be one of {', '.join(CAPTION_STRATEGIES)}."),
             (min(self.save_every_n_epochs, self.save_every_n_steps, self.save_last_k, self.lr_warmup_steps) >= 0,
              "Save intervals, keep-last and warmup steps must not be negative."),
-            (self.num_processes >= 1, "Number of processes must be at least 1."),
+            (1 <= self.num_processes <= LIMITS.max_training_processes,
+             f"Number of processes must be between 1 and {LIMITS.max_training_processes} (got {self.num_processes})."),
         ]
         return [message for ok, message in checks if not ok]
 

@@ -16,6 +16,7 @@ import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
 from webui.core.errors import ValidationError, WebUIError
+from webui.core.limits import check_input_images
 from webui.services import Services
 from webui.ui import mappers
 from webui.ui.components import REFRESH_SYMBOL
@@ -116,17 +117,23 @@ def _source_images(source: str, image: Any, files: list[Any] | None) -> list[Any
         paths = [getattr(item, "name", item) for item in files or ()]
         if not paths:
             raise ValidationError("Batch Process needs image files: drop one or more into the box.")
-        loaded = []
-        for path in paths:
-            try:
-                with Image.open(path) as opened:
-                    loaded.append(opened.convert("RGB"))
-            except (OSError, UnidentifiedImageError) as exc:
-                raise ValidationError(f"'{path}' is not an image this app can read.") from exc
-        return loaded
+        check_input_images([_read(path, lambda opened: opened.size) for path in paths])
+        return [_read(path, lambda opened: opened.convert("RGB")) for path in paths]
     if image is None:
         raise ValidationError("Extras needs an image: drop one into the Single Image box.")
     return [image]
+
+
+def _read(path: str, use: Any) -> Any:
+    """`use(image)` on an opened image file. The batch's sizes are read from the headers first, so a file that
+    declares a huge image is refused before any file is decoded."""
+    try:
+        with Image.open(path) as opened:
+            return use(opened)
+    except Image.DecompressionBombError as exc:
+        raise ValidationError(f"'{path}' is too large to read: {exc}") from exc
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ValidationError(f"'{path}' is not an image this app can read.") from exc
 
 
 def _stream(services: Services, future: Future):
