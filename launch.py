@@ -51,7 +51,7 @@ IMPLEMENTED_FLAGS = {
     # network exposure (webui/api/security.py, app.py)
     "--gradio-auth", "--gradio-auth-path", "--api-auth", "--cors-allow-origins", "--cors-allow-origins-regex",
     "--tls-keyfile", "--tls-certfile", "--gradio-allowed-path", "--timeout-keep-alive",
-    # memory, precision and attention (webui/engine/memory.py)
+    # memory, precision and attention (webui/engine/runtime/memory.py)
     "--medvram", "--medvram-sdxl", "--lowvram", "--no-half-vae", "--upcast-sampling", "--xformers",
     "--force-enable-xformers", "--opt-sdp-attention", "--opt-split-attention", "--disable-opt-split-attention",
     "--opt-channelslast", "--device-id",

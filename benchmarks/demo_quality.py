@@ -119,7 +119,7 @@ def prompt_for(fg: str, shape: str, bg: str) -> str:
 
 def load_demo_pipeline(checkpoint: Path, cache_dir: Path):
     """The app's loader, on the CPU in fp32 (what the app uses on a CPU)."""
-    from webui.engine.checkpoint_loader import load_checkpoint
+    from webui.engine.models.loader import load_checkpoint
 
     pipe = load_checkpoint(checkpoint, cache_dir=cache_dir, device="cpu", dtype=torch.float32).pipeline
     pipe.set_progress_bar_config(disable=True)
@@ -130,7 +130,7 @@ def load_demo_pipeline(checkpoint: Path, cache_dir: Path):
 def generate(pipe, prompt: str, seeds: Sequence[int], sampler: str = SAMPLERS[0], *, steps: int = STEPS,
              cfg: float = CFG, size: int = SIZE, negative_prompt: str = "") -> list[Image.Image]:
     """One batch the way txt2img makes it: the app's sampler table, one CPU noise generator per seed."""
-    from webui.engine.scheduler_factory import make_scheduler
+    from webui.engine.generation.scheduler_factory import make_scheduler
 
     pipe.scheduler, _, _ = make_scheduler(dict(pipe.scheduler.config), sampler, seed=seeds[0])
     shape = (pipe.vae.config.latent_channels, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor)

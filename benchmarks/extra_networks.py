@@ -25,7 +25,7 @@ from safetensors.torch import save_file  # noqa: E402
 
 from benchmarks.foundation import write_full_sd15  # noqa: E402
 from webui.core.settings import Paths, Settings  # noqa: E402
-from webui.engine.adapters import AdapterRequest  # noqa: E402
+from webui.engine.networks.adapters import AdapterRequest  # noqa: E402
 from webui.services import build_services  # noqa: E402
 from webui.testing.tiny_models import write_tiny_checkpoint  # noqa: E402
 

@@ -24,8 +24,8 @@ from safetensors.torch import save_file  # noqa: E402
 
 from webui.core.requests import GenerationRequest  # noqa: E402
 from webui.core.settings import Paths, Settings  # noqa: E402
-from webui.engine.checkpoint_loader import load_checkpoint  # noqa: E402
-from webui.engine.ldm_convert import pipeline_components_to_ldm  # noqa: E402
+from webui.engine.models.ldm_convert import pipeline_components_to_ldm  # noqa: E402
+from webui.engine.models.loader import load_checkpoint  # noqa: E402
 from webui.services import build_services  # noqa: E402
 from webui.testing.tiny_models import write_tiny_checkpoint  # noqa: E402
 

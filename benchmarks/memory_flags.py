@@ -2,7 +2,7 @@
 at 512x512 with no flag, `--medvram` (model CPU offload) and `--lowvram` (sequential CPU offload).
 
 All three run in one process, one after another, through the app's own services (so the flags go through
-`webui.engine.memory` exactly as at launch). Ratios are against the no-flag run of the same invocation.
+`webui.engine.runtime.memory` exactly as at launch). Ratios are against the no-flag run of the same invocation.
 Needs a CUDA GPU; without one it says so and exits 0. Usage:
 `python benchmarks/memory_flags.py [--steps 20] [--out benchmarks/results/memory_flags.json]`.
 """

@@ -47,7 +47,7 @@ def child(folder: Path, size: int, tile: int, overlap: int, out: Path) -> None:
     import torch
     from PIL import Image
 
-    from webui.engine.upscalers import UpscalerLibrary
+    from webui.engine.upscale.upscalers import UpscalerLibrary
 
     torch.set_num_threads(1)
     library = UpscalerLibrary((folder,), torch.device("cpu"), tiling=lambda: (tile, overlap))

@@ -69,7 +69,7 @@ def reference(args, root: str, queue) -> None:
     from diffusers import DDPMScheduler
     from peft import LoraConfig, inject_adapter_in_model
 
-    from webui.engine.checkpoint_loader import load_checkpoint
+    from webui.engine.models.loader import load_checkpoint
     from webui.training.dataset import load_image
     from webui.training.networks import _LORA_UNET_SCOPES, _scoped_targets
 

@@ -16,7 +16,7 @@ autocast was ~10x slower on this CPU).
 Conventions the app's loader relies on (heads and activations cannot be read from weights): UNet attention uses 8
 heads per block (SD1's `attention_head_dim=8`), text encoder heads = max(1, hidden // 64), quick_gelu, VAE scale
 factor from the number of VAE blocks, scaling_factor 0.18215. At the end the file is loaded back through
-`webui.engine.checkpoint_loader.load_checkpoint` and its UNet and text encoder outputs are compared with the
+`webui.engine.models.loader.load_checkpoint` and its UNet and text encoder outputs are compared with the
 trained networks, so a broken convention fails the build instead of shipping a model that draws noise.
 
 Seeds: dataset 0 (held-out triples: seed 1234 in demo_dataset), VAE init/training 1, UNet/text encoder init and
@@ -64,8 +64,8 @@ from safetensors.torch import save_file  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 
 from tools.demo_dataset import HOLDOUT_SEED, IMAGE_SIZE, Sample, generate_samples, training_triples  # noqa: E402
-from webui.engine.clip_tokenizer import MODEL_MAX_LENGTH, VOCAB_SIZE, load_clip_tokenizer  # noqa: E402
-from webui.engine.ldm_convert import pipeline_components_to_ldm  # noqa: E402
+from webui.engine.models.clip_tokenizer import MODEL_MAX_LENGTH, VOCAB_SIZE, load_clip_tokenizer  # noqa: E402
+from webui.engine.models.ldm_convert import pipeline_components_to_ldm  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "webui" / "assets" / "demo" / "demo-shapes.safetensors"
 SD1_SCALING_FACTOR = 0.18215
@@ -384,7 +384,7 @@ def export_checkpoint(components: dict[str, object], out: Path, metadata: dict[s
 def check_with_loader(out: Path, unet: UNet2DConditionModel, text_encoder: CLIPTextModel, cache_dir: Path,
                       log: Log) -> None:
     """Load the file as the app does and compare outputs with the trained networks (fp16 rounding only)."""
-    from webui.engine.checkpoint_loader import load_checkpoint
+    from webui.engine.models.loader import load_checkpoint
 
     loaded = load_checkpoint(out, cache_dir=cache_dir / "loader", device="cpu", dtype=torch.float32)
     pipe = loaded.pipeline
@@ -459,7 +459,7 @@ def continue_build(cfg: BuildConfig, source: Path, out: Path, log: Log = print, 
     images = np.stack([s.image for s in samples])
     from safetensors import safe_open
 
-    from webui.engine.checkpoint_loader import load_checkpoint
+    from webui.engine.models.loader import load_checkpoint
 
     with safe_open(str(source), framework="pt") as handle:
         previous = handle.metadata() or {}

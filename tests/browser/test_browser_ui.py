@@ -16,7 +16,7 @@ from PIL import Image
 from app import build_app
 from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
 from webui.core.requests import GenerationRequest
-from webui.engine.images import read_infotext
+from webui.engine.output.png import read_infotext
 
 INSTALL_HINT = ("install Debian's chromium (`apt-get install -y chromium`) and Playwright "
                 "(`pip install -r requirements-dev.txt`; do not run `playwright install`), "

@@ -18,8 +18,12 @@ import torch
 from safetensors.torch import save_file
 
 from webui.core.errors import ModelLoadError, UnsafeFileError
-from webui.engine import checkpoint_loader, model_detection
-from webui.engine.checkpoint_loader import (
+from webui.engine.models import detection as model_detection
+from webui.engine.models import loader as checkpoint_loader
+from webui.engine.models.clip_tokenizer import load_clip_tokenizer, write_tokenizer_files
+from webui.engine.models.detection import detect_kind_from_keys, infer_architecture
+from webui.engine.models.ldm_convert import VAE_PREFIX, pipeline_components_to_ldm, vae_to_ldm
+from webui.engine.models.loader import (
     CONFIGS_DIR,
     LoadedCheckpoint,
     is_v_prediction_unet,
@@ -28,10 +32,7 @@ from webui.engine.checkpoint_loader import (
     load_vae,
     read_yaml_hints,
 )
-from webui.engine.clip_tokenizer import load_clip_tokenizer, write_tokenizer_files
-from webui.engine.ldm_convert import VAE_PREFIX, pipeline_components_to_ldm, vae_to_ldm
-from webui.engine.model_detection import detect_kind_from_keys, infer_architecture
-from webui.engine.safetensors_header import read_safetensors_header
+from webui.engine.models.safetensors_header import read_safetensors_header
 from webui.testing.tiny_models import TEXT_LAYERS, build_tiny_components, write_tiny_checkpoint
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -21,7 +21,7 @@ from safetensors import safe_open
 from benchmarks.demo_quality import DEMO_CHECKPOINT, generate, load_demo_pipeline, score_image
 from tests.conftest import make_settings
 from webui.core.requests import GenerationRequest
-from webui.engine.checkpoint_loader import load_checkpoint
+from webui.engine.models.loader import load_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RED_CIRCLE_SEED = 1000
@@ -34,8 +34,8 @@ def demo_pipeline(tmp_path_factory):
 
 
 def test_demo_checkpoint_is_a_small_fp16_sd1_file(demo_pipeline) -> None:
-    from webui.engine.model_detection import detect_kind_from_keys
-    from webui.engine.safetensors_header import header_shapes
+    from webui.engine.models.detection import detect_kind_from_keys
+    from webui.engine.models.safetensors_header import header_shapes
 
     assert detect_kind_from_keys(header_shapes(DEMO_CHECKPOINT)).family == "sd1"
     assert DEMO_CHECKPOINT.stat().st_size < 30_000_000

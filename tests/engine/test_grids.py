@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from webui.core.xyz import Legend
-from webui.engine.grids import (
+from webui.engine.output.grids import (
     BLANK_CELL,
     annotated_grid,
     image_grid,
@@ -17,7 +17,7 @@ from webui.engine.grids import (
     wrap_text,
     xyz_grids,
 )
-from webui.engine.images import read_infotext
+from webui.engine.output.png import read_infotext
 
 
 def colored(index: int, size=(32, 32)) -> Image.Image:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from webui.core.errors import ModelLoadError
-from webui.engine import hashing
-from webui.engine.hashing import HashCache, addnet_hash, model_hash
+from webui.engine.models import hashing
+from webui.engine.models.hashing import HashCache, addnet_hash, model_hash
 
 HELLO_SHA256 = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"  # sha256(b"hello")
 

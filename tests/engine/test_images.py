@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from webui.engine.images import (
+from webui.engine.output.png import (
     USER_COMMENT_TAG,
     decode_user_comment,
     encode_user_comment,

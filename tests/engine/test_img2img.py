@@ -11,8 +11,8 @@ from PIL import Image, ImageDraw
 from tests.conftest import make_data_dir, make_settings
 from webui.core.infotext import parse_infotext
 from webui.core.requests import GenerationRequest, Img2ImgInputs
-from webui.engine.img2img_inputs import resize_image
-from webui.engine.upscalers import run_tiled
+from webui.engine.generation.img2img_inputs import resize_image
+from webui.engine.upscale.upscalers import run_tiled
 
 BASE = GenerationRequest(prompt="a red circle", steps=4, width=32, height=32, seed=21, sampler_name="Euler",
                          save_images=False, denoising_strength=0.6)
@@ -141,7 +141,7 @@ def test_sdxl_img2img_and_hires(services):
 
 
 def test_img2img_shares_weights_with_the_loaded_pipeline(services):
-    from webui.engine.pipelines import pipeline_for
+    from webui.engine.generation.pipelines import pipeline_for
 
     pipe = services.manager.require().pipeline
     for task in ("img2img", "inpaint"):
@@ -162,7 +162,7 @@ def test_tiled_model_run_matches_untiled():
 
 
 def test_realesrgan_file_loads_via_the_registry_and_upscales_x4(services):
-    from webui.engine.extras import ExtrasRequest
+    from webui.engine.upscale.postprocess import ExtrasRequest
     from webui.testing.upscaler_files import write_realesrgan_pth
 
     write_realesrgan_pth(services.settings.paths.models_dir / "RealESRGAN" / "RealESRGAN_x4plus.pth")
@@ -205,7 +205,7 @@ def test_unsafe_or_unknown_upscaler_files_are_refused(services, tmp_path):
 def test_latent_noise_and_latent_nothing_fill_the_encoded_image(services):
     """A1111's masked content 2/3 work on latents: inside the mask seeded unit noise or zeros, outside the encoded
     image untouched."""
-    from webui.engine.generation import latent_filled
+    from webui.engine.generation.run import latent_filled
 
     pipe = services.manager.require().pipeline
     mask = Image.new("L", (32, 32), 0)

@@ -20,7 +20,7 @@ from diffusers.loaders.single_file_utils import (
 )
 from safetensors import safe_open
 
-from webui.engine.ldm_convert import (
+from webui.engine.models.ldm_convert import (
     SD2_OPEN_CLIP_PREFIX,
     SDXL_OPEN_CLIP_PREFIX,
     clip_to_ldm,

@@ -10,8 +10,9 @@ from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
 from tests.conftest import make_data_dir, make_settings
 from webui.core.settings import MemoryFlags
-from webui.engine.live_preview import LatentPreview, latents_to_rgb
-from webui.engine.memory import (
+from webui.engine.generation.live_preview import LatentPreview, latents_to_rgb
+from webui.engine.models.detection import SD1, SDXL
+from webui.engine.runtime.memory import (
     ATTENTION_SLICING,
     CHANNELS_LAST,
     CLASSIC_ATTENTION,
@@ -29,7 +30,6 @@ from webui.engine.memory import (
     keep_vae_fp32,
     plan_memory,
 )
-from webui.engine.model_detection import SD1, SDXL
 
 CUDA_HALF = MemoryOptions(device="cuda", half=True)
 CPU = MemoryOptions(device="cpu", half=False)
@@ -113,7 +113,7 @@ def test_device_id_and_load_device():
 
 def test_settings_feed_memory_options(tmp_path):
     import launch
-    from webui.engine.devices import DeviceConfig
+    from webui.engine.runtime.devices import DeviceConfig
 
     settings = launch.build_settings(["--data-dir", str(tmp_path), "--use-cpu", "all", "--medvram", "--xformers",
                                       "--opt-channelslast", "--no-half-vae", "--force-enable-xformers"])
@@ -211,7 +211,7 @@ def test_upcast_attention_sets_the_attention_flags(loaded):
 
 def test_no_half_vae_keeps_the_vae_in_float32_beside_a_float16_unet(tiny_checkpoints, tmp_path):
     """--no-half-vae on a float16 pipeline: the VAE decodes float16 latents and encodes back to float16."""
-    from webui.engine.checkpoint_loader import load_checkpoint
+    from webui.engine.models.loader import load_checkpoint
 
     pipe = load_checkpoint(tiny_checkpoints["sd1"], cache_dir=tmp_path, device=torch.device("cpu"),
                            dtype=torch.float16).pipeline

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from webui.engine.checkpoint_loader import load_checkpoint
-from webui.engine.prompt_encoding import chunk_tokens, count_chunks, encode_pieces
+from webui.engine.generation.prompt_encoding import chunk_tokens, count_chunks, encode_pieces
+from webui.engine.models.loader import load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 
 from webui.core.infotext import parse_infotext
 from webui.core.requests import GenerationRequest
-from webui.engine.conditioning import plan_conditioning
+from webui.engine.generation.conditioning import plan_conditioning
 
 BASE = GenerationRequest(prompt="a red circle", steps=4, width=32, height=32, seed=11, cfg_scale=6.0,
                          sampler_name="Euler", save_images=False)

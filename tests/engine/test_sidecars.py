@@ -1,4 +1,4 @@
-"""Sidecar `name.json`, previews and kohya metadata summaries (webui/engine/sidecars.py): plain files, no models."""
+"""Sidecar `name.json`, previews and kohya metadata summaries (engine/models/sidecars.py): plain files, no models."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import os
 import pytest
 
 from webui.core.errors import ValidationError, WebUIError
-from webui.engine.sidecars import (
+from webui.engine.models.sidecars import (
     CompanionFinder,
     clean_sidecar_values,
     preferred_weight,

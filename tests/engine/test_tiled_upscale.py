@@ -15,9 +15,9 @@ from webui.core.requests import GenerationRequest, Img2ImgInputs
 from webui.core.results import GeneratedImage
 from webui.core.tile_plan import seam_lines
 from webui.core.tiled_upscale import TiledUpscaleOptions, plan_tiled_upscale
-from webui.engine.images import read_infotext
-from webui.engine.tiled_upscale import run_tiled_upscale
-from webui.engine.upscalers import UpscalerLibrary
+from webui.engine.output.png import read_infotext
+from webui.engine.upscale.tiled_redraw import run_tiled_upscale
+from webui.engine.upscale.upscalers import UpscalerLibrary
 
 BASE = GenerationRequest(prompt="a red circle", steps=2, width=64, height=64, seed=5, sampler_name="Euler",
                          cfg_scale=5, denoising_strength=0.3)

@@ -15,7 +15,7 @@ from webui.core.errors import ModelLoadError, ModelNotFoundError, SamplerError, 
 from webui.core.infotext import parse_infotext
 from webui.core.requests import GenerationRequest
 from webui.core.samplers import sampler_names
-from webui.engine.images import read_infotext
+from webui.engine.output.png import read_infotext
 
 BASE = GenerationRequest(prompt="a red circle", negative_prompt="blurry", steps=3, width=32, height=32,
                          cfg_scale=5.0, seed=1234, save_images=False)

@@ -14,7 +14,7 @@ from webui.core.infotext import parse_infotext
 from webui.core.prompt_matrix import PromptMatrixOptions
 from webui.core.requests import GenerationRequest
 from webui.core.xyz import AxisInput, XyzOptions
-from webui.engine.images import read_infotext
+from webui.engine.output.png import read_infotext
 from webui.testing.lora_files import write_adapter
 
 BASE = GenerationRequest(prompt="a red circle", negative_prompt="blurry", steps=1, width=32, height=32,

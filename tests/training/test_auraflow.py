@@ -18,8 +18,8 @@ import torch
 from tests.training.conftest import FORMATS_LOKR, tiny_config
 from tests.training.test_trainer import run
 from webui.core.errors import ModelLoadError, ValidationError
-from webui.engine.checkpoint_loader import diffusers_folder_family, load_checkpoint
-from webui.engine.registry import ModelRegistry
+from webui.engine.models.loader import diffusers_folder_family, load_checkpoint
+from webui.engine.models.registry import ModelRegistry
 from webui.training.config import LycorisSpec
 from webui.training.config_files import load_config_file
 from webui.training.events import iter_events

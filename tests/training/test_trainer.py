@@ -10,8 +10,8 @@ import safetensors
 import torch
 
 from tests.training.conftest import FORMATS_LOKR, tiny_config
-from webui.engine.adapters import AdapterRequest, AdapterSet, build_module_index
-from webui.engine.checkpoint_loader import load_checkpoint
+from webui.engine.models.loader import load_checkpoint
+from webui.engine.networks.adapters import AdapterRequest, AdapterSet, build_module_index
 from webui.training.config import LycorisSpec
 from webui.training.events import EventSink, iter_events
 from webui.training.families import hooks_for

@@ -9,7 +9,7 @@ from PIL import Image
 
 from app import build_app
 from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
-from webui.engine.images import read_infotext
+from webui.engine.output.png import read_infotext
 
 
 @pytest.fixture(scope="module")

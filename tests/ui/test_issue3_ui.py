@@ -14,7 +14,7 @@ from PIL import Image
 from app import build_app
 from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
 from webui.core.styles import ENCODING
-from webui.engine.images import read_infotext
+from webui.engine.output.png import read_infotext
 from webui.ui import mappers
 
 STYLES_CSV = "name,prompt,negative_prompt\nframed,\"masterpiece, {prompt}, 8k\",lowres\n"

@@ -13,7 +13,7 @@ from PIL import Image
 
 from app import build_app
 from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
-from webui.engine.images import read_infotext
+from webui.engine.output.png import read_infotext
 
 FAST = {"prompt_v": "a red circle", "sampler_v": "Euler", "steps_v": 1, "width_v": 64, "height_v": 64, "cfg_v": 5,
         "seed_v": 9, "count_v": 1, "size_v": 1, "denoise_v": 0.3, "mode_v": "img2img"}

@@ -75,7 +75,7 @@ class SecuritySettings:
 
 @dataclass(frozen=True)
 class MemoryFlags:
-    """A1111's memory, precision and attention flags as given; `webui.engine.memory` turns them into diffusers
+    """A1111's memory, precision and attention flags as given; `webui.engine.runtime.memory` turns them into diffusers
     calls (which ones apply depends on the device and the model family, known only after a load)."""
 
     medvram: bool = False

@@ -29,21 +29,12 @@ from webui.core.samplers import SAMPLERS, SCHEDULE_TYPES, get_sampler, resolve_s
 from webui.core.seeds import resolve_seed
 from webui.core.settings import Settings
 from webui.core.styles import Style, StyleStore, apply_styles
-from webui.engine.adapters import AdapterRequest
-from webui.engine.devices import DeviceConfig, configure_torch_threads, memory_stats
-from webui.engine.embeddings import EmbeddingLibrary
-from webui.engine.extras import ExtrasRequest, run_extras, work_size
-from webui.engine.generation import GenerationContext, run_generation
-from webui.engine.hashing import HashCache
-from webui.engine.images import read_infotext
-from webui.engine.live_preview import LatentPreview
-from webui.engine.lora_library import LoraLibrary
-from webui.engine.memory import MemoryOptimizer, MemoryOptions
-from webui.engine.outputs import OutputWriter
-from webui.engine.pipeline_manager import VAE_AUTOMATIC, VAE_NONE, PipelineManager
-from webui.engine.registry import ModelRegistry
-from webui.engine.safetensors_header import read_safetensors_header
-from webui.engine.sidecars import (
+from webui.engine.generation.live_preview import LatentPreview
+from webui.engine.generation.run import GenerationContext, run_generation
+from webui.engine.models.hashing import HashCache
+from webui.engine.models.registry import ModelRegistry
+from webui.engine.models.safetensors_header import read_safetensors_header
+from webui.engine.models.sidecars import (
     CompanionFinder,
     clean_sidecar_values,
     preferred_weight,
@@ -52,8 +43,17 @@ from webui.engine.sidecars import (
     training_summary,
     write_sidecar,
 )
-from webui.engine.upscalers import BUILTIN as BUILTIN_UPSCALERS
-from webui.engine.upscalers import LATENT_MODES, UpscalerLibrary
+from webui.engine.networks.adapters import AdapterRequest
+from webui.engine.networks.embeddings import EmbeddingLibrary
+from webui.engine.networks.lora_library import LoraLibrary
+from webui.engine.output.png import read_infotext
+from webui.engine.output.writer import OutputWriter
+from webui.engine.runtime.devices import DeviceConfig, configure_torch_threads, memory_stats
+from webui.engine.runtime.memory import MemoryOptimizer, MemoryOptions
+from webui.engine.runtime.pipeline_manager import VAE_AUTOMATIC, VAE_NONE, PipelineManager
+from webui.engine.upscale.postprocess import ExtrasRequest, run_extras, work_size
+from webui.engine.upscale.upscalers import BUILTIN as BUILTIN_UPSCALERS
+from webui.engine.upscale.upscalers import LATENT_MODES, UpscalerLibrary
 from webui.jobs.device_share import DeviceShare
 from webui.jobs.executor import GpuExecutor
 from webui.services.scripts import ScriptServices
@@ -303,7 +303,7 @@ class Services(ScriptServices, TrainingServices):
 
     def embedding_list(self) -> dict[str, Any]:
         """A1111's /sdapi/v1/embeddings shape: loaded (fitting the current model) and skipped ones."""
-        from webui.engine.prompt_encoding import encoder_dims
+        from webui.engine.generation.prompt_encoding import encoder_dims
 
         library = self.embeddings.refresh()
         active = self.manager.active

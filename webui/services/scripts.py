@@ -39,9 +39,9 @@ from webui.core.xyz import (
     expand_xyz,
 )
 from webui.core.xyz import SCRIPT_NAME as XYZ_SCRIPT
-from webui.engine.grids import annotated_grid, save_grid, xyz_grids
-from webui.engine.outputs import OutputWriter
-from webui.engine.pipeline_manager import VAE_AUTOMATIC, VAE_NONE
+from webui.engine.output.grids import annotated_grid, save_grid, xyz_grids
+from webui.engine.output.writer import OutputWriter
+from webui.engine.runtime.pipeline_manager import VAE_AUTOMATIC, VAE_NONE
 
 if TYPE_CHECKING:  # the facade that inherits these methods
     from webui.services.core import Services
@@ -108,7 +108,7 @@ class ScriptServices:
         `ScriptResult` whose images are the upscaled result (and the seams-fixed one), saved to img2img-images."""
         from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
         from webui.core.tiled_upscale import plan_tiled_upscale, upscaled_infotext
-        from webui.engine.tiled_upscale import run_tiled_upscale
+        from webui.engine.upscale.tiled_redraw import run_tiled_upscale
 
         options.validate()
         if base.img2img is None or not base.img2img.init_images:

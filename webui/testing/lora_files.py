@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from webui.engine.ldm_convert import unet_key_map
+from webui.engine.models.ldm_convert import unet_key_map
 
 
 def attention_targets(pipe, limit: int = 4) -> list[str]:

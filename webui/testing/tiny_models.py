@@ -23,7 +23,7 @@ from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionMode
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from webui.engine.ldm_convert import pipeline_components_to_ldm, vae_to_ldm
+from webui.engine.models.ldm_convert import pipeline_components_to_ldm, vae_to_ldm
 
 FAMILIES = ("sd1", "sd2", "sdxl")
 UNET_CHANNELS = (32, 64)

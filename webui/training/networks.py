@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from webui.core.errors import ValidationError
-from webui.engine.ldm_convert import unet_key_map
+from webui.engine.models.ldm_convert import unet_key_map
 from webui.training.config import LycorisSpec, TrainingConfig
 from webui.training.families import DENOISERS, denoiser_name
 

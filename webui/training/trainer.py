@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from webui.core.errors import ValidationError
-from webui.engine.checkpoint_loader import LoadedCheckpoint, load_checkpoint
-from webui.engine.hashing import HashCache
-from webui.engine.model_detection import AURAFLOW, GENERATION_FAMILIES
+from webui.engine.models.detection import AURAFLOW, GENERATION_FAMILIES
+from webui.engine.models.hashing import HashCache
+from webui.engine.models.loader import LoadedCheckpoint, load_checkpoint
 from webui.training import events as ev
 from webui.training.cache import LatentCache, TextCache
 from webui.training.config import TrainingConfig

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from webui.core.errors import ModelLoadError
-from webui.engine.adapter_formats import ModuleAdapter, group_by_module
-from webui.engine.checkpoint_loader import load_state_dict
-from webui.engine.ldm_convert import unet_key_map
+from webui.engine.models.ldm_convert import unet_key_map
+from webui.engine.models.loader import load_state_dict
+from webui.engine.networks.formats import ModuleAdapter, group_by_module
 
 log = logging.getLogger(__name__)
 

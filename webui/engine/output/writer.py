@@ -9,7 +9,7 @@ from PIL import Image
 
 from webui.core.filenames import FilenameContext, image_decoration, next_image_path, next_sequence_number
 from webui.core.options import Options
-from webui.engine.images import save_image
+from webui.engine.output.png import save_image
 
 
 class OutputWriter:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import torch
 from PIL import Image
 
-from webui.engine.model_detection import SDXL
+from webui.engine.models.detection import SDXL
 
 # latent channel -> (R, G, B) contribution, per family.
 _SD_FACTORS = ((0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264), (-0.184, -0.271, -0.473))

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from webui.core.prompt_parser import ParsedPrompt, ScheduleEntry, parse_full
-from webui.engine.embeddings import Embedding
-from webui.engine.prompt_encoding import (
+from webui.engine.generation.prompt_encoding import (
     Conditioning,
     TokenEmbeddings,
     count_chunks,
@@ -21,6 +20,7 @@ from webui.engine.prompt_encoding import (
     encoder_dims,
     prepare_embeddings,
 )
+from webui.engine.networks.embeddings import Embedding
 
 
 @dataclass(frozen=True)

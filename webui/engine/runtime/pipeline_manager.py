@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 
 from webui.core.errors import ModelLoadError, NoModelLoadedError
-from webui.engine.adapters import AdapterSet
-from webui.engine.checkpoint_loader import LoadedCheckpoint, load_checkpoint, load_vae
-from webui.engine.devices import DeviceConfig, release_memory
-from webui.engine.generation import ModelLabels
-from webui.engine.hashing import HashCache
-from webui.engine.memory import MemoryOptimizer, MemoryOptions
-from webui.engine.registry import ModelEntry, ModelRegistry
+from webui.engine.generation.run import ModelLabels
+from webui.engine.models.hashing import HashCache
+from webui.engine.models.loader import LoadedCheckpoint, load_checkpoint, load_vae
+from webui.engine.models.registry import ModelEntry, ModelRegistry
+from webui.engine.networks.adapters import AdapterSet
+from webui.engine.runtime.devices import DeviceConfig, release_memory
+from webui.engine.runtime.memory import MemoryOptimizer, MemoryOptions
 
 log = logging.getLogger(__name__)
 

@@ -24,16 +24,16 @@ from webui.core.progress import CancelToken, ProgressTracker
 from webui.core.requests import INPAINT_FILL, GenerationRequest
 from webui.core.results import GeneratedImage
 from webui.core.seeds import batch_seeds
-from webui.engine.adapters import AdapterRequest, AdapterSet
-from webui.engine.composable import ComposableUNet
-from webui.engine.conditioning import ConditioningPlan, plan_conditioning
-from webui.engine.embeddings import Embedding
-from webui.engine.img2img_inputs import fill_masked, prepare_mask, resize_image
-from webui.engine.noise import batch_noise
-from webui.engine.pipelines import is_sdxl, pipeline_for
-from webui.engine.prompt_encoding import Conditioning
-from webui.engine.scheduler_factory import make_scheduler
-from webui.engine.upscalers import LATENT_MODES, UpscalerLibrary
+from webui.engine.generation.composable import ComposableUNet
+from webui.engine.generation.conditioning import ConditioningPlan, plan_conditioning
+from webui.engine.generation.img2img_inputs import fill_masked, prepare_mask, resize_image
+from webui.engine.generation.noise import batch_noise
+from webui.engine.generation.pipelines import is_sdxl, pipeline_for
+from webui.engine.generation.prompt_encoding import Conditioning
+from webui.engine.generation.scheduler_factory import make_scheduler
+from webui.engine.networks.adapters import AdapterRequest, AdapterSet
+from webui.engine.networks.embeddings import Embedding
+from webui.engine.upscale.upscalers import LATENT_MODES, UpscalerLibrary
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import torch
 
 from webui.core.settings import MemoryFlags, Settings
-from webui.engine.devices import DeviceConfig
-from webui.engine.model_detection import SDXL
+from webui.engine.models.detection import SDXL
+from webui.engine.runtime.devices import DeviceConfig
 
 log = logging.getLogger(__name__)
 

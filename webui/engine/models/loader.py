@@ -33,8 +33,8 @@ from diffusers import AutoencoderKL, DiffusionPipeline
 from diffusers.loaders.single_file_utils import SingleFileComponentError
 
 from webui.core.errors import ModelLoadError, UnsafeFileError
-from webui.engine.clip_tokenizer import EOS_TOKEN, write_tokenizer_files
-from webui.engine.model_detection import (
+from webui.engine.models.clip_tokenizer import EOS_TOKEN, write_tokenizer_files
+from webui.engine.models.detection import (
     AURAFLOW,
     CHECKPOINT,
     GENERATION_FAMILIES,
@@ -49,7 +49,7 @@ from webui.engine.model_detection import (
     infer_architecture,
     infer_vae_config,
 )
-from webui.engine.safetensors_header import header_shapes, read_safetensors_header
+from webui.engine.models.safetensors_header import header_shapes, read_safetensors_header
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from webui.core.requests import GenerationRequest, Img2ImgInputs
 from webui.core.results import GeneratedImage
 from webui.core.tile_plan import SHAPE_RADIAL, SHAPE_RAMP_X, SHAPE_RAMP_Y, SHAPE_RECT, Patch, Rect, crop_region
 from webui.core.tiled_upscale import TiledUpscaleOptions, TiledUpscalePlan, patch_settings
-from webui.engine.upscalers import UpscalerLibrary
+from webui.engine.upscale.upscalers import UpscalerLibrary
 
 Redraw = Callable[[GenerationRequest], GeneratedImage | None]
 

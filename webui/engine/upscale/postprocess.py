@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from webui.core.infotext import format_param_line
-from webui.engine.upscalers import UpscalerLibrary
+from webui.engine.upscale.upscalers import UpscalerLibrary
 
 
 @dataclass(frozen=True)

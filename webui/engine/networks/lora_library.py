@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webui.core.errors import ModelLoadError
-from webui.engine.safetensors_header import read_safetensors_header
+from webui.engine.models.safetensors_header import read_safetensors_header
 
 log = logging.getLogger(__name__)
 
