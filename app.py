@@ -4,10 +4,12 @@ Nothing is built, detected or loaded at import time.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 
 from webui.api.gradio_guard import require_uploaded_files
@@ -18,6 +20,11 @@ from webui.core.settings import Settings
 from webui.services import Services, build_services
 
 log = logging.getLogger("app")
+
+# When asked to stop: how long open connections may take to finish, and the interrupted job to write its images.
+GRACEFUL_SHUTDOWN_SECONDS = 5
+JOB_STOP_SECONDS = 10
+STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start (a port in use)
 
 UiBuilder = Callable[[Services], Any]
 
@@ -84,7 +91,8 @@ def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's arguments: bind address, port, TLS files and keep-alive from the launch flags."""
     security = settings.security
     options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": "warning",
-                               "timeout_keep_alive": security.timeout_keep_alive}
+                               "timeout_keep_alive": security.timeout_keep_alive,
+                               "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS}
     if security.tls:
         options.update(ssl_keyfile=str(security.tls_keyfile), ssl_certfile=str(security.tls_certfile))
     return options
@@ -118,11 +126,41 @@ def _announce(settings: Settings) -> None:
         log.warning(warning)
 
 
-def main(settings: Settings) -> None:
-    import uvicorn
+class StoppingServer(uvicorn.Server):
+    """uvicorn's server, stopping the GPU work first when asked to stop (SIGTERM, Ctrl+C).
 
+    Why: uvicorn waits for open requests before it exits, and a generation request stays open until its job ends
+    (minutes for a long one), as does Gradio's heartbeat stream for as long as a browser tab is open. So stopping
+    interrupts the running job (it keeps and saves what it finished) and cancels queued ones, ends Gradio's
+    streams, bounds the wait for anything else (`timeout_graceful_shutdown`), then waits for the worker to finish
+    writing before the process exits."""
+
+    def __init__(self, config: uvicorn.Config, executor: Any):
+        super().__init__(config)
+        self.executor = executor
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        self.executor.close()
+        _end_gradio_streams(self.config.app)
+        await super().shutdown(sockets)
+        await asyncio.to_thread(self.executor.shutdown, JOB_STOP_SECONDS)
+
+
+def _end_gradio_streams(app: Any) -> None:
+    """Set the stop event of every mounted Gradio app: its heartbeat streams end on it (as after Gradio's own
+    `close()`, which a mounted app does not get)."""
+    for route in getattr(app, "routes", ()):
+        stop_event = getattr(getattr(route, "app", None), "stop_event", None)
+        if stop_event is not None:
+            stop_event.set()
+
+
+def main(settings: Settings) -> None:
     services = build_services(settings)
     services.load_startup_model()
     app = build_app(services)
     _announce(settings)
-    uvicorn.run(app, **server_options(settings))
+    server = StoppingServer(uvicorn.Config(app, **server_options(settings)), services.executor)
+    server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)

@@ -46,6 +46,7 @@ class GpuExecutor:
         self.around: AroundFn = around or _nothing_around
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._current: _Job | None = None
+        self._closing = False
         self._lock = threading.Lock()
         self._on_worker_start = on_worker_start
         self._thread = threading.Thread(target=self._run, name="gpu-executor", daemon=True)
@@ -54,6 +55,10 @@ class GpuExecutor:
     def submit(self, fn: JobFn, label: str = "job") -> Future:
         """Queue `fn(token, progress)`; its return value or exception lands in the returned future."""
         job = _Job(fn=fn, label=label, future=Future(), token=CancelToken())
+        with self._lock:
+            if self._closing:  # the server is stopping: nothing new starts
+                job.future.cancel()
+                return job.future
         self._queue.put(job)
         self.progress.set_queued(self._queue.qsize())
         return job.future
@@ -89,6 +94,24 @@ class GpuExecutor:
         self._queue.put(None)
         self._thread.join(timeout)
 
+    def close(self) -> None:
+        """Stop for good, promptly (the server is exiting): queued jobs are cancelled, the running one is
+        interrupted (it ends after its current step and keeps what it finished) and nothing starts afterwards.
+        `shutdown` then waits for the worker."""
+        with self._lock:
+            self._closing = True
+            if self._current is not None:
+                self._current.token.interrupt()
+                self.progress.update(interrupted=True)
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.future.cancel()
+        self._queue.put(None)
+
     def _run(self) -> None:
         if self._on_worker_start is not None:
             self._on_worker_start()
@@ -97,9 +120,12 @@ class GpuExecutor:
             if job is None:
                 return
             self.progress.set_queued(self._queue.qsize())
-            if not job.future.set_running_or_notify_cancel():
-                continue
             with self._lock:
+                if self._closing:
+                    job.future.cancel()
+                    continue
+                if not job.future.set_running_or_notify_cancel():
+                    continue
                 self._current = job
             try:
                 with self.around(job.label, job.token, self.progress):
