@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command: install what the tests need (Python packages; Debian's chromium if missing), then lint (ruff,
 # import-linter layer contracts) and run pytest.
-# Extra arguments go to pytest, e.g. `bash run_tests.sh -m "not slow"` or `bash run_tests.sh tests/unit`.
+# Extra arguments go to pytest, e.g. `bash run_tests.sh -m "not slow"` or `bash run_tests.sh tests/core`.
 set -euo pipefail
 cd "$(dirname "$0")"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False PYTHONUNBUFFERED=1

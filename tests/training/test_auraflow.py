@@ -15,7 +15,7 @@ import pytest
 import safetensors
 import torch
 
-from tests.training.conftest import FORMATS_LOKR, tiny_config
+from tests.conftest import FORMATS_LOKR, tiny_config
 from tests.training.test_trainer import run
 from webui.core.errors import ModelLoadError, ValidationError
 from webui.engine.models.loader import diffusers_folder_family, load_checkpoint

@@ -9,7 +9,7 @@ import pytest
 import safetensors
 import torch
 
-from tests.training.conftest import FORMATS_LOKR, tiny_config
+from tests.conftest import FORMATS_LOKR, tiny_config
 from webui.engine.models.loader import load_checkpoint
 from webui.engine.networks.adapters import AdapterRequest, AdapterSet, build_module_index
 from webui.training.config import LycorisSpec

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.training.conftest import FORMATS_LOKR, tiny_config
+from tests.conftest import FORMATS_LOKR, tiny_config
 from tests.training.test_trainer import run
 from webui.core.errors import ValidationError
 from webui.training.config import OPTIMIZERS, SCHEDULERS, LycorisSpec, TrainingConfig

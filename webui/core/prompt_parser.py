@@ -11,7 +11,7 @@ The pipeline, in A1111's order (see `parse_full`)::
            --parse_prompt_schedule--> per sub-prompt: [(end_step, text), ...] (prompt editing, alternation)
            --parse_attention--------> per scheduled text: [(piece, weight), ...] ("(x:1.3)", "[x]", BREAK)
 
-Conventions kept from A1111 (and checked against its doctests in tests/unit/test_prompt_parser.py):
+Conventions kept from A1111 (and checked against its doctests in tests/core/test_prompt_parser.py):
 
 * Steps in a schedule are 1-based and `end_step` is inclusive: `[a:b:3]` at 10 steps is `[(3, "a"), (10, "b")]`,
   the "when" step is the last step of the "from" part. A1111's sampler asks for the entry with the smallest

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.training.test_training_services import form
+from tests.services.test_training_service import form
 from webui.core.device_sharing import OFFLOAD, WAIT
 from webui.core.errors import GenerationError
 from webui.core.requests import GenerationRequest

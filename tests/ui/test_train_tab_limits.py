@@ -7,7 +7,7 @@ from gradio_client import Client
 
 from app import build_app
 from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
-from tests.training.test_train_ui import form_args
+from tests.ui.test_train_tab import form_args
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from tests.conftest import make_data_dir, make_settings
-from tests.training.test_training_services import form
+from tests.services.test_training_service import form
 from webui.core.errors import ValidationError
 from webui.core.settings import SecuritySettings
 from webui.training.config import LYCORIS_ALGOS

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.conftest import tiny_config
+from tests.conftest import tiny_config
 from webui.core.errors import ValidationError
 from webui.jobs.job_store import DONE, FAILED, QUEUED, JobStore
 from webui.jobs.training_worker import TrainingWorker, WorkerSettings

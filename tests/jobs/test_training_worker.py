@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.conftest import tiny_config
+from tests.conftest import tiny_config
 from webui.jobs.job_store import CANCELLED, DONE, INTERRUPTED, RUNNING, JobStore
 from webui.jobs.training_worker import TrainingWorker, WorkerSettings
 from webui.training.events import iter_events
