@@ -19,6 +19,7 @@ from PIL import Image, PngImagePlugin
 from app import build_app
 from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
 from webui.api.gradio_guard import UploadedFilesOnly
+from webui.core.settings import Credential, SecuritySettings
 
 SECRET_PROMPT = "HIDDEN-PROMPT-7f3a9c"
 SECRET_TEXT = "SECRET-FILE-CONTENT-51d2e8"
@@ -26,16 +27,24 @@ SECRET_TEXT = "SECRET-FILE-CONTENT-51d2e8"
 FILE_TYPES = {"image", "imageeditor", "file", "gallery", "video", "audio", "model3d", "uploadbutton",
               "imageslider", "simpleimage", "annotatedimage", "dialogue", "multimodaltextbox"}
 FILE_META = {"_type": "gradio.FileData"}
+UI_LOGIN = {"username": "admin", "password": "ui-pw"}
+# The default launch, and `--listen --gradio-auth admin:ui-pw --api-auth bot:api-pw`.
+CONFIGS = {
+    "default": {},
+    "listen+auth": {"host": "0.0.0.0", "security": SecuritySettings(
+        gradio_auth=(Credential(UI_LOGIN["username"], UI_LOGIN["password"]),),
+        api_auth=(Credential("bot", "api-pw"),))},
+}
 
 
-@pytest.fixture(scope="module")
-def services_and_secrets(tmp_path_factory, tiny_checkpoints):
-    """Services (UI and --api) with a model loaded, and two secrets in a folder the server never uploaded: a PNG
-    whose infotext holds a hidden prompt, and a text file."""
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def services_and_secrets(request, tmp_path_factory, tiny_checkpoints):
+    """Services (UI and --api, in one of `CONFIGS`) with a model loaded, and two secrets in a folder the server
+    never uploaded: a PNG whose infotext holds a hidden prompt, and a text file."""
     from webui.services import build_services
 
     data_dir = make_data_dir(tmp_path_factory.mktemp("file-inputs"), tiny_checkpoints, ("sd1",))
-    services = build_services(make_settings(data_dir, api=True))
+    services = build_services(make_settings(data_dir, api=True, **CONFIGS[request.param]))
     services.select_checkpoint("tiny-sd1.safetensors")
     secrets = tmp_path_factory.mktemp("server-secrets")
     png_info = PngImagePlugin.PngInfo()
@@ -64,6 +73,14 @@ def served(services_and_secrets):
     services, secrets = services_and_secrets
     with serve(services) as server:
         yield server, services, secrets
+
+
+def logged_in(client: httpx.Client, services) -> httpx.Client:
+    """`client`, past the UI's login page when the server has one."""
+    if services.settings.security.gradio_auth:
+        assert client.get("/config").status_code == 401
+        assert client.post("/login", data=UI_LOGIN).status_code == 200
+    return client
 
 
 def file_data(path: str, *, meta: bool = True, **extra: Any) -> dict[str, Any]:
@@ -162,12 +179,15 @@ def leaked(text: str) -> bool:
     return SECRET_PROMPT in text or SECRET_TEXT in text
 
 
-@pytest.mark.parametrize("layers", ["both", "gradio check only", "event guard only"])
+@pytest.mark.parametrize(("services_and_secrets", "layers"), [
+    ("default", "both"), ("default", "gradio check only"), ("default", "event guard only"),
+    ("listen+auth", "both")], indirect=["services_and_secrets"])
 def test_every_file_input_refuses_server_paths(services_and_secrets, layers):
     services, secrets_dir = services_and_secrets
     secrets = [secrets_dir / "secret.png", secrets_dir / "secret.txt"]
     started = secrets[0].stat().st_mtime
-    with serve(services, layers) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+    with serve(services, layers) as server, httpx.Client(base_url=server.url, timeout=120) as http:
+        client = logged_in(http, services)
         config = client.get("/config").json()
         endpoints = file_endpoints(config)
         names = {dependency.get("api_name") for _, dependency, _ in endpoints}
@@ -220,12 +240,13 @@ def _file_urls(answer: str) -> list[str]:
 
 def test_uploaded_files_still_work(served, tmp_path):
     """A real upload (what the browser and gradio_client do) is read as before."""
-    server, _, _ = served
+    server, services, _ = served
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", "an uploaded prompt\nSteps: 4, Sampler: Euler, Seed: 9, Size: 64x64")
     mine = tmp_path / "mine.png"
     Image.new("RGB", (64, 64), (1, 2, 3)).save(mine, pnginfo=info)
-    client = Client(server.url, verbose=False)
+    auth = (UI_LOGIN["username"], UI_LOGIN["password"]) if services.settings.security.gradio_auth else None
+    client = Client(server.url, verbose=False, auth=auth)
     html, text = client.predict(handle_file(str(mine)), api_name="/pnginfo")
     assert "an uploaded prompt" in text and "an uploaded prompt" in html
     *_, message = client.predict(handle_file(str(mine)), text, api_name="/pnginfo_send_to_img2img")
