@@ -28,11 +28,11 @@ from webui.engine.models.loader import (
     LoadedCheckpoint,
     is_v_prediction_unet,
     load_checkpoint,
-    load_state_dict,
     load_vae,
-    read_yaml_hints,
 )
 from webui.engine.models.safetensors_header import read_safetensors_header
+from webui.engine.models.state_dict import load_state_dict, read_shapes
+from webui.engine.models.yaml_hints import read_yaml_hints
 from webui.testing.tiny_models import TEXT_LAYERS, build_tiny_components, write_tiny_checkpoint
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -379,7 +379,7 @@ def test_header_is_read_without_loading_tensors(tiny_files: dict[str, Path], mon
     assert metadata == {"format": "pt"}
     dtype, shape = tensors["model.diffusion_model.input_blocks.0.0.weight"]
     assert dtype == "F16" and shape == (32, 4, 3, 3)
-    assert checkpoint_loader.read_shapes(tiny_files["sdxl"])["model.diffusion_model.out.2.weight"] == (4, 32, 3, 3)
+    assert read_shapes(tiny_files["sdxl"])["model.diffusion_model.out.2.weight"] == (4, 32, 3, 3)
 
 
 @pytest.mark.parametrize("header", [b"{not json", b'{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 999]}}',

@@ -12,13 +12,8 @@ to run code is refused with `UnsafeFileError`, never executed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
-import os
-import pickle
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +23,12 @@ import diffusers
 import safetensors
 import safetensors.torch
 import torch
-import yaml
 from diffusers import AutoencoderKL, DiffusionPipeline
 from diffusers.loaders.single_file_utils import SingleFileComponentError
 
-from webui.core.errors import ModelLoadError, UnsafeFileError
-from webui.engine.models.clip_tokenizer import EOS_TOKEN, write_tokenizer_files
+from webui.core.errors import ModelLoadError
+from webui.engine.models.clip_tokenizer import EOS_TOKEN
+from webui.engine.models.derived_config import write_derived_config
 from webui.engine.models.detection import (
     AURAFLOW,
     CHECKPOINT,
@@ -49,16 +44,12 @@ from webui.engine.models.detection import (
     infer_architecture,
     infer_vae_config,
 )
-from webui.engine.models.safetensors_header import header_shapes, read_safetensors_header
+from webui.engine.models.state_dict import PICKLE_SUFFIXES, harmless_pickle_globals, read_shapes
+from webui.engine.models.yaml_hints import EPSILON, V_PREDICTION, YamlHints, apply_yaml_hints, read_yaml_hints
 
 logger = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
-SAFETENSORS_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-_ALL_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
-EPSILON = "epsilon"
-V_PREDICTION = "v_prediction"
 
 # Errors diffusers/transformers/torch raise on a file they cannot turn into a model.
 _BUILD_ERRORS = (ValueError, KeyError, RuntimeError, OSError, TypeError, AttributeError, IndexError,
@@ -126,253 +117,6 @@ class LoadedCheckpoint:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Reading state dicts safely
-# ------------------------------------------------------------------------------------------------------------------
-
-
-class _InertPickledObject:
-    """Stands in for training-time objects that A1111-era `.ckpt` files carry next to the weights.
-
-    PyTorch Lightning saved its `ModelCheckpoint` callback and numpy scalars (e.g. the global step) in SD 1.x
-    checkpoints; A1111's restricted unpickler allows them by name. We map those names to this class, which runs
-    none of their code and keeps nothing, so such files load with `weights_only=True`.
-    """
-
-    def __new__(cls, *args: object, **kwargs: object) -> _InertPickledObject:
-        return super().__new__(cls)
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        """Accept and drop whatever the pickle passes."""
-
-    def __setstate__(self, state: object) -> None:
-        """Drop the pickled state."""
-
-
-_HARMLESS_PICKLE_GLOBALS = (
-    "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
-    "numpy.core.multiarray.scalar",
-    "numpy._core.multiarray.scalar",
-    "numpy.dtype",
-)
-_UNSAFE_MARKERS = ("Unsupported global", "unrecognized function", "allowlisted", "is blocked", "must be imported")
-
-
-@contextlib.contextmanager
-def _harmless_pickle_globals() -> Iterator[None]:
-    """Allow the known-harmless globals (as inert stand-ins) for weights-only loads inside this block."""
-    with torch.serialization.safe_globals([(_InertPickledObject, name) for name in _HARMLESS_PICKLE_GLOBALS]):
-        yield
-
-
-def _unwrap_state_dict(data: object, path: Path) -> dict[str, Any]:
-    """A1111 reads `checkpoint["state_dict"]` when present (Lightning training checkpoints nest the weights)."""
-    while isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
-        data = data["state_dict"]
-    if not isinstance(data, Mapping):
-        raise ModelLoadError(f"'{path.name}' does not contain a state dict (found {type(data).__name__}).")
-    return dict(data)
-
-
-def _load_pickle(path: Path) -> object:
-    try:
-        with _harmless_pickle_globals():
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if any(marker in str(err) for marker in _UNSAFE_MARKERS):
-            raise UnsafeFileError(
-                f"Loading '{path.name}' was refused: it needs to run code to load, which could harm this computer. "
-                "If you trust its source, convert it to .safetensors with another tool and load that instead."
-            ) from err
-        raise ModelLoadError(f"Model file '{path.name}' is corrupt or truncated (not a readable pickle).") from err
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, IndexError) as err:
-        raise ModelLoadError(f"Model file '{path.name}' is corrupt or truncated ({err}).") from err
-
-
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    read_safetensors_header(path)  # precise "corrupt or truncated" message before loading anything
-    try:
-        return safetensors.torch.load_file(str(path), device="cpu")
-    except (safetensors.SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise ModelLoadError(f"Model file '{path.name}' is corrupt or truncated ({err}).") from err
-
-
-def _check_file(path: Path) -> None:
-    if not path.is_file():
-        raise ModelLoadError(f"Model file '{path}' does not exist.")
-    if path.suffix.lower() not in _ALL_SUFFIXES:
-        raise ModelLoadError(f"'{path.name}' is not a model file type we can read ({', '.join(_ALL_SUFFIXES)}).")
-
-
-def load_state_dict(path: Path | str) -> dict[str, Any]:
-    """All tensors of a model file on the CPU, `state_dict` nesting removed.
-
-    `.safetensors` via safetensors; `.ckpt/.pt/.pth/.bin` only via `torch.load(weights_only=True)`. Values are
-    tensors for checkpoints; embedding `.pt` files keep their nested dicts (`string_to_param`).
-    """
-    path = Path(path)
-    _check_file(path)
-    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
-        return _load_safetensors(path)
-    return _unwrap_state_dict(_load_pickle(path), path)
-
-
-def read_shapes(path: Path | str) -> dict[str, tuple[int, ...]]:
-    """Tensor shapes of a model file: header only for safetensors; pickles must be loaded (weights-only)."""
-    path = Path(path)
-    _check_file(path)
-    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
-        return header_shapes(path)
-    state = load_state_dict(path)
-    return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# A1111 yaml next to a checkpoint
-# ------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class YamlHints:
-    """What we honour from an LDM yaml: parameterization and a few UNet/VAE fields."""
-
-    prediction_type: str | None = None
-    use_linear_projection: bool | None = None
-    num_head_channels: int | None = None
-    num_heads: int | None = None
-    cross_attention_dim: int | None = None
-    scale_factor: float | None = None
-
-
-def _dig(data: object, *keys: str) -> Mapping[str, Any]:
-    """`data[k1][k2]...` when every level is a mapping, else an empty mapping (yamls vary a lot)."""
-    for key in keys:
-        data = data.get(key) if isinstance(data, Mapping) else None
-    return data if isinstance(data, Mapping) else {}
-
-
-def _positive(value: object) -> int | None:
-    """LDM yamls use -1 for "not set"."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
-def _yaml_prediction_type(params: Mapping[str, Any]) -> str | None:
-    """SD1/SD2 yamls say `parameterization: "v"`; SDXL (sgm) yamls name a `VScaling` denoiser scaling."""
-    if params.get("parameterization") == "v":
-        return V_PREDICTION
-    if params.get("parameterization") == "eps":
-        return EPSILON
-    scaling = str(_dig(params, "denoiser_config", "params", "scaling_config").get("target", ""))
-    if scaling:
-        return V_PREDICTION if scaling.endswith("VScaling") else EPSILON
-    return None
-
-
-def read_yaml_hints(checkpoint_path: Path) -> YamlHints:
-    """Read `<name>.yaml` beside the checkpoint (A1111 convention); no file gives empty hints."""
-    yaml_path = checkpoint_path.with_suffix(".yaml")
-    if not yaml_path.is_file():
-        return YamlHints()
-    try:
-        data = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ModelLoadError(f"'{yaml_path.name}' beside the checkpoint is not valid YAML: {err}") from err
-    params = _dig(data, "model", "params")
-    unet = _dig(params, "unet_config", "params") or _dig(params, "network_config", "params")  # LDM / sgm
-    scale = params.get("scale_factor")
-    linear = unet.get("use_linear_in_transformer")
-    return YamlHints(
-        prediction_type=_yaml_prediction_type(params),
-        use_linear_projection=linear if isinstance(linear, bool) else None,
-        num_head_channels=_positive(unet.get("num_head_channels")),
-        num_heads=_positive(unet.get("num_heads")),
-        cross_attention_dim=_positive(unet.get("context_dim")),
-        scale_factor=float(scale) if isinstance(scale, int | float) and not isinstance(scale, bool) else None,
-    )
-
-
-def _apply_yaml_hints(overrides: dict[str, dict[str, Any]], hints: YamlHints) -> None:
-    """The yaml wins over shape inference for the fields shapes cannot tell for sure (head split)."""
-    unet = overrides["unet"]
-    if hints.use_linear_projection is not None:
-        unet["use_linear_projection"] = hints.use_linear_projection
-    if hints.num_head_channels is not None:
-        unet["attention_head_dim"] = [max(1, c // hints.num_head_channels) for c in unet["block_out_channels"]]
-    elif hints.num_heads is not None:
-        unet["attention_head_dim"] = hints.num_heads
-    if hints.cross_attention_dim is not None:
-        unet["cross_attention_dim"] = hints.cross_attention_dim
-    if hints.scale_factor is not None:
-        overrides.setdefault("vae", {})["scaling_factor"] = hints.scale_factor
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Derived config folders
-# ------------------------------------------------------------------------------------------------------------------
-
-
-def _component_file(component: str) -> str:
-    if component == "model_index":
-        return "model_index.json"
-    if component == "scheduler":
-        return "scheduler/scheduler_config.json"
-    return f"{component}/config.json"
-
-
-def _derived_files(base_dir: Path, overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """Every JSON file of the shipped folder, with each component's overrides applied (relative path -> text)."""
-    files: dict[str, str] = {}
-    for source in sorted(base_dir.rglob("*.json")):
-        rel = source.relative_to(base_dir).as_posix()
-        data = json.loads(source.read_text(encoding="utf-8"))
-        for component, fields in overrides.items():
-            if _component_file(component) == rel:
-                data.update(fields)
-        files[rel] = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    return files
-
-
-def _tokenizer_source(cache_dir: Path, pad_token: str) -> Path:
-    """One generated tokenizer folder per pad token, shared by all derived folders."""
-    name = "clip-pad-" + hashlib.sha256(pad_token.encode()).hexdigest()[:8]
-    return write_tokenizer_files(cache_dir / "tokenizers" / name, pad_token=pad_token)
-
-
-def write_derived_config(
-    cache_dir: Path,
-    base_dir: Path,
-    overrides: Mapping[str, Mapping[str, Any]],
-    tokenizers: tuple[tuple[str, str], ...] = (),
-) -> Path:
-    """Write (once) the shipped `base_dir` with `overrides` and tokenizer folders; return the folder.
-
-    The folder name holds a hash of everything written, so it is immutable once complete; it is assembled in a
-    temporary folder and renamed into place, so a crash or a concurrent writer never leaves half a folder.
-    """
-    files = _derived_files(base_dir, overrides)
-    digest = hashlib.sha256(json.dumps([files, list(tokenizers)], sort_keys=True).encode()).hexdigest()[:16]
-    root = Path(cache_dir) / "configs"
-    target = root / f"{base_dir.name}-{digest}"
-    if (target / "model_index.json").is_file():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
-    try:
-        for rel, text in files.items():
-            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-            (staging / rel).write_text(text, encoding="utf-8")
-        for folder, pad in tokenizers:
-            shutil.copytree(_tokenizer_source(Path(cache_dir), pad), staging / folder)
-        os.replace(staging, target)
-    except OSError:
-        if not target.is_dir():
-            raise
-        logger.debug("Derived config %s was written concurrently", target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-# ------------------------------------------------------------------------------------------------------------------
 # Checkpoints
 # ------------------------------------------------------------------------------------------------------------------
 
@@ -418,7 +162,7 @@ def _checkpoint_overrides(
         overrides: dict[str, dict[str, Any]] = {k: dict(v) for k, v in infer_architecture(shapes, family).items()}
     if "vae" not in overrides:
         raise ModelLoadError(f"'{path.name}' has no VAE weights (first_stage_model.*); only full checkpoints load.")
-    _apply_yaml_hints(overrides, hints)
+    apply_yaml_hints(overrides, hints)
     in_channels = overrides["unet"]["in_channels"]
     if in_channels not in (TXT2IMG_IN_CHANNELS, INPAINT_IN_CHANNELS):
         raise ModelLoadError(
@@ -445,7 +189,7 @@ def _build_pipeline(
     path: Path, pipeline_cls: type[DiffusionPipeline], config_dir: Path, dtype: torch.dtype
 ) -> DiffusionPipeline:
     """diffusers' single-file loader, pointed at our folder; any failure becomes a `ModelLoadError`."""
-    guard = _harmless_pickle_globals() if path.suffix.lower() in PICKLE_SUFFIXES else contextlib.nullcontext()
+    guard = harmless_pickle_globals() if path.suffix.lower() in PICKLE_SUFFIXES else contextlib.nullcontext()
     try:
         with guard:
             pipeline = pipeline_cls.from_single_file(
@@ -605,7 +349,7 @@ def load_vae(
         overrides = {"vae": infer_vae_config(shapes)}
     base_dir = CONFIGS_DIR / FAMILY_SPECS[family].config_dir
     config_dir = write_derived_config(Path(cache_dir), base_dir, overrides)
-    guard = _harmless_pickle_globals() if path.suffix.lower() in PICKLE_SUFFIXES else contextlib.nullcontext()
+    guard = harmless_pickle_globals() if path.suffix.lower() in PICKLE_SUFFIXES else contextlib.nullcontext()
     try:
         with guard:
             vae = AutoencoderKL.from_single_file(

@@ -17,7 +17,7 @@ import torch
 
 from webui.core.errors import ModelLoadError
 from webui.engine.models.ldm_convert import unet_key_map
-from webui.engine.models.loader import load_state_dict
+from webui.engine.models.state_dict import load_state_dict
 from webui.engine.networks.formats import ModuleAdapter, group_by_module
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from webui.core.errors import ModelLoadError
-from webui.engine.models.loader import load_state_dict
+from webui.engine.models.state_dict import load_state_dict
 
 log = logging.getLogger(__name__)
 

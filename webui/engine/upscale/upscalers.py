@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from webui.core.errors import ModelLoadError, ModelNotFoundError
-from webui.engine.models.loader import load_state_dict
+from webui.engine.models.state_dict import load_state_dict
 
 log = logging.getLogger(__name__)
 
