@@ -23,7 +23,7 @@ fi
 
 echo "== ruff"
 "$PYTHON" -m ruff check .
-echo "== import-linter (layer contracts of DESIGN.md)"
+echo "== import-linter (layer contracts of docs/ARCHITECTURE.md)"
 lint-imports
 echo "== pytest"
 "$PYTHON" -m pytest "$@"

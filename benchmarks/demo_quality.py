@@ -10,7 +10,7 @@ The checkpoint is loaded through the app's own loader (`load_checkpoint`) and sa
 Held-out prompts name (colour, shape, background) triples that never appeared in training.
 
 Usage: python benchmarks/demo_quality.py [--checkpoint PATH] [--seeds 3] [--trained 24] [--grid out.png]
-Goal (issue 6): >= 90% all right on trained prompts, >= 80% on held-out prompts.
+Goal: >= 90% all right on trained prompts, >= 80% on held-out prompts.
 """
 from __future__ import annotations
 

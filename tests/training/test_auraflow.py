@@ -1,5 +1,5 @@
 """AuraFlow training on a tiny AuraFlow diffusers folder: the folder loads offline and is listed (training only),
-the flow-matching hooks follow the sampler's conventions, the FORMATS.md LoKr JSON and plain LoRA train, and the
+the flow-matching hooks follow the sampler's conventions, the docs/FORMATS.md LoKr JSON and plain LoRA train, and the
 saved files reload onto a fresh transformer (LyCORIS's `create_lycoris_from_weights`, diffusers'
 `load_lora_weights`) with every trained layer and the trained output."""
 from __future__ import annotations
@@ -142,7 +142,7 @@ def test_buckets_outside_the_position_grid_are_refused(tiny_auraflow, shapes_dat
         run(config, tmp_path)
 
 
-# ----- LoKr (the FORMATS.md JSON) ----------------------------------------------------------------------------------
+# ----- LoKr (the docs/FORMATS.md JSON) ----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Issue 4, item 1: the Extra Networks panel in txt2img, driven through gradio_client against the real app (tiny
+"""The Extra Networks panel in txt2img, driven through gradio_client against the real app (tiny
 models, LoRA/embedding files written by the test in their real formats, in-process server)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 8 from the UI: img2img, inpaint (uploaded mask and painted mask), hires fix, Extras and PNG Info's "Send to
+"""From the UI: img2img, inpaint (uploaded mask and painted mask), hires fix, Extras and PNG Info's "Send to
 img2img", driven through gradio_client against the real app (tiny SD1 model, 64x64, 2 steps)."""
 from __future__ import annotations
 

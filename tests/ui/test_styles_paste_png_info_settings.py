@@ -1,4 +1,4 @@
-"""Issue 3 from the UI: styles, the paste button, "Extra" seeds, PNG Info and the Settings tab, driven through
+"""From the UI: styles, the paste button, "Extra" seeds, PNG Info and the Settings tab, driven through
 gradio_client against the real app (tiny models, in-process server)."""
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Why one module: the UI ("PNG Info", "send to txt2img"), the API (`png-info`, the
 all read or write this format, and external tools (sd-parsers, civitai) parse it by its exact shape. Keeping the
 whole format here means there is exactly one place to get it right. Pure Python: no torch, no PIL.
 
-Shape (see FORMATS.md, "Infotext")::
+Shape (see docs/FORMATS.md, "Infotext")::
 
     <prompt, may span lines>
     Negative prompt: <negative, may span lines>      (omitted when empty)

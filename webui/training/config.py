@@ -93,7 +93,7 @@ class DatasetSubset:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Every option of a LoRA / LyCORIS training job, with kohya-like defaults (see issue 5, item 3)."""
+    """Every option of a LoRA / LyCORIS training job, with kohya-like defaults."""
 
     # what to train on and what to produce
     output_name: str = "my-lora"

@@ -21,7 +21,7 @@ from webui.core.errors import ValidationError, WebUIError
 
 log = logging.getLogger(__name__)
 
-# The sidecar keys A1111 reads and writes (FORMATS.md); any other key in a file is kept untouched.
+# The sidecar keys A1111 reads and writes (docs/FORMATS.md); any other key in a file is kept untouched.
 SIDECAR_KEYS = ("description", "sd version", "activation text", "preferred weight", "negative text", "notes")
 # Preview file names next to a model, in A1111's order of preference.
 PREVIEW_SUFFIXES = (".png", ".preview.png", ".preview.jpg", ".preview.jpeg", ".preview.webp")
