@@ -142,7 +142,7 @@ def test_buckets_outside_the_position_grid_are_refused(tiny_auraflow, shapes_dat
         run(config, tmp_path)
 
 
-# ----- LoKr (the docs/FORMATS.md JSON) ----------------------------------------------------------------------------------
+# ----- LoKr (the docs/FORMATS.md JSON) ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The trainer on tiny models: loss falls, saved files reproduce the trained network exactly through the Extra
-Networks loader (AdapterSet), the docs/FORMATS.md LoKr config trains, and cancel + resume equals an uninterrupted run."""
+Networks loader (AdapterSet), the LoKr config of docs/FORMATS.md trains, and cancel + resume equals an
+uninterrupted run."""
 from __future__ import annotations
 
 import dataclasses

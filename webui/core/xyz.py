@@ -1,7 +1,7 @@
 """X/Y/Z plot, the pure part: axis types, A1111's value syntax, and one request expanded into a grid of requests.
 
 Why pure and here: the plot is "the same request with one thing changed per cell", which is exactly
-`dataclasses.replace` over a frozen `GenerationRequest` (docs/ARCHITECTURE.md, principles). Keeping parsing and expansion free
+`dataclasses.replace` over a frozen `GenerationRequest` (docs/ARCHITECTURE.md). Keeping parsing and expansion free
 of torch and Gradio lets the UI, the API (`script_name`/`script_args`) and the tests share it, and lets the order in
 which cells run (few model switches) be decided and tested without a model.
 
