@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import numpy as np
 import pytest
@@ -9,10 +10,17 @@ import torch
 
 from webui.core.infotext import parse_infotext
 from webui.core.requests import GenerationRequest
+from webui.core.resolve import PassPrompts, resolve_request
 from webui.engine.generation.conditioning import plan_conditioning
 
 BASE = GenerationRequest(prompt="a red circle", steps=4, width=32, height=32, seed=11, cfg_scale=6.0,
                          sampler_name="Euler", save_images=False)
+
+
+def prompts(prompt: str, negative: str = "", steps: int = 4) -> PassPrompts:
+    """The parsed prompts of one pass, as a resolved request carries them to the engine."""
+    request = dataclasses.replace(BASE, prompt=prompt, negative_prompt=negative, steps=steps)
+    return resolve_request(request, styles={}, seeds=random.Random(0)).prompts
 
 
 def image(services, **fields) -> np.ndarray:
@@ -37,9 +45,9 @@ def test_prompt_editing_limits(sd1_services):
 
 def test_conditioning_switches_at_the_scheduled_step(sd1_services):
     pipe = sd1_services.manager.require().pipeline
-    plan = plan_conditioning(pipe, "a [red:blue:2] circle", "", 4, 1)
-    red = plan_conditioning(pipe, "a red circle", "", 4, 1).at(0)[0].embeds
-    blue = plan_conditioning(pipe, "a blue circle", "", 4, 1).at(0)[0].embeds
+    plan = plan_conditioning(pipe, prompts("a [red:blue:2] circle"), 1)
+    red = plan_conditioning(pipe, prompts("a red circle"), 1).at(0)[0].embeds
+    blue = plan_conditioning(pipe, prompts("a blue circle"), 1).at(0)[0].embeds
     assert [torch.equal(plan.at(s)[0].embeds, red) for s in range(4)] == [True, True, True, False]
     assert torch.equal(plan.at(3)[0].embeds, blue)
     seen: list[torch.Tensor] = []
@@ -82,7 +90,7 @@ def test_and_with_prompt_editing_per_part(sd1_services):
 
 def test_long_negative_is_padded_to_the_prompt_chunks(sd1_services):
     pipe = sd1_services.manager.require().pipeline
-    plan = plan_conditioning(pipe, " ".join(["red"] * 100), "blurry", 4, 1)
+    plan = plan_conditioning(pipe, prompts(" ".join(["red"] * 100), "blurry"), 1)
     cond, uncond = plan.at(0)
     assert cond.chunks == uncond.chunks == 2
 

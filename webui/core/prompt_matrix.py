@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from webui.core.errors import ValidationError
 from webui.core.infotext import build_infotext, parse_infotext
 from webui.core.requests import GenerationRequest
-from webui.core.seeds import MAX_SEED, resolve_seed
+from webui.core.resolve import fix_seeds, system_seeds
+from webui.core.seeds import MAX_SEED
 from webui.core.xyz import Legend
 
 SCRIPT_NAME = "Prompt matrix"
@@ -96,8 +97,8 @@ def expand_prompt_matrix(base: GenerationRequest, options: PromptMatrixOptions |
     if optional > MAX_OPTIONAL_PARTS:
         raise ValidationError(f"Prompt matrix: {optional} optional parts would make {2 ** optional} images; "
                               f"use at most {MAX_OPTIONAL_PARTS}.")
-    seed = resolve_seed(base.seed, rng)
-    subseed = resolve_seed(base.subseed, rng)
+    fixed = fix_seeds(base, rng or system_seeds())
+    seed, subseed = fixed.seed, fixed.subseed
     requests = []
     for number in range(2 ** optional):
         text = combination_prompt(parts, number, options)

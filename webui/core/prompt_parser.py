@@ -554,13 +554,34 @@ def parse_full(prompt: str, steps: int, *, decimal_point_is_fraction: bool = Fal
     """Parse a prompt for `steps` sampling steps: extra networks out, AND-split, schedules, attention pieces."""
     text, calls = extract_extra_networks(prompt)
     pieces_cache: dict[str, tuple[Piece, ...]] = {}
-    subprompts: list[SubPrompt] = []
-    for sub_text, weight in split_and(text):
-        entries: list[ScheduleEntry] = []
-        schedule = parse_prompt_schedule(sub_text, steps, decimal_point_is_fraction=decimal_point_is_fraction)
-        for end_step, step_text in schedule:
-            if step_text not in pieces_cache:
-                pieces_cache[step_text] = tuple(parse_attention(step_text))
-            entries.append(ScheduleEntry(end_step, step_text, pieces_cache[step_text]))
-        subprompts.append(SubPrompt(sub_text, weight, tuple(entries)))
-    return ParsedPrompt(prompt, text, steps, tuple(calls), tuple(subprompts))
+    subprompts = tuple(_scheduled(sub_text, weight, steps, decimal_point_is_fraction, pieces_cache)
+                       for sub_text, weight in split_and(text))
+    return ParsedPrompt(prompt, text, steps, tuple(calls), subprompts)
+
+
+def reschedule(parsed: ParsedPrompt, steps: int, *, decimal_point_is_fraction: bool = False) -> ParsedPrompt:
+    """The same prompt scheduled for another step count (the hires pass), without taking it apart again: the
+    extra-network calls and the AND parts are kept, only each part's schedule is rendered for `steps`."""
+    if steps == parsed.steps:
+        return parsed
+    pieces_cache: dict[str, tuple[Piece, ...]] = {}
+    subprompts = tuple(_scheduled(sub.text, sub.weight, steps, decimal_point_is_fraction, pieces_cache)
+                       for sub in parsed.subprompts)
+    return ParsedPrompt(parsed.original, parsed.text, steps, parsed.extra_networks, subprompts)
+
+
+def parse_negative(prompt: str, steps: int, *, decimal_point_is_fraction: bool = False) -> SubPrompt:
+    """The negative prompt as one part: editing and emphasis apply, but AND and extra networks do not (as in A1111,
+    a `<lora:...>` tag there is plain text)."""
+    return _scheduled(prompt, 1.0, steps, decimal_point_is_fraction, {})
+
+
+def _scheduled(text: str, weight: float, steps: int, decimal_point_is_fraction: bool,
+               pieces_cache: dict[str, tuple[Piece, ...]]) -> SubPrompt:
+    """One part with its schedule; texts that recur in the schedule are split into pieces once."""
+    entries: list[ScheduleEntry] = []
+    for end_step, step_text in parse_prompt_schedule(text, steps, decimal_point_is_fraction=decimal_point_is_fraction):
+        if step_text not in pieces_cache:
+            pieces_cache[step_text] = tuple(parse_attention(step_text))
+        entries.append(ScheduleEntry(end_step, step_text, pieces_cache[step_text]))
+    return SubPrompt(text, weight, tuple(entries))

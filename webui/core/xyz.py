@@ -24,8 +24,9 @@ from webui.core.errors import ValidationError
 from webui.core.infotext import build_infotext, format_float, parse_infotext
 from webui.core.limits import LIMITS, check_script_size
 from webui.core.requests import GenerationRequest
+from webui.core.resolve import concrete_seed, fix_seeds, system_seeds
 from webui.core.results import GeneratedImage
-from webui.core.seeds import MAX_SEED, resolve_seed
+from webui.core.seeds import MAX_SEED
 
 SCRIPT_NAME = "X/Y/Z plot"
 NOTHING = "Nothing"
@@ -390,11 +391,11 @@ def _parse_values(kind: AxisType, picks: list[str] | None, text: str) -> list[An
     return items
 
 
-def _fix_seeds(axis: Axis, rng: random.Random | None) -> Axis:
+def _fix_seeds(axis: Axis, rng: random.Random) -> Axis:
     """-1 on a seed axis becomes one fixed random seed, recorded as `Fixed X Values` (A1111)."""
     if not axis.type.seed:
         return axis
-    values = tuple(resolve_seed(int(v), rng) for v in axis.values)
+    values = tuple(concrete_seed(int(v), rng) for v in axis.values)
     return dataclasses.replace(axis, values=values, fixed=", ".join(str(v) for v in values))
 
 
@@ -488,8 +489,9 @@ def expand_xyz(base: GenerationRequest, axes: Sequence[AxisInput], options: XyzO
     given = list(axes) + [AxisInput()] * (3 - len(axes))
     parsed = [parse_axis(axis, name) for axis, name in zip(given[:3], "XYZ", strict=True)]
     if not options.keep_random_seeds:
+        rng = rng or system_seeds()
         parsed = [_fix_seeds(axis, rng) for axis in parsed]
-        base = dataclasses.replace(base, seed=resolve_seed(base.seed, rng), subseed=resolve_seed(base.subseed, rng))
+        base = fix_seeds(base, rng)
     _check_prompt_axes(base, parsed)
     x_axis, y_axis, z_axis = parsed
     check_plan_size(base, [len(axis.values) for axis in parsed])

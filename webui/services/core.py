@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,11 +23,11 @@ from webui.core.limits import check_input_images, check_upscaled_size, upscale_p
 from webui.core.options import Options, option_spec
 from webui.core.path_policy import PathPolicy
 from webui.core.progress import CancelToken, ProgressSnapshot, ProgressTracker
-from webui.core.prompt_parser import LORA_KINDS, extract_extra_networks
+from webui.core.prompt_parser import LORA_KINDS, ExtraNetworkCall
 from webui.core.requests import GenerationRequest
+from webui.core.resolve import resolve_request, system_seeds
 from webui.core.results import GenerationResult
-from webui.core.samplers import SAMPLERS, SCHEDULE_TYPES, get_sampler, resolve_schedule, split_legacy_name
-from webui.core.seeds import resolve_seed
+from webui.core.samplers import SAMPLERS, SCHEDULE_TYPES
 from webui.core.settings import Settings
 from webui.core.styles import Style, StyleStore, apply_styles
 from webui.engine.generation.live_preview import LatentPreview
@@ -120,6 +121,7 @@ class Services(ScriptServices, TrainingServices):
         self.loras = loras
         self.upscalers = upscalers
         self.previews = previews or LatentPreview()  # issue 7: live preview for /sdapi/v1/progress
+        self.seed_source = system_seeds()  # where -1 seeds are drawn from (tests count the draws)
         self.path_policy = PathPolicy.from_settings(settings)
         self.startup_message = ""
         # issue 5: every executor job runs inside the generation/training device-sharing policy
@@ -223,24 +225,20 @@ class Services(ScriptServices, TrainingServices):
 
     def submit_txt2img(self, request: GenerationRequest) -> Future:
         """Validate now (fast, in the caller's thread), then queue. The future yields a `GenerationResult`."""
-        request.validate()
-        request = self.apply_request_styles(request)
-        name, schedule = split_legacy_name(request.sampler_name, request.scheduler)
-        resolve_schedule(get_sampler(name), schedule)
-        request = dataclasses.replace(request, sampler_name=name, scheduler=schedule)
+        self.styles.load()
+        resolved = resolve_request(request, styles={style.name: style for style in self.styles.styles()},
+                                   seeds=self.seed_source, styles_source=self.settings.paths.styles_file.name)
+        request = resolved.request
         save = request.save_images and bool(self.options.get("samples_save"))
         folder_key = "outdir_txt2img_samples" if request.img2img is None else "outdir_img2img_samples"
         writer = OutputWriter.from_options(self.options, self.settings.paths.data_dir, folder_key)
         sink = writer.save
 
-        adapter_requests, adapter_notes = self.resolve_loras(request.prompt)
+        adapter_requests, adapter_notes = self.resolve_loras(resolved.extra_networks)
 
         def job(token: CancelToken, progress: ProgressTracker) -> GenerationResult:
             share_notice = [n for n in (self.device_share.notice(),) if n]  # training on this device?
             active = self.manager.ensure(request.checkpoint, request.vae)
-            first_seed = resolve_seed(request.seed)
-            first_subseed = resolve_seed(request.subseed)
-            resolved = dataclasses.replace(request, seed=first_seed, subseed=first_subseed)
             context = GenerationContext(
                 labels=active.labels, token=token, progress=progress, sink=sink if save else None,
                 scheduler_config=active.scheduler_config, is_inpaint_model=active.loaded.is_inpaint,
@@ -248,9 +246,8 @@ class Services(ScriptServices, TrainingServices):
                 adapters=(active.adapters, adapter_requests), upscalers=self.upscalers)
             with self.previews.capture(active.pipeline.unet, active.loaded.family,
                                        active.pipeline.vae.config.latent_channels):
-                images, interrupted, notes = run_generation(active.pipeline, resolved, context,
-                                                            first_seed=first_seed, first_subseed=first_subseed)
-            return GenerationResult(request=resolved, images=tuple(images), model_name=active.entry.name,
+                images, interrupted, notes = run_generation(active.pipeline, resolved, context)
+            return GenerationResult(request=request, images=tuple(images), model_name=active.entry.name,
                                     model_hash=active.model_hash, vae_name=active.labels.vae_name,
                                     vae_hash=active.labels.vae_hash, inpainting_model=active.loaded.is_inpaint,
                                     interrupted=interrupted,
@@ -277,9 +274,8 @@ class Services(ScriptServices, TrainingServices):
             return self.manager.hashes.addnet_hash(path)
         return self.manager.hashes.sha256(path)[:12]
 
-    def resolve_loras(self, prompt: str) -> tuple[list[AdapterRequest], list[str]]:
-        """`<lora:name:te:unet>` / `<lyco:...>` tags -> files; unknown names become notes, never errors."""
-        _, calls = extract_extra_networks(prompt)
+    def resolve_loras(self, calls: Sequence[ExtraNetworkCall]) -> tuple[list[AdapterRequest], list[str]]:
+        """`<lora:name:te:unet>` / `<lyco:...>` calls -> files; unknown names become notes, never errors."""
         requests: list[AdapterRequest] = []
         notes: list[str] = []
         self.loras.refresh()

@@ -21,9 +21,9 @@ from webui.core.progress import CancelToken, ProgressSnapshot, ProgressTracker
 from webui.core.prompt_matrix import SCRIPT_NAME as MATRIX_SCRIPT
 from webui.core.prompt_matrix import PromptMatrixOptions, PromptMatrixPlan, expand_prompt_matrix
 from webui.core.requests import GenerationRequest
+from webui.core.resolve import fix_seeds
 from webui.core.results import GeneratedImage, GenerationResult
 from webui.core.samplers import get_sampler, resolve_schedule, split_legacy_name
-from webui.core.seeds import resolve_seed
 from webui.core.tiled_upscale import TiledUpscaleOptions
 from webui.core.xyz import (
     CHOICES_CHECKPOINTS,
@@ -68,7 +68,7 @@ class ScriptServices:
                         options: XyzOptions | None = None) -> Future:
         """Expand and check the plot now (bad values fail before anything runs), then queue it as one job. The
         future yields a `ScriptResult`: the grids (saved to the grids folder) and every cell's images."""
-        plan = expand_xyz(base, axes, options)
+        plan = expand_xyz(base, axes, options, self.seed_source)
         checked = [self._checked_cell(cell.request) for cell in plan.cells]
         plan = dataclasses.replace(plan, cells=tuple(dataclasses.replace(cell, request=request)
                                                      for cell, request in zip(plan.cells, checked, strict=True)))
@@ -87,7 +87,7 @@ class ScriptServices:
 
     def submit_prompt_matrix(self, base: GenerationRequest, options: PromptMatrixOptions | None = None) -> Future:
         """`a|b|c` -> one image per combination and a grid with legends; the future yields a `ScriptResult`."""
-        plan = expand_prompt_matrix(base, options)
+        plan = expand_prompt_matrix(base, options, self.seed_source)
         check_script_size(MATRIX_SCRIPT, len(plan.requests), base.total_images)
         plan = dataclasses.replace(plan, requests=tuple(self._checked_cell(request) for request in plan.requests))
 
@@ -123,8 +123,7 @@ class ScriptServices:
         writer = OutputWriter.from_options(self.options, self.settings.paths.data_dir, "outdir_img2img_samples")
 
         def job(token: CancelToken, progress: ProgressTracker) -> ScriptResult:
-            seeded = dataclasses.replace(request, seed=resolve_seed(request.seed),
-                                         subseed=resolve_seed(request.subseed))
+            seeded = fix_seeds(request, self.seed_source)
             progress.start(UPSCALE_SCRIPT, max(1, plan.patch_count), seeded.steps)
             tracker = _TileProgress(progress, UPSCALE_SCRIPT, plan.patch_count)
             view, run = self._script_view(token, tracker), _ScriptRun()

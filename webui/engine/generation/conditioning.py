@@ -1,9 +1,9 @@
 """A1111 prompts -> per-step conditioning for a diffusers pipeline.
 
-Why here: the parser (core) gives text, weights and step ranges; this module encodes each distinct scheduled text
-once, pads all of them to one chunk count (so tensors can be swapped between steps), and answers "which
-conditioning at step i". The txt2img loop switches conditioning through diffusers' step-end callback, which is
-the pipeline's documented way to change `prompt_embeds` between steps.
+Why here: the resolved request (core) carries the parsed prompts: text, weights and step ranges; this module
+encodes each distinct scheduled text once, pads all of them to one chunk count (so tensors can be swapped between
+steps), and answers "which conditioning at step i". The txt2img loop switches conditioning through diffusers'
+step-end callback, which is the pipeline's documented way to change `prompt_embeds` between steps.
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from webui.core.prompt_parser import ParsedPrompt, ScheduleEntry, parse_full
+from webui.core.prompt_parser import ParsedPrompt, ScheduleEntry
+from webui.core.resolve import PassPrompts
 from webui.engine.generation.prompt_encoding import (
     Conditioning,
     TokenEmbeddings,
@@ -66,15 +67,6 @@ class ConditioningPlan:
         return any(s.at(step).text != s.at(step - 1).text for s in schedules)
 
 
-def _negative_schedule(negative: str, steps: int) -> _Schedule:
-    """The negative prompt supports editing and emphasis, but not AND or extra networks (as in A1111)."""
-    from webui.core.prompt_parser import parse_attention, parse_prompt_schedule
-
-    entries = tuple(ScheduleEntry(end, text, tuple(parse_attention(text)))
-                    for end, text in parse_prompt_schedule(negative, steps))
-    return _Schedule(entries)
-
-
 def _used_embeddings(pipe, texts: list[str], library: dict[str, Embedding],
                      notes: list[str]) -> tuple[TokenEmbeddings | None, tuple[Embedding, ...]]:
     """The library's embeddings named in the texts that fit this model; a note for those that do not."""
@@ -96,13 +88,14 @@ def _used_embeddings(pipe, texts: list[str], library: dict[str, Embedding],
     return prepare_embeddings(pipe, fitting), tuple(used)
 
 
-def plan_conditioning(pipe, prompt: str, negative: str, steps: int, clip_skip: int,
+def plan_conditioning(pipe, prompts: PassPrompts, clip_skip: int,
                       embeddings: dict[str, Embedding] | None = None) -> ConditioningPlan:
-    """Parse both prompts, encode each distinct text once, padded to the largest chunk count of them all."""
+    """Encode each distinct text of the parsed prompts once, padded to the largest chunk count of them all. The
+    prompts were parsed when the request was resolved; nothing is parsed here."""
     notes: list[str] = []
-    parsed = parse_full(prompt, steps)
+    parsed = prompts.positive
     parts = tuple((_Schedule(sub.schedule), sub.weight) for sub in parsed.subprompts)
-    negative_schedule = _negative_schedule(negative, steps)
+    negative_schedule = _Schedule(prompts.negative.schedule)
     texts = {("+", e.text): e.pieces for schedule, _ in parts for e in schedule.entries}
     texts.update({("-", e.text): e.pieces for e in negative_schedule.entries})
     tokens, used = _used_embeddings(pipe, [key[1] for key in texts], embeddings or {}, notes)

@@ -22,8 +22,8 @@ from webui.core.generation_info import generation_params
 from webui.core.infotext import build_infotext
 from webui.core.progress import CancelToken, ProgressTracker
 from webui.core.requests import INPAINT_FILL, GenerationRequest
+from webui.core.resolve import ResolvedRequest
 from webui.core.results import GeneratedImage
-from webui.core.seeds import batch_seeds
 from webui.engine.generation.composable import ComposableUNet
 from webui.engine.generation.conditioning import ConditioningPlan, plan_conditioning
 from webui.engine.generation.img2img_inputs import fill_masked, prepare_mask, resize_image
@@ -118,8 +118,8 @@ def _step_callback(plan: ConditioningPlan, count: int, token: CancelToken, progr
 class _Batch:
     seeds: list[int]
     subseeds: list[int]
-    sampler: str = ""
-    schedule: str = ""
+    sampler: str
+    schedule: str
 
 
 def _denoise(pipe, task: str, plan: ConditioningPlan, request: GenerationRequest, batch: _Batch,
@@ -130,7 +130,7 @@ def _denoise(pipe, task: str, plan: ConditioningPlan, request: GenerationRequest
         # diffusers runs int(steps * strength) steps; at least one must run, or it fails on an empty schedule.
         steps = math.ceil(1 / strength)
     scheduler, batch.sampler, batch.schedule = make_scheduler(
-        ctx.scheduler_config, request.sampler_name, request.scheduler, seed=batch.seeds[0])
+        ctx.scheduler_config, batch.sampler, batch.schedule, seed=batch.seeds[0])
     replace = {"unet": ComposableUNet(pipe.unet)} if plan.composable else {}
     view = pipeline_for(pipe, task, ctx.is_inpaint_model, **replace)
     view.scheduler = scheduler
@@ -167,12 +167,9 @@ def _txt2img_batch(pipe, plan, request, batch, ctx, output_type: str):
     return _denoise(pipe, "txt2img", plan, request, batch, ctx, request.steps, **kwargs)
 
 
-def _hires_steps(request: GenerationRequest) -> int:
-    return request.hr_second_pass_steps or request.steps
-
-
 def _hires_batch(pipe, plan, request, batch, ctx, first_pass) -> list[Image.Image]:
-    """Upscale the first pass (in latent space, or as images with an upscaler) and run img2img on it."""
+    """Upscale the first pass (in latent space, or as images with an upscaler) and run img2img on it for the steps
+    the hires prompts were scheduled for."""
     width, height = request.hires_size
     if request.hr_upscaler in LATENT_MODES:
         mode, antialias = LATENT_MODES[request.hr_upscaler]
@@ -183,7 +180,7 @@ def _hires_batch(pipe, plan, request, batch, ctx, first_pass) -> list[Image.Imag
         if ctx.upscalers is None:
             raise GenerationError(f"Upscaler '{request.hr_upscaler}' is not available.")
         image = [ctx.upscalers.upscale(img, request.hr_upscaler, (width, height)) for img in first_pass]
-    return _denoise(pipe, "img2img", plan, request, batch, ctx, _hires_steps(request), step_offset=request.steps,
+    return _denoise(pipe, "img2img", plan, request, batch, ctx, plan.parsed.steps, step_offset=request.steps,
                     image=image, strength=request.denoising_strength, output_type="pil")
 
 
@@ -294,21 +291,20 @@ def _with_hashes(request: GenerationRequest, ctx: GenerationContext, plan_embedd
     return dataclasses.replace(request, extra_params=tuple(extra))
 
 
-def run_generation(pipe, request: GenerationRequest, ctx: GenerationContext, *, first_seed: int,
-                   first_subseed: int) -> tuple[list[GeneratedImage], bool, list[str]]:
-    """Run all batches; returns the images (saved through `ctx.sink` first), whether it was interrupted, and
-    notes for the user (files skipped, constructs applied differently from A1111)."""
-    hires = request.enable_hr and request.img2img is None
+def run_generation(pipe, resolved: ResolvedRequest,
+                   ctx: GenerationContext) -> tuple[list[GeneratedImage], bool, list[str]]:
+    """Run all batches of a resolved request (seeds, sampler and parsed prompts are decided before the job; the
+    engine only follows them); returns the images (saved through `ctx.sink` first), whether it was interrupted,
+    and notes for the user (files skipped, constructs applied differently from A1111)."""
+    request, hires = resolved.request, resolved.hires_prompts
     task = "txt2img" if request.img2img is None else "img2img"
-    steps_total = request.steps + (_hires_steps(request) if hires else 0)
+    steps_total = request.steps + (hires.steps if hires is not None else 0)
     ctx.progress.start(task, request.n_iter, steps_total)
     notes: list[str] = []
     if ctx.adapters is not None:
         notes += ctx.adapters[0].apply(ctx.adapters[1])  # before encoding: TE LoRA weights shape the conditioning
-    plan = plan_conditioning(pipe, request.prompt, request.negative_prompt, request.steps, request.clip_skip,
-                             ctx.embeddings)
-    hires_plan = plan_conditioning(pipe, request.prompt, request.negative_prompt, _hires_steps(request),
-                                   request.clip_skip, ctx.embeddings) if hires else None
+    plan = plan_conditioning(pipe, resolved.prompts, request.clip_skip, ctx.embeddings)
+    hires_plan = plan_conditioning(pipe, hires, request.clip_skip, ctx.embeddings) if hires is not None else None
     notes += plan.notes
     request = _with_hashes(request, ctx, plan.used_embeddings)
     extra = _extra_params(request)
@@ -319,12 +315,11 @@ def run_generation(pipe, request: GenerationRequest, ctx: GenerationContext, *, 
         ctx.token.clear_skip()
         ctx.progress.update(job_no=batch_no, sampling_step=0, skipped=False,
                             textinfo=f"Batch {batch_no + 1} of {request.n_iter}")
-        offset = batch_no * request.batch_size
-        batch = _Batch(batch_seeds(first_seed + offset, request.batch_size),
-                       batch_seeds(first_subseed + offset, request.batch_size))
+        seeds, subseeds = resolved.batch(batch_no)
+        batch = _Batch(list(seeds), list(subseeds), resolved.sampler, resolved.schedule)
         if task == "img2img":
             images = _img2img_batch(pipe, plan, request, batch, ctx)
-        elif hires:
+        elif hires_plan is not None:
             latent = request.hr_upscaler in LATENT_MODES
             first = _txt2img_batch(pipe, plan, request, batch, ctx, "latent" if latent else "pil")
             images = first if ctx.token.should_stop_batch() and not latent else \
