@@ -9,9 +9,7 @@ import json
 import math
 import select
 import socket
-import struct
 import time
-import zlib
 
 import httpx
 import pytest
@@ -22,6 +20,7 @@ from app import build_app
 from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
 from tests.ui.test_scripts_ui import txt2img_args, xyz
 from webui.core.limits import LIMITS, MIB
+from webui.testing.attack_run import bomb_png
 
 BODY = {"prompt": "a red circle", "steps": 1, "width": 32, "height": 32, "seed": 5, "sampler_name": "Euler"}
 
@@ -48,19 +47,6 @@ def b64_png(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
-
-
-def bomb_png(width: int, height: int) -> bytes:
-    """A valid 1-bit PNG of `width` x `height` black pixels, compressed row by row (never held in memory): a
-    30000x30000 one is ~110 KB and would decode to 900 million pixels."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    row = bytes(1 + (width + 7) // 8)  # filter byte 0, then the packed bits
-    compressor = zlib.compressobj(9)
-    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
