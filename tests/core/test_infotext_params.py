@@ -65,3 +65,18 @@ def test_plain_text_hypernet_and_fp8():
     result = parse_generation_parameters('cat\nSteps: 4, Seed: 3, Hires resize: 1024x1024, Hires prompt: "a, b"')
     assert (result["Hires resize-1"], result["Hires resize-2"], result["Hires prompt"]) == ("1024", "1024", "a, b")
     assert "Emphasis" not in result
+
+
+def test_our_own_infotext_gets_no_backwards_compatibility_options():
+    """Our images are pasted into A1111 as they were made: no option for infotexts of old A1111 versions."""
+    from webui.core.generation_info import generation_params
+    from webui.core.infotext import build_infotext
+    from webui.core.requests import GenerationRequest
+
+    request = GenerationRequest(prompt="a [cat:dog:0.5]", sampler_name="DDIM", seed=5)
+    params = generation_params(request, seed=5, sampler="DDIM", schedule="Automatic", model_name="m",
+                               model_hash="0123456789")
+    parsed = parse_generation_parameters(build_infotext(request.prompt, "", params))
+    assert parsed["Version"].startswith("sd-studio ")
+    for option in ("Old prompt editing timelines", "Pad conds v0", "Downcast alphas_cumprod"):
+        assert option not in parsed

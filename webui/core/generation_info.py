@@ -7,6 +7,11 @@ from __future__ import annotations
 from webui.core.requests import GenerationRequest
 
 APP_VERSION = "0.1.0"
+# The infotext's `Version` names the app, not just a number: A1111 reads a bare "0.1.0" as a very old A1111 and
+# pastes such an image with its backwards-compatibility options (old prompt-editing timelines, padded conds for
+# DDIM/PLMS, downcast alphas_cumprod), i.e. a different image. A name makes its version parse fail, so A1111 applies
+# none of them, as it does for other apps' infotexts.
+INFOTEXT_VERSION = f"sd-studio {APP_VERSION}"
 
 
 def _number(value: float) -> float | int:
@@ -47,5 +52,5 @@ def generation_params(
         params["Clip skip"] = request.clip_skip
     for key, value in request.extra_params:
         params[key] = value
-    params["Version"] = APP_VERSION
+    params["Version"] = INFOTEXT_VERSION
     return params
