@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from app import build_app
 from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
 from webui.testing.lora_files import write_adapter
-from webui.ui.extra_network_views import MAX_CARDS, toggle_lora, toggle_word
+from webui.ui.extra_networks.views import MAX_CARDS, toggle_lora, toggle_word
 
 P = "/txt2img_extra_networks_"
 TAGS = {"10_alpha": {"alpha": 10, "red": 3, " blue ": 1}, "5_beta": {"red": 4, "green": 2}}

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from app import build_app
 from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
 from webui.engine.output.png import read_infotext
-from webui.ui import mappers
+from webui.ui import paste_plan
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_img2img_paste_fills_denoising_and_mask_blur(ui):
     _, client = ui
     text = "a cat\nSteps: 3, Sampler: Euler, CFG scale: 7, Seed: 9, Size: 64x64, Denoising strength: 0.3, Mask blur: 6"
     outputs = client.predict(text, api_name="/img2img_paste")
-    values = dict(zip(mappers.IMG2IMG_PASTE_FIELDS, outputs, strict=False))
+    values = dict(zip(paste_plan.IMG2IMG_PASTE_FIELDS, outputs, strict=False))
     assert (values["prompt"], values["seed"], values["steps"]) == ("a cat", 9, 3)
     assert (values["denoising_strength"], values["mask_blur"]) == (0.3, 6)
 
@@ -170,16 +170,16 @@ def test_paste_fills_the_hires_fields(ui):
     _, client = ui
     text = ("a cat\nSteps: 3, Sampler: Euler, CFG scale: 7, Seed: 9, Size: 64x64, Denoising strength: 0.35, "
             "Hires upscale: 1.5, Hires steps: 4, Hires upscaler: Latent (bicubic)")
-    values = dict(zip(mappers.PASTE_FIELDS, client.predict(text, api_name="/txt2img_paste"), strict=False))
+    values = dict(zip(paste_plan.PASTE_FIELDS, client.predict(text, api_name="/txt2img_paste"), strict=False))
     assert values["enable_hr"] is True
     assert (values["hr_scale"], values["hr_second_pass_steps"], values["hr_upscaler"]) == (1.5, 4, "Latent (bicubic)")
     assert (values["denoising_strength"], values["hr_resize_x"], values["hr_resize_y"]) == (0.35, 0, 0)
     plain = "a dog\nSteps: 3, Sampler: Euler, CFG scale: 7, Seed: 9, Size: 64x64"
-    values = dict(zip(mappers.PASTE_FIELDS, client.predict(plain, api_name="/txt2img_paste"), strict=False))
+    values = dict(zip(paste_plan.PASTE_FIELDS, client.predict(plain, api_name="/txt2img_paste"), strict=False))
     assert values["enable_hr"] is False
     unknown = f"{plain}, Denoising strength: 0.5, Hires upscale: 2, Hires upscaler: 4x-NotInstalled"
     outputs = client.predict(unknown, api_name="/txt2img_paste")
-    values = dict(zip(mappers.PASTE_FIELDS, outputs, strict=False))
+    values = dict(zip(paste_plan.PASTE_FIELDS, outputs, strict=False))
     assert values["enable_hr"] is True and "value" not in values["hr_upscaler"]
     assert "4x-NotInstalled" in outputs[-1]
 
@@ -246,7 +246,7 @@ def test_png_info_sends_fields_and_image_to_img2img(ui):
     path = gallery[0]["image"]
     _html, infotext = client.predict(handle_file(path), api_name="/pnginfo")
     outputs = client.predict(handle_file(path), infotext, api_name="/pnginfo_send_to_img2img")
-    values = dict(zip(mappers.IMG2IMG_PASTE_FIELDS, outputs, strict=False))
+    values = dict(zip(paste_plan.IMG2IMG_PASTE_FIELDS, outputs, strict=False))
     assert (values["prompt"], values["negative_prompt"]) == ("a blue square", "noise")
     assert (values["seed"], values["steps"], values["cfg_scale"], values["width"]) == (4242, 3, 6.5, 64)
     *_fields, init_image, mode, message = outputs

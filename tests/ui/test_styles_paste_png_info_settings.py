@@ -15,7 +15,7 @@ from app import build_app
 from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
 from webui.core.styles import ENCODING
 from webui.engine.output.png import read_infotext
-from webui.ui import mappers
+from webui.ui import paste_plan
 
 STYLES_CSV = "name,prompt,negative_prompt\nframed,\"masterpiece, {prompt}, 8k\",lowres\n"
 UNKNOWN_KEYS = {"some_a1111_key": [1, 2], "sd_hypernetwork": "None", "CLIP_stop_at_last_layers": 1}
@@ -57,7 +57,7 @@ def generate(client: Client, **overrides):
 
 def paste_values(outputs) -> dict:
     """The paste outputs by field name (`{"__type__": "update"}` means "unchanged")."""
-    names = [*mappers.PASTE_FIELDS, "extra", "checkpoint", "demo_note", "message"]
+    names = [*paste_plan.PASTE_FIELDS, "extra", "checkpoint", "demo_note", "message"]
     return dict(zip(names, outputs, strict=False))
 
 

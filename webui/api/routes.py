@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import io
 import json
 import logging
@@ -25,13 +24,15 @@ from webui.api.models import (
     Txt2ImgBody,
 )
 from webui.api.processed_info import processed_info
-from webui.api.scripts import script_names, submit_script
+from webui.api.script_args import script_names, script_spec
 from webui.api.security import basic_auth
 from webui.core.errors import ModelNotFoundError, ValidationError, WebUIError
 from webui.core.limits import LIMITS, check_input_images, size_text
-from webui.core.requests import GenerationRequest, Img2ImgInputs
+from webui.core.request_builder import build_request
+from webui.core.requests import GenerationRequest
 from webui.core.results import GenerationResult
 from webui.services import ExtrasRequest, Services
+from webui.services.script_dispatch import submit_script
 
 log = logging.getLogger(__name__)
 
@@ -83,41 +84,14 @@ def decode_images(items: Sequence[str], what: str = "image") -> list[Any]:
     return images
 
 
-def _base_fields(body: Txt2ImgBody, defaults: GenerationRequest) -> dict[str, Any]:
-    """The txt2img fields; a missing or null value takes the default (A1111 clients send nulls for "default")."""
-    return {
-        "prompt": body.prompt or "",
-        "negative_prompt": body.negative_prompt or "",
-        "sampler_name": body.sampler_name or body.sampler_index or defaults.sampler_name,
-        "scheduler": body.scheduler or "Automatic",
-        "steps": body.steps if body.steps is not None else defaults.steps,
-        "cfg_scale": body.cfg_scale if body.cfg_scale is not None else defaults.cfg_scale,
-        "width": body.width or defaults.width,
-        "height": body.height or defaults.height,
-        "seed": body.seed if body.seed is not None else -1,
-        "subseed": body.subseed if body.subseed is not None else -1,
-        "subseed_strength": body.subseed_strength or 0.0,
-        "seed_resize_from_w": max(body.seed_resize_from_w or 0, 0),
-        "seed_resize_from_h": max(body.seed_resize_from_h or 0, 0),
-        "styles": tuple(body.styles or ()),
-        "batch_size": body.batch_size or 1,
-        "n_iter": body.n_iter or 1,
-        "clip_skip": defaults.clip_skip,
-        "save_images": bool(body.save_images),
-        "denoising_strength": body.denoising_strength if body.denoising_strength is not None
-        else defaults.denoising_strength,
-    }
-
-
-def _hires_fields(body: Txt2ImgBody, defaults: GenerationRequest) -> dict[str, Any]:
-    return {
-        "enable_hr": bool(body.enable_hr),
-        "hr_scale": body.hr_scale if body.hr_scale is not None else defaults.hr_scale,
-        "hr_upscaler": body.hr_upscaler or defaults.hr_upscaler,
-        "hr_second_pass_steps": body.hr_second_pass_steps or 0,
-        "hr_resize_x": body.hr_resize_x or 0,
-        "hr_resize_y": body.hr_resize_y or 0,
-    }
+def _body_fields(body: Txt2ImgBody) -> dict[str, Any]:
+    """The body's A1111 fields for `build_request`; a null takes the body schema's default (A1111 clients send
+    nulls for "default", and A1111's API defaults are the schema's)."""
+    schema = type(body).model_fields  # declared fields only: unknown extras must not reach request fields
+    fields = {name: getattr(body, name) if getattr(body, name) is not None else info.default
+              for name, info in schema.items()}
+    fields.update(_overrides(body))
+    return fields
 
 
 def _overrides(body: Txt2ImgBody) -> dict[str, Any]:
@@ -131,29 +105,20 @@ def _overrides(body: Txt2ImgBody) -> dict[str, Any]:
 
 
 def _request_from_body(body: Txt2ImgBody, services: Services) -> GenerationRequest:
-    defaults = services.default_request()
-    fields = {**_base_fields(body, defaults), **_hires_fields(body, defaults), **_overrides(body)}
-    return GenerationRequest(**fields)
-
-
-def _img2img_inputs(body: Img2ImgBody) -> Img2ImgInputs:
-    """A1111's img2img image fields: base64 images (with or without a data: prefix) and the inpaint options."""
-    count = len(body.init_images or ())
-    decoded = decode_images([*(body.init_images or ()), *([body.mask] if body.mask else [])], "input image")
-    images = tuple(image.convert("RGB") for image in decoded[:count])
-    mask = decoded[count] if body.mask else None
-    blur = body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x or 0, body.mask_blur_y or 0)
-    return Img2ImgInputs(
-        init_images=images, mask=mask, resize_mode=body.resize_mode or 0, mask_blur=blur,
-        inpainting_fill=body.inpainting_fill or 0,
-        inpaint_full_res=bool(body.inpaint_full_res) if body.inpaint_full_res is not None else True,
-        inpaint_full_res_padding=body.inpaint_full_res_padding or 0,
-        inpainting_mask_invert=bool(body.inpainting_mask_invert))
+    fields = _body_fields(body)
+    fields.pop("init_images", None)  # txt2img: the request is img2img only through `_img2img_request`
+    return build_request(fields, services.default_request())
 
 
 def _img2img_request(body: Img2ImgBody, services: Services) -> GenerationRequest:
-    request = _request_from_body(body, services)
-    return dataclasses.replace(request, enable_hr=False, img2img=_img2img_inputs(body))
+    """A1111's img2img: base64 images (with or without a data: prefix) and the inpaint options; no hires pass."""
+    count = len(body.init_images or ())
+    decoded = decode_images([*(body.init_images or ()), *([body.mask] if body.mask else [])], "input image")
+    fields = _body_fields(body)
+    blur = body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x or 0, body.mask_blur_y or 0)
+    fields.update(init_images=tuple(image.convert("RGB") for image in decoded[:count]),
+                  mask=decoded[count] if body.mask else None, mask_blur=blur, enable_hr=False)
+    return build_request(fields, services.default_request())
 
 
 def _extras_request(body: ExtrasBaseBody) -> ExtrasRequest:
@@ -202,10 +167,10 @@ async def _generate(services: Services, request: GenerationRequest, script_name:
     """Run the request, or the named built-in script over it (its grids first, as A1111 returns them)."""
     try:
         # Off the event loop: a script's plan is expanded and every cell checked (files read) before it queues.
-        future = await asyncio.to_thread(submit_script, services, request, script_name, script_args)
-        if future is None:
-            return await asyncio.wrap_future(await asyncio.to_thread(services.submit_txt2img, request))
-        result = await asyncio.wrap_future(future)
+        spec = await asyncio.to_thread(script_spec, script_name, script_args, services.upscaler_names)
+        result = await asyncio.wrap_future(await asyncio.to_thread(submit_script, services, request, spec))
+        if spec.is_plain:
+            return result
     except (WebUIError, ValueError, TypeError) as exc:
         raise _http_error(exc if isinstance(exc, WebUIError) else ValidationError(str(exc))) from exc
     return GenerationResult(request=request, images=tuple(result.images), model_name=services.current_checkpoint()

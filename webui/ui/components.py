@@ -50,7 +50,7 @@ class SeedWidgets:
     seed_resize_from_h: gr.Slider
 
     def request_inputs(self) -> list:
-        """In the order `mappers.txt2img_request` takes them after the seed itself."""
+        """In the order `request_fields.SeedValues` takes them after the seed itself."""
         return [self.extra, self.subseed, self.subseed_strength, self.seed_resize_from_w, self.seed_resize_from_h]
 
 

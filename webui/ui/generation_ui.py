@@ -1,4 +1,4 @@
-"""The Generate -> progress -> gallery loop shared by the generation tabs (img2img; txt2img has the same shape).
+"""The Generate -> progress -> gallery loop shared by the generation tabs (txt2img and img2img).
 
 Why shared: every generation tab must report bad input, progress, interruption and save failures the same way,
 and keep the server serving whatever happens to one request.
@@ -16,7 +16,7 @@ import gradio as gr
 from webui.core.errors import WebUIError
 from webui.core.results import GenerationResult
 from webui.services import Services
-from webui.ui import mappers
+from webui.ui.formatting import error_markdown, info_html, notes_markdown, progress_html
 
 POLL_SECONDS = 0.3
 
@@ -36,27 +36,27 @@ def stream_generation(services: Services, submit: Callable[[], Future]) -> Itera
     try:
         future = submit()
     except (WebUIError, ValueError, TypeError) as exc:
-        yield gr.update(), [], [], "", "", mappers.error_markdown(str(exc)), *idle
+        yield gr.update(), [], [], "", "", error_markdown(str(exc)), *idle
         return
     yield gr.update(), gr.update(), gr.update(), "", "", "", *busy(True)
     while not future.done():
         time.sleep(POLL_SECONDS)
-        yield (gr.update(), gr.update(), gr.update(), mappers.progress_html(services.progress()), gr.update(),
+        yield (gr.update(), gr.update(), gr.update(), progress_html(services.progress()), gr.update(),
                gr.update(), *busy(True))
     try:
         result: GenerationResult = future.result()
     except WebUIError as exc:
-        yield gr.update(), [], [], "", "", mappers.error_markdown(str(exc)), *idle
+        yield gr.update(), [], [], "", "", error_markdown(str(exc)), *idle
         return
     except OSError as exc:  # saving failed: an output folder that cannot be created, a full disk
-        yield gr.update(), [], [], "", "", mappers.error_markdown(f"Could not save the images: {exc}"), *idle
+        yield gr.update(), [], [], "", "", error_markdown(f"Could not save the images: {exc}"), *idle
         return
     images = [(shown_image(services, img.path, img.image), f"Seed {img.seed}") for img in result.images]
     notes = list(result.warnings)
     if result.interrupted:
         notes.insert(0, "Interrupted: showing the images made so far.")
     first = result.infotexts[0] if result.infotexts else ""
-    yield (images, result.infotexts, result.seeds, "", mappers.info_html(first), mappers.notes_markdown(notes),
+    yield (images, result.infotexts, result.seeds, "", info_html(first), notes_markdown(notes),
            *idle)
 
 
@@ -71,5 +71,5 @@ def shown_image(services: Services, path: Path | None, image: Any) -> Any:
 def selected_info(texts: list[str], evt: gr.SelectData) -> str:
     """The infotext of the gallery image just selected."""
     index = evt.index if isinstance(evt.index, int) else 0
-    return mappers.info_html(texts[index] if 0 <= index < len(texts) else "")
+    return info_html(texts[index] if 0 <= index < len(texts) else "")
 

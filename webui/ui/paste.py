@@ -13,21 +13,22 @@ import gradio as gr
 
 from webui.core.errors import WebUIError
 from webui.services import Services
-from webui.ui import mappers
 from webui.ui.components import Quicksettings
+from webui.ui.formatting import checkpoint_note, notes_markdown
+from webui.ui.paste_plan import PASTE_FIELDS, PastePlan, paste_plan
 
 
 @dataclass
 class PasteTargets:
-    """The widgets an infotext fills: one per name in `names` (txt2img: `mappers.PASTE_FIELDS`; img2img:
-    `mappers.IMG2IMG_PASTE_FIELDS`), plus the "Extra" seed checkbox, the checkpoint dropdown (with the demo-model
+    """The widgets an infotext fills: one per name in `names` (txt2img: `paste_plan.PASTE_FIELDS`; img2img:
+    `paste_plan.IMG2IMG_PASTE_FIELDS`), plus the "Extra" seed checkbox, the checkpoint dropdown (with the demo-model
     note it controls) and a message area for notes."""
 
     fields: dict[str, gr.components.Component]
     extra_seed: gr.Checkbox
     quick: Quicksettings
     message: gr.Markdown
-    names: tuple[str, ...] = field(default=mappers.PASTE_FIELDS)
+    names: tuple[str, ...] = field(default=PASTE_FIELDS)
 
     def outputs(self) -> list[Any]:
         """Output components, in the order `fill_from_infotext` returns values."""
@@ -50,7 +51,7 @@ def fill_from_infotext(services: Services, targets: PasteTargets, text: str) -> 
     """Updates for `targets.outputs()`: every field the infotext names, the rest unchanged."""
     if not (text or "").strip():
         return [gr.update() for _ in targets.outputs()[:-1]] + ["Nothing to paste: the prompt box is empty."]
-    plan = mappers.paste_plan(services.infotext_fields(text), samplers=services.sampler_names(),
+    plan = paste_plan(services.infotext_fields(text), samplers=services.sampler_names(),
                               schedules=services.schedule_types(), limits=targets.limits(), choices=targets.choices())
     updates: list[Any] = [plan.values[name] if name in plan.values else gr.update() for name in targets.names]
     updates.append(True if plan.show_extra else gr.update())
@@ -59,17 +60,17 @@ def fill_from_infotext(services: Services, targets: PasteTargets, text: str) -> 
         plan.notes.append(note)
     updates.append(checkpoint)
     updates.append(gr.update(visible=services.is_demo_model(services.current_checkpoint())))
-    updates.append(mappers.notes_markdown(plan.notes))
+    updates.append(notes_markdown(plan.notes))
     return updates
 
 
-def _checkpoint(services: Services, plan: mappers.PastePlan) -> tuple[Any, str]:
+def _checkpoint(services: Services, plan: PastePlan) -> tuple[Any, str]:
     """Switch to the checkpoint the infotext names when we have it; otherwise keep the current one with a note."""
     if not plan.model and not plan.model_hash:
         return gr.update(), ""
     title = services.find_checkpoint_title(plan.model, plan.model_hash)
     if title is None:
-        return gr.update(), mappers.checkpoint_note(plan.model, plan.model_hash)
+        return gr.update(), checkpoint_note(plan.model, plan.model_hash)
     if title == services.current_checkpoint():
         return gr.update(), ""
     try:

@@ -12,8 +12,8 @@ import gradio as gr
 
 from webui.core.errors import WebUIError
 from webui.services import Services
-from webui.ui import mappers
 from webui.ui.components import REFRESH_SYMBOL
+from webui.ui.formatting import error_markdown
 
 APPLY_SYMBOL = "\U0001f4cb"  # 📋
 PASTE_SYMBOL = "\u2199\ufe0f"  # ↙️
@@ -71,7 +71,7 @@ def build_style_editor(services: Services, tab: str, selector: StyleSelector, pr
         try:
             services.save_style(style_name, text, negative_text)
         except WebUIError as exc:
-            return [gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), mappers.error_markdown(str(exc))]
+            return [gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), error_markdown(str(exc))]
         clean = style_name.strip()
         return [*_choices(services, selected, clean), clean, text, negative_text, f"Saved style **{clean}**."]
 
@@ -79,7 +79,7 @@ def build_style_editor(services: Services, tab: str, selector: StyleSelector, pr
         clean = (style_name or "").strip()
         if clean not in services.style_names():
             return [*_choices(services, selected), gr.update(), gr.update(), gr.update(),
-                    mappers.error_markdown(f"There is no style named '{clean}'.")]
+                    error_markdown(f"There is no style named '{clean}'.")]
         services.delete_style(clean)
         return [*_choices(services, selected), "", "", "", f"Deleted style **{clean}**."]
 

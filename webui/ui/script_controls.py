@@ -1,16 +1,16 @@
 """The "Script" dropdown of the generation tabs: None, X/Y/Z plot, Prompt matrix (and on img2img Ultimate SD
-upscale, `upscale_script_ui`), and their controls.
+upscale, whose controls the img2img tab passes in), their controls, and the widgets' `ScriptSpec` decoder.
 
 Why one module: a tab only places the controls (`build_script_controls`), adds `request_inputs()` to its Generate
-inputs and calls `submit(...)` instead of `services.submit_txt2img`; with "None" that is exactly the old call. The
-scripts' results answer like a generation result (grids first), so the tab's gallery/progress code stays as it is.
+inputs and submits `spec(...)` through `webui.services.script_dispatch` (the API decodes A1111's `script_args`
+into the same `ScriptSpec`). With "None" that is the plain generation. The scripts' results answer like a
+generation result (grids first), so the tab's gallery/progress code stays as it is.
 Enumerable axes (samplers, schedule types, checkpoints, VAEs, styles, hires upscalers) get a multi-select picker
 filled from the services when the axis type is chosen, so the lists are current (a checkpoint added a minute ago).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,22 +18,28 @@ import gradio as gr
 
 from webui.core.prompt_matrix import PROMPT_TYPES, SEPARATORS, PromptMatrixOptions
 from webui.core.prompt_matrix import SCRIPT_NAME as MATRIX_SCRIPT
-from webui.core.requests import GenerationRequest
+from webui.core.script_spec import PLAIN, ScriptSpec
+from webui.core.tiled_upscale import SCRIPT_ARGS as UPSCALE_SCRIPT_ARGS
 from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
+from webui.core.tiled_upscale import options_from_script_args
 from webui.core.xyz import SCRIPT_NAME as XYZ_SCRIPT
 from webui.core.xyz import AxisInput, XyzOptions, axis_type, axis_type_labels
 from webui.services import Services
-from webui.ui.upscale_script_ui import UPSCALER_WIDGET, build_upscale_controls, upscale_options
+from webui.ui.sentinels import NONE as SCRIPT_NONE
+from webui.ui.sentinels import NOTHING
 
-SCRIPT_NONE = "None"
 SCRIPT_NAMES = (SCRIPT_NONE, XYZ_SCRIPT, MATRIX_SCRIPT)
 AXIS_NAMES = ("X", "Y", "Z")
-AXIS_DEFAULTS = ("Seed", "Nothing", "Nothing")  # A1111's defaults
+AXIS_DEFAULTS = ("Seed", NOTHING, NOTHING)  # A1111's defaults
 FILL_SYMBOL = "\U0001f4d2"  # 📒 fills the picker with every choice, as in A1111
 AXIS_VALUES = 3 * 3  # (type, text, picks) per axis
 XYZ_OPTIONS = 8
 MATRIX_OPTIONS = 5
-IMG2IMG_TAB = "img2img"
+UPSCALE_OPTIONS = len(UPSCALE_SCRIPT_ARGS) - 1  # A1111's extension order without its leading info value
+# The upscaler dropdown's place among the upscale widgets (A1111's order without the info value).
+UPSCALER_WIDGET = [arg.label for arg in UPSCALE_SCRIPT_ARGS[1:]].index("Upscaler")
+# Builds the upscale script's group and widgets (in `UPSCALE_SCRIPT_ARGS` order without info) for a tab.
+UpscaleBuilder = Callable[[Services, str], tuple[gr.Group, tuple[Any, ...]]]
 
 
 @dataclass(frozen=True)
@@ -61,28 +67,30 @@ class ScriptControls:
         return [self.script, *(w for axis in self.axes for w in axis.inputs()), *self.xyz_options,
                 *self.matrix_options, *self.upscale_options]
 
-    def submit(self, services: Services, request: GenerationRequest, values: Sequence[Any]) -> Future:
-        """Queue the selected script for `request`, or the plain generation when the script is None."""
-        return submit_script(services, request, values)
+    def spec(self, values: Sequence[Any], upscalers: Callable[[], Sequence[str]]) -> ScriptSpec:
+        """The `ScriptSpec` for `values` in `request_inputs()` order."""
+        return script_spec_from_widgets(values, upscalers)
 
 
-def submit_script(services: Services, request: GenerationRequest, values: Sequence[Any]) -> Future:
-    """`values` in `ScriptControls.request_inputs()` order; missing values (old API callers) mean "None"."""
+def script_spec_from_widgets(values: Sequence[Any], upscalers: Callable[[], Sequence[str]]) -> ScriptSpec:
+    """`values` in `ScriptControls.request_inputs()` order -> the script to run; missing values (old API callers)
+    mean "None". `upscalers` gives the names an upscaler index points into (read only for the upscale script)."""
     name = str(values[0]) if values else SCRIPT_NONE
     if name == XYZ_SCRIPT:
         axes, options = xyz_arguments(values[1:])
-        return services.submit_xyz_plot(request, axes, options)
+        return ScriptSpec.xyz_plot((axes[0], axes[1], axes[2]), options)
     if name == MATRIX_SCRIPT:
-        return services.submit_prompt_matrix(request, matrix_options(values[1 + AXIS_VALUES + XYZ_OPTIONS:]))
+        return ScriptSpec.prompt_matrix(matrix_options(values[1 + AXIS_VALUES + XYZ_OPTIONS:]))
     if name == UPSCALE_SCRIPT:
-        options = upscale_options(services, values[1 + AXIS_VALUES + XYZ_OPTIONS + MATRIX_OPTIONS:])
-        return services.submit_tiled_upscale(request, options)
-    return services.submit_txt2img(request)
+        start = 1 + AXIS_VALUES + XYZ_OPTIONS + MATRIX_OPTIONS
+        return ScriptSpec.tiled_upscale(options_from_script_args([None, *values[start:start + UPSCALE_OPTIONS]],
+                                                                 upscalers()))
+    return PLAIN
 
 
 def xyz_arguments(values: Sequence[Any]) -> tuple[list[AxisInput], XyzOptions]:
     """Widget values (3 x (type, text, picks), then the 8 options) -> the services' arguments."""
-    axes = [AxisInput(str(values[i] or "Nothing"), str(values[i + 1] or ""), tuple(values[i + 2] or ()))
+    axes = [AxisInput(str(values[i] or NOTHING), str(values[i + 1] or ""), tuple(values[i + 2] or ()))
             for i in range(0, AXIS_VALUES, 3)]
     legend, keep, vary_x, vary_y, vary_z, sub_images, sub_grids, margin = values[AXIS_VALUES:AXIS_VALUES + XYZ_OPTIONS]
     options = XyzOptions(draw_legend=bool(legend), include_sub_images=bool(sub_images),
@@ -104,14 +112,14 @@ def axis_updates(services: Services, label: str) -> tuple[Any, Any, Any]:
     kind = axis_type(label)
     choices = services.script_choices(kind.choices) if kind.choices else []
     enumerable = bool(kind.choices)
-    return (gr.update(visible=not enumerable and kind.label != "Nothing", info=kind.note),
+    return (gr.update(visible=not enumerable and kind.label != NOTHING, info=kind.note),
             gr.update(visible=enumerable, choices=choices, value=[]), gr.update(visible=enumerable))
 
 
-def build_script_controls(services: Services, tab: str) -> ScriptControls:
+def build_script_controls(services: Services, tab: str, upscale: UpscaleBuilder | None = None) -> ScriptControls:
     """The Script dropdown and the scripts' controls (hidden until chosen); `tab` prefixes ids and api_names.
-    Ultimate SD upscale is offered on the img2img tab only (it redraws an input image)."""
-    names = [*SCRIPT_NAMES, UPSCALE_SCRIPT] if tab == IMG2IMG_TAB else list(SCRIPT_NAMES)
+    Ultimate SD upscale is offered only where the tab passes its controls (img2img: it redraws an input image)."""
+    names = [*SCRIPT_NAMES, UPSCALE_SCRIPT] if upscale is not None else list(SCRIPT_NAMES)
     script = gr.Dropdown(label="Script", choices=names, value=SCRIPT_NONE, elem_id=f"{tab}_script")
     with gr.Group(visible=False, elem_id=f"{tab}_script_xyz") as xyz_group:
         axes = tuple(_axis_row(services, tab, name, default) for name, default in zip(AXIS_NAMES, AXIS_DEFAULTS,
@@ -119,12 +127,12 @@ def build_script_controls(services: Services, tab: str) -> ScriptControls:
         xyz_options = _xyz_option_widgets(tab)
     with gr.Group(visible=False, elem_id=f"{tab}_script_prompt_matrix") as matrix_group:
         matrix = _matrix_option_widgets(tab)
-    if tab != IMG2IMG_TAB:
+    if upscale is None:
         script.change(lambda name: (gr.update(visible=name == XYZ_SCRIPT), gr.update(visible=name == MATRIX_SCRIPT)),
                       inputs=[script], outputs=[xyz_group, matrix_group], api_name=f"{tab}_script_select")
         return ScriptControls(script, axes, xyz_options, matrix)
-    upscale_group, upscale = build_upscale_controls(services, tab)
-    upscaler = upscale[UPSCALER_WIDGET]
+    upscale_group, upscale_widgets = upscale(services, tab)
+    upscaler = upscale_widgets[UPSCALER_WIDGET]
 
     def select(name: str) -> tuple[Any, ...]:
         """Show the chosen script's controls; the upscaler list is re-read (a model file added a minute ago)."""
@@ -133,14 +141,14 @@ def build_script_controls(services: Services, tab: str) -> ScriptControls:
 
     script.change(select, inputs=[script], outputs=[xyz_group, matrix_group, upscale_group, upscaler],
                   api_name=f"{tab}_script_select")
-    return ScriptControls(script, axes, xyz_options, matrix, upscale)
+    return ScriptControls(script, axes, xyz_options, matrix, upscale_widgets)
 
 
 def _axis_row(services: Services, tab: str, name: str, default: str) -> AxisWidgets:
     with gr.Row():
         kind = gr.Dropdown(label=f"{name} type", choices=axis_type_labels(), value=default, scale=1,
                            elem_id=f"{tab}_xyz_{name.lower()}_type")
-        values = gr.Textbox(label=f"{name} values", value="", lines=1, scale=3, visible=default != "Nothing",
+        values = gr.Textbox(label=f"{name} values", value="", lines=1, scale=3, visible=default != NOTHING,
                             elem_id=f"{tab}_xyz_{name.lower()}_values",
                             placeholder='1-5, 1-10 (+2), 1-10 [5], "a, b",c')
         # Custom values allowed: the choices change with the axis type, and API callers send picks directly.

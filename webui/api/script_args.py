@@ -1,4 +1,5 @@
-"""A1111's `script_name` / `script_args` for the built-in scripts, mapped onto the services' script runners.
+"""A1111's `script_name` / `script_args` for the built-in scripts, decoded into a `ScriptSpec` (the UI
+widgets have their own thin decoder; `webui.services.script_dispatch` runs either).
 
 A1111 passes a script's UI values positionally. For "X/Y/Z plot" the order is
 `[x_type, x_values, x_values_dropdown, y_type, y_values, y_values_dropdown, z_type, z_values, z_values_dropdown,
@@ -16,17 +17,16 @@ type and target size type may be given by name or by index (the upscaler index p
 """
 from __future__ import annotations
 
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from webui.core.errors import ValidationError
 from webui.core.prompt_matrix import PromptMatrixOptions
-from webui.core.requests import GenerationRequest
+from webui.core.script_spec import PLAIN, ScriptSpec
 from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
 from webui.core.tiled_upscale import options_from_script_args
 from webui.core.xyz import AxisInput, XyzOptions
 from webui.core.xyz import axis_type_labels as xyz_axis_labels
-from webui.services import Services
 
 XYZ_NAMES = ("x/y/z plot", "xyz plot", "x/y plot")
 MATRIX_NAMES = ("prompt matrix",)
@@ -62,23 +62,25 @@ def _xyz_options(args: list[Any]) -> XyzOptions:
                       margin_size=int(_arg(args, 16, 0)))
 
 
-def submit_script(services: Services, request: GenerationRequest, name: str | None,
-                  args: list[Any] | None) -> Future | None:
-    """The future of the named script's run, or None when no script is named."""
+def _matrix_options(args: list[Any]) -> PromptMatrixOptions:
+    return PromptMatrixOptions(put_at_start=bool(_arg(args, 0, False)), different_seeds=bool(_arg(args, 1, False)),
+                               prompt_type=str(_arg(args, 2, "positive")).lower(),
+                               separator=str(_arg(args, 3, "comma")).lower(), margin_size=int(_arg(args, 4, 0)))
+
+
+def script_spec(name: str | None, args: Sequence[Any] | None,
+                upscalers: Callable[[], Sequence[str]]) -> ScriptSpec:
+    """A1111's `script_name`/`script_args` -> the `ScriptSpec` to run (`PLAIN` when no script is named).
+    `upscalers` gives the list an integer upscaler index points into (this server's upscaler names; read only
+    when the upscale script is named, as a folder scan is not free)."""
     if not name or name.strip().lower() == "none":
-        return None
+        return PLAIN
     key = name.strip().lower()
-    args = list(args or [])
+    values = list(args or [])
     if key in XYZ_NAMES:
-        axes = [_axis(args, 0), _axis(args, 3), _axis(args, 6)]
-        return services.submit_xyz_plot(request, axes, _xyz_options(args))
+        return ScriptSpec.xyz_plot((_axis(values, 0), _axis(values, 3), _axis(values, 6)), _xyz_options(values))
     if key in MATRIX_NAMES:
-        options = PromptMatrixOptions(put_at_start=bool(_arg(args, 0, False)),
-                                      different_seeds=bool(_arg(args, 1, False)),
-                                      prompt_type=str(_arg(args, 2, "positive")).lower(),
-                                      separator=str(_arg(args, 3, "comma")).lower(),
-                                      margin_size=int(_arg(args, 4, 0)))
-        return services.submit_prompt_matrix(request, options)
+        return ScriptSpec.prompt_matrix(_matrix_options(values))
     if key in UPSCALE_NAMES:
-        return services.submit_tiled_upscale(request, options_from_script_args(args, services.upscaler_names()))
+        return ScriptSpec.tiled_upscale(options_from_script_args(values, upscalers()))
     raise ValidationError(f"Unknown script '{name}'. Available: {', '.join(script_names(img2img=True))}.")

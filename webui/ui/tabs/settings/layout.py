@@ -15,8 +15,9 @@ import gradio as gr
 from webui.core.errors import WebUIError
 from webui.core.options import OPTION_SPECS, option_spec
 from webui.services import Services
-from webui.ui import mappers
 from webui.ui.components import Quicksettings, quicksettings_visibility
+from webui.ui.formatting import error_markdown
+from webui.ui.tabs.settings.mapping import settings_message
 
 # Sections and the option keys they show, in A1111's order.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -91,9 +92,9 @@ def build_settings_tab(services: Services, quick: Quicksettings, blocks: gr.Bloc
             before = {key: services.options.get(key) for key in setting_keys}
             services.set_options(dict(zip(setting_keys, values, strict=True)))
         except WebUIError as exc:
-            return [mappers.error_markdown(str(exc)), *(gr.update() for _ in components), gr.update()]
+            return [error_markdown(str(exc)), *(gr.update() for _ in components), gr.update()]
         changed = [key for key in setting_keys if services.options.get(key) != before[key]]
-        return [mappers.settings_message(changed), *current(), services.options.get("CLIP_stop_at_last_layers")]
+        return [settings_message(changed), *current(), services.options.get("CLIP_stop_at_last_layers")]
 
     # Name the API parameters after the option keys (A1111's names) instead of param_0, param_1, ...
     on_apply.__signature__ = inspect.Signature(  # type: ignore[attr-defined]

@@ -7,9 +7,11 @@ from typing import Any
 import gradio as gr
 
 from webui.services import Services
-from webui.ui import mappers
 from webui.ui.paste import PasteTargets, fill_from_infotext
-from webui.ui.tabs.img2img import MODE_TAB_IDS, Img2ImgTab
+from webui.ui.tabs.img2img import Img2ImgTab
+from webui.ui.tabs.img2img.image_inputs import MODE_TAB_IDS
+from webui.ui.tabs.img2img.mapping import IMG2IMG_MODES
+from webui.ui.tabs.png_info.mapping import png_info_html
 
 
 def build_png_info_tab(services: Services, tabs: gr.Tabs, txt2img: PasteTargets, txt2img_tab_id: str,
@@ -35,7 +37,7 @@ def build_png_info_tab(services: Services, tabs: gr.Tabs, txt2img: PasteTargets,
         if picture is None:
             return "", ""
         info = services.png_info(picture)
-        return mappers.png_info_html(info["info"], info["items"]), info["info"]
+        return png_info_html(info["info"], info["items"]), info["info"]
 
     def on_send(text: str) -> list[Any]:
         if not (text or "").strip():
@@ -53,7 +55,7 @@ def build_png_info_tab(services: Services, tabs: gr.Tabs, txt2img: PasteTargets,
 def _wire_send_to_img2img(services: Services, button: gr.Button, image: gr.Image, generation_info: gr.Textbox,
                           tabs: gr.Tabs, img2img: Img2ImgTab, tab_id: str, message: gr.Markdown) -> None:
     """Fill img2img's fields from the infotext (when the image has one) and make the image its init image."""
-    first_mode = mappers.IMG2IMG_MODES[0]
+    first_mode = IMG2IMG_MODES[0]
 
     def on_send(picture: Any, text: str) -> list[Any]:
         if picture is None:

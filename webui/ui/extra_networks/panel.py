@@ -18,9 +18,9 @@ import gradio as gr
 
 from webui.core.errors import WebUIError
 from webui.services import Services
-from webui.ui import mappers
 from webui.ui.components import REFRESH_SYMBOL, Quicksettings
-from webui.ui.extra_network_views import (
+from webui.ui.extra_networks.query import EXTRA_NETWORK_SORTS, SD_VERSIONS, extra_network_query
+from webui.ui.extra_networks.views import (
     CARDS_CSS,
     CARDS_JS,
     ThumbnailCache,
@@ -32,6 +32,8 @@ from webui.ui.extra_network_views import (
     toggle_lora,
     toggle_word,
 )
+from webui.ui.formatting import error_markdown
+from webui.ui.sentinels import ALL_FOLDERS
 
 KINDS: tuple[tuple[str, str], ...] = (("checkpoints", "Checkpoints"), ("textual_inversion", "Textual Inversion"),
                                       ("lora", "Lora"))
@@ -103,9 +105,9 @@ def _build_kind(tab: str, kind: str) -> KindWidgets:
     with gr.Row(equal_height=True):
         search = gr.Textbox(label="Search", placeholder="Search names, folders, descriptions", scale=4,
                             elem_id=f"{prefix}_extra_search")
-        folder = gr.Dropdown(label="Folder", choices=[mappers.ALL_FOLDERS], value=mappers.ALL_FOLDERS, scale=2,
+        folder = gr.Dropdown(label="Folder", choices=[ALL_FOLDERS], value=ALL_FOLDERS, scale=2,
                              allow_custom_value=True, elem_id=f"{prefix}_extra_folder")
-        sort = gr.Dropdown(label="Sort by", choices=list(mappers.EXTRA_NETWORK_SORTS), value="Name", scale=1,
+        sort = gr.Dropdown(label="Sort by", choices=list(EXTRA_NETWORK_SORTS), value="Name", scale=1,
                            elem_id=f"{prefix}_extra_sort")
         descending = gr.Checkbox(label="Descending", value=False, scale=0, min_width=120,
                                  elem_id=f"{prefix}_extra_sort_dir")
@@ -123,8 +125,8 @@ def _build_kind(tab: str, kind: str) -> KindWidgets:
         metadata = gr.HTML("", js_on_load=None, elem_id=f"{prefix}_extra_metadata", padding=True)
         description = gr.Textbox(label="Description", lines=2, elem_id=f"{prefix}_extra_edit_description")
         with gr.Row():
-            sd_version = gr.Dropdown(label="Stable Diffusion version", choices=list(mappers.SD_VERSIONS),
-                                     value=mappers.SD_VERSIONS[0], allow_custom_value=True,
+            sd_version = gr.Dropdown(label="Stable Diffusion version", choices=list(SD_VERSIONS),
+                                     value=SD_VERSIONS[0], allow_custom_value=True,
                                      elem_id=f"{prefix}_extra_edit_sd_version")
             weight = gr.Number(label="Preferred weight (0 = default)", value=0, elem_id=f"{prefix}_extra_edit_weight")
         activation = gr.Textbox(label="Activation text", elem_id=f"{prefix}_extra_edit_activation")
@@ -153,14 +155,14 @@ class _Panel:
     def listing(self, kind: str, search: str, sort_label: str, descending: bool, folder: str,
                 refresh: bool = False) -> tuple[str, Any]:
         """(grid HTML, item choices) for the current search/sort/folder."""
-        sort, folder_filter = mappers.extra_network_query(sort_label, folder)
+        sort, folder_filter = extra_network_query(sort_label, folder)
         cards = self.services.extra_network_cards(kind, search or "", sort, bool(descending), folder_filter,
                                                   refresh=refresh)
         return cards_html(cards, kind, self.thumbnails), gr.update(choices=card_keys(cards))
 
     def folder_choices(self, kind: str, current: str | None) -> Any:
-        choices = [mappers.ALL_FOLDERS, *self.services.extra_network_folders(kind)]
-        return gr.update(choices=choices, value=current if current in choices else mappers.ALL_FOLDERS)
+        choices = [ALL_FOLDERS, *self.services.extra_network_folders(kind)]
+        return gr.update(choices=choices, value=current if current in choices else ALL_FOLDERS)
 
     # ----- actions ------------------------------------------------------------------------------------------
     def use_network(self, kind: str, key: str, prompt: str, negative: str, to_negative: bool = False
@@ -168,7 +170,7 @@ class _Panel:
         """Add the card's text to the prompt, or remove it when it is there: (prompt, negative, message)."""
         prompt, negative = prompt or "", negative or ""
         if not key:
-            return prompt, negative, mappers.error_markdown("Pick an item first.")
+            return prompt, negative, error_markdown("Pick an item first.")
         try:
             if kind == "lora":
                 parts = self.services.lora_prompt_parts(key)
@@ -181,13 +183,13 @@ class _Panel:
                 else:
                     prompt, added = toggle_word(prompt, key)
         except WebUIError as exc:
-            return prompt, negative, mappers.error_markdown(str(exc))
+            return prompt, negative, error_markdown(str(exc))
         return prompt, negative, f"{'Added' if added else 'Removed'} **{key}**."
 
     def switch_checkpoint(self, key: str) -> tuple[str, Any, Any]:
         """Load the card's checkpoint: (message, quicksettings checkpoint update, demo note update)."""
         if not key:
-            return mappers.error_markdown("Pick a checkpoint first."), gr.update(), gr.update()
+            return error_markdown("Pick a checkpoint first."), gr.update(), gr.update()
         try:
             loaded = self.services.select_checkpoint(key)
             text = f"Loaded **{loaded}**."
@@ -201,24 +203,24 @@ class _Panel:
         """[details box, metadata HTML, *editor values, message]."""
         keep = [gr.update()] * (len(EDITOR_KEYS) + 2)
         if not key:
-            return [*keep, mappers.error_markdown("Pick an item first.")]
+            return [*keep, error_markdown("Pick an item first.")]
         try:
             details = self.services.extra_network_details(kind, key)
         except WebUIError as exc:
-            return [*keep, mappers.error_markdown(str(exc))]
+            return [*keep, error_markdown(str(exc))]
         sidecar = details["sidecar"]
-        values = [str(sidecar.get("description") or ""), str(sidecar.get("sd version") or mappers.SD_VERSIONS[0]),
+        values = [str(sidecar.get("description") or ""), str(sidecar.get("sd version") or SD_VERSIONS[0]),
                   str(sidecar.get("activation text") or ""), _number(sidecar.get("preferred weight")),
                   str(sidecar.get("negative text") or ""), str(sidecar.get("notes") or "")]
         return [gr.update(visible=True), details_html(details), *values, ""]
 
     def save_sidecar(self, kind: str, key: str, *values: Any) -> str:
         if not key:
-            return mappers.error_markdown("Pick an item first.")
+            return error_markdown("Pick an item first.")
         try:
             self.services.save_extra_network_sidecar(kind, key, dict(zip(EDITOR_KEYS, values, strict=True)))
         except WebUIError as exc:
-            return mappers.error_markdown(str(exc))
+            return error_markdown(str(exc))
         return f"Saved the notes of **{key}**."
 
     # ----- wiring -------------------------------------------------------------------------------------------

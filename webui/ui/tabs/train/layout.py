@@ -211,8 +211,9 @@ def build_train_tab(services: Services) -> None:
                     compare = gr.Button("Compare epochs", scale=1, elem_id="train_compare")
                 compare_grid = gr.Image(label="Epochs", type="pil", interactive=False, elem_id="train_compare_grid")
             log = gr.Textbox(label="Log", lines=8, max_lines=8, elem_id="train_log")
-    _wire(services, form, train, preview_button, preview, preset_text, save_preset, import_preset, message, jobs,
-          refresh, status, cancel, resume, plot, gallery, log)
+    _wire_form(services, form, train, preview_button, preview, preset_text, save_preset, import_preset, message,
+               jobs)
+    _wire_jobs(services, jobs, refresh, cancel, resume, message, [status, plot, gallery, log])
     _wire_compare(services, jobs, compare_prompt, compare, compare_grid, message)
 
 
@@ -235,32 +236,25 @@ def _wire_compare(services: Services, jobs, prompt, button, grid, message) -> No
     button.click(on_compare, inputs=[jobs, prompt], outputs=[grid, message], api_name="train_compare_epochs")
 
 
-def _wire(services: Services, form: TrainForm, train, preview_button, preview, preset_text, save_preset,
-          import_preset, message, jobs, refresh, status, cancel, resume, plot, gallery, log) -> None:
+def _job_choices(services: Services, selected: str | None = None) -> gr.Dropdown:
+    """The jobs list, keeping `selected` when it still exists (else the newest job)."""
+    rows = services.training_jobs()
+    choices = [(_job_label(job), job["id"]) for job in rows]
+    value = selected if selected in {job["id"] for job in rows} else (rows[0]["id"] if rows else None)
+    return gr.Dropdown(choices=choices, value=value)
+
+
+def _wire_form(services: Services, form: TrainForm, train, preview_button, preview, preset_text, save_preset,
+               import_preset, message, jobs) -> None:
+    """Train, dataset preview, and presets out of / into the form."""
     inputs = [*form.widgets, form.lycoris]
-
-    def job_choices(selected: str | None = None) -> gr.Dropdown:
-        rows = services.training_jobs()
-        choices = [(_job_label(job), job["id"]) for job in rows]
-        value = selected if selected in {job["id"] for job in rows} else (rows[0]["id"] if rows else None)
-        return gr.Dropdown(choices=choices, value=value)
-
-    def job_view(job_id: str | None) -> list[Any]:
-        if not job_id:
-            return ["No job selected.", _loss_frame([]), [], ""]
-        try:
-            job = services.training_job(job_id)
-        except WebUIError as err:
-            return [str(err), _loss_frame([]), [], ""]
-        return [_job_markdown(job), _loss_frame(services.training_losses(job_id)), _samples(services, job_id),
-                services.training_log(job_id)]
 
     def on_train(*raw: Any) -> list[Any]:
         try:
             job = services.submit_training(form.values(raw[:-1], raw[-1]))
         except WebUIError as err:
             return [f"**Not started:** {err}", gr.update()]
-        return [f"Queued job `{job['id']}`.", job_choices(job["id"])]
+        return [f"Queued job `{job['id']}`.", _job_choices(services, job["id"])]
 
     def on_preview(*raw: Any) -> list[Any]:
         try:
@@ -283,6 +277,25 @@ def _wire(services: Services, form: TrainForm, train, preview_button, preview, p
                                      else [])
         return [*form.fill(imported["config"]), "Loaded. " + " ".join(notes)]
 
+    train.click(on_train, inputs=inputs, outputs=[message, jobs], api_name="train_submit")
+    preview_button.click(on_preview, inputs=inputs, outputs=[preview, message], api_name="train_preview")
+    save_preset.click(on_save, inputs=inputs, outputs=[preset_text, message], api_name="train_save_preset")
+    import_preset.click(on_import, inputs=[preset_text], outputs=[*inputs, message], api_name="train_import_preset")
+
+
+def _wire_jobs(services: Services, jobs, refresh, cancel, resume, message, view_outputs: list[Any]) -> None:
+    """The jobs list and the selected job's view (status, loss plot, samples, log), refreshed on a timer."""
+
+    def job_view(job_id: str | None) -> list[Any]:
+        if not job_id:
+            return ["No job selected.", _loss_frame([]), [], ""]
+        try:
+            job = services.training_job(job_id)
+        except WebUIError as err:
+            return [str(err), _loss_frame([]), [], ""]
+        return [_job_markdown(job), _loss_frame(services.training_losses(job_id)), _samples(services, job_id),
+                services.training_log(job_id)]
+
     def on_action(action: Callable[[str], dict[str, Any]], job_id: str | None) -> list[Any]:
         if not job_id:
             return ["Select a job first.", gr.update()]
@@ -290,19 +303,15 @@ def _wire(services: Services, form: TrainForm, train, preview_button, preview, p
             action(job_id)
         except WebUIError as err:
             return [str(err), gr.update()]
-        return ["", job_choices(job_id)]
+        return ["", _job_choices(services, job_id)]
 
-    view_outputs = [status, plot, gallery, log]
-    train.click(on_train, inputs=inputs, outputs=[message, jobs], api_name="train_submit")
-    preview_button.click(on_preview, inputs=inputs, outputs=[preview, message], api_name="train_preview")
-    save_preset.click(on_save, inputs=inputs, outputs=[preset_text, message], api_name="train_save_preset")
-    import_preset.click(on_import, inputs=[preset_text], outputs=[*inputs, message], api_name="train_import_preset")
-    refresh.click(job_choices, inputs=[jobs], outputs=[jobs], api_name="train_jobs")
+    refresh.click(lambda selected: _job_choices(services, selected), inputs=[jobs], outputs=[jobs],
+                  api_name="train_jobs")
     jobs.change(job_view, inputs=[jobs], outputs=view_outputs, api_name="train_job_view")
     cancel.click(lambda j: on_action(services.cancel_training, j), inputs=[jobs], outputs=[message, jobs],
                  api_name="train_cancel")
     resume.click(lambda j: on_action(services.resume_training, j), inputs=[jobs], outputs=[message, jobs],
                  api_name="train_resume")
     timer = gr.Timer(REFRESH_SECONDS)
-    timer.tick(lambda j: [job_choices(j), *job_view(j)], inputs=[jobs], outputs=[jobs, *view_outputs],
+    timer.tick(lambda j: [_job_choices(services, j), *job_view(j)], inputs=[jobs], outputs=[jobs, *view_outputs],
                api_name=False, show_progress="hidden")

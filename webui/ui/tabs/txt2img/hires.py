@@ -2,7 +2,7 @@
 resize width/height to.
 
 Why a module of its own: the txt2img tab only places it and passes its values on (`request_inputs` in the order
-`mappers.with_hires` takes them); the paste mapping fills it through `paste_fields`.
+`mapping.HiresValues` takes them); the paste mapping fills it through `paste_fields`.
 """
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import gradio as gr
 
 from webui.services import Services
-from webui.ui import mappers
+from webui.ui.paste_plan import HIRES_PASTE_FIELDS
+from webui.ui.tabs.txt2img.mapping import HIRES_DEFAULT_DENOISING
 
 
-@dataclass
+@dataclass(frozen=True)
 class HiresWidgets:
     enable: gr.Checkbox
     upscaler: gr.Dropdown
@@ -25,13 +26,13 @@ class HiresWidgets:
     resize_y: gr.Slider
 
     def request_inputs(self) -> list[gr.components.Component]:
-        """In the order `mappers.with_hires` takes them after the request."""
+        """In the order `mapping.HiresValues` takes them."""
         return [self.enable, self.upscaler, self.steps, self.denoising_strength, self.scale, self.resize_x,
                 self.resize_y]
 
     def paste_fields(self) -> dict[str, gr.components.Component]:
-        """The widgets by generation-field name (`mappers.HIRES_PASTE_FIELDS`)."""
-        return dict(zip(mappers.HIRES_PASTE_FIELDS, (self.enable, self.upscaler, self.steps, self.denoising_strength,
+        """The widgets by generation-field name (`paste_plan.HIRES_PASTE_FIELDS`)."""
+        return dict(zip(HIRES_PASTE_FIELDS, (self.enable, self.upscaler, self.steps, self.denoising_strength,
                                                      self.scale, self.resize_x, self.resize_y), strict=True))
 
 
@@ -46,7 +47,7 @@ def build_hires_section(services: Services, tab: str) -> HiresWidgets:
             steps = gr.Slider(label="Hires steps", minimum=0, maximum=150, step=1, value=0,
                               elem_id=f"{tab}_hires_steps", info="0: the same as the sampling steps")
             denoising = gr.Slider(label="Denoising strength", minimum=0, maximum=1, step=0.01,
-                                  value=mappers.HIRES_DEFAULT_DENOISING, elem_id=f"{tab}_denoising_strength")
+                                  value=HIRES_DEFAULT_DENOISING, elem_id=f"{tab}_denoising_strength")
         with gr.Row():
             scale = gr.Slider(label="Upscale by", minimum=1, maximum=4, step=0.05, value=2.0,
                               elem_id=f"{tab}_hr_scale")

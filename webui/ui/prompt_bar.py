@@ -1,0 +1,54 @@
+"""The prompt bar both generation tabs show: prompt and negative prompt, Generate/Interrupt/Skip, the paste button
+and the styles selector, with the Extra Networks panel and the styles editor under it.
+
+Why one builder: txt2img and img2img must look and behave alike here (A1111 users move between them); only the
+tab prefix differs, and the ids and api_names each tab always had are kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from webui.services import Services
+from webui.ui.components import Quicksettings
+from webui.ui.extra_networks import build_extra_networks
+from webui.ui.styles_ui import PASTE_SYMBOL, StyleSelector, build_style_editor, build_style_selector
+
+PROMPT_PLACEHOLDER = ("Prompt (press Generate). Paste an infotext here and press " + PASTE_SYMBOL
+                      + " to fill every field from it.")
+
+
+@dataclass(frozen=True)
+class PromptBar:
+    prompt: gr.Textbox
+    negative: gr.Textbox
+    generate: gr.Button
+    interrupt: gr.Button
+    skip: gr.Button
+    paste: gr.Button
+    styles: StyleSelector
+
+    def busy_outputs(self) -> list[gr.Button]:
+        """The buttons `generation_ui.busy` updates, in its order."""
+        return [self.generate, self.interrupt, self.skip]
+
+
+def build_prompt_bar(services: Services, tab: str, quick: Quicksettings, paste_id: str) -> PromptBar:
+    """The bar, the Extra Networks panel and the styles editor; `tab` prefixes ids, `paste_id` is the paste
+    button's elem_id (txt2img's is A1111's plain "paste")."""
+    with gr.Row():
+        with gr.Column(scale=6):
+            prompt = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tab}_prompt", placeholder=PROMPT_PLACEHOLDER)
+            negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}_neg_prompt")
+        with gr.Column(scale=1, min_width=180):
+            generate = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate")
+            with gr.Row():
+                interrupt = gr.Button("Interrupt", visible=False, elem_id=f"{tab}_interrupt")
+                skip = gr.Button("Skip", visible=False, elem_id=f"{tab}_skip")
+            with gr.Row():
+                paste = gr.Button(PASTE_SYMBOL, elem_id=paste_id, scale=0, min_width=40)
+                styles = build_style_selector(services, tab)
+    build_extra_networks(services, tab, prompt, negative, quick)
+    build_style_editor(services, tab, styles, prompt, negative)
+    return PromptBar(prompt, negative, generate, interrupt, skip, paste, styles)
