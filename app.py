@@ -157,10 +157,10 @@ def _end_gradio_streams(app: Any) -> None:
 
 def main(settings: Settings) -> None:
     services = build_services(settings)
-    services.load_startup_model()
+    services.models.load_startup_model()
     app = build_app(services)
     _announce(settings)
-    server = StoppingServer(uvicorn.Config(app, **server_options(settings)), services.executor)
+    server = StoppingServer(uvicorn.Config(app, **server_options(settings)), services.runtime.executor)
     server.run()
     if not server.started:
         raise SystemExit(STARTUP_FAILURE)

@@ -69,18 +69,18 @@ def switching(work: Path, model_files: list[Path], size: int) -> dict[str, float
     services = build_services(Settings(paths=Paths.from_dirs(data), include_demo_model=False))
     services.options.update({"sd_checkpoints_limit": 2})
     a, b = model_files[0].name, model_files[1].name
-    services.select_checkpoint(a)
-    cold = seconds(lambda: services.select_checkpoint(b))
-    cached = seconds(lambda: services.select_checkpoint(a))
-    pipe = services.manager.require().pipeline
+    services.models.select_checkpoint(a)
+    cold = seconds(lambda: services.models.select_checkpoint(b))
+    cached = seconds(lambda: services.models.select_checkpoint(a))
+    pipe = services.runtime.manager.require().pipeline
     lora = write_attention_lora(work / "bench-lora.safetensors", pipe)
-    adapters = services.manager.require().adapters
+    adapters = services.runtime.manager.require().adapters
     request = AdapterRequest("bench", lora, "bench-v1", 1.0, 1.0)
     apply_s = seconds(lambda: adapters.apply([request]))
     merged_step = unet_step_seconds(pipe, size)
     remove_s = seconds(lambda: adapters.apply([]))
     plain_step = unet_step_seconds(pipe, size)
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
     return {"cold_switch_s": cold, "cached_switch_s": cached, "cached_vs_cold": cached / cold,
             "lora_apply_s": apply_s, "lora_remove_s": remove_s, "lora_apply_vs_cold_load": apply_s / cold,
             "step_merged_s": merged_step, "step_plain_s": plain_step, "step_merged_vs_plain": merged_step / plain_step}
@@ -94,9 +94,9 @@ def listing(work: Path, count: int = 2000) -> dict[str, float]:
     for i in range(count):
         save_file(tiny, str(folder / f"model-{i:05d}.safetensors"))
     services = build_services(Settings(paths=Paths.from_dirs(data), include_demo_model=False))
-    refresh = seconds(services.refresh_models)
-    rows = seconds(services.sd_models)
-    services.executor.shutdown()
+    refresh = seconds(services.models.refresh_models)
+    rows = seconds(services.models.sd_models)
+    services.runtime.executor.shutdown()
     return {"files": count, "refresh_s": refresh, "sd_models_rows_s": rows}
 
 

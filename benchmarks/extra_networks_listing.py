@@ -24,7 +24,7 @@ from safetensors.torch import save_file  # noqa: E402
 
 from webui.core.settings import Paths, Settings  # noqa: E402
 from webui.services import build_services  # noqa: E402
-from webui.ui.extra_network_views import ThumbnailCache, cards_html  # noqa: E402
+from webui.ui.extra_networks.views import ThumbnailCache, cards_html  # noqa: E402
 
 
 def write_library(folder: Path, files: int, previews: int) -> None:
@@ -67,7 +67,7 @@ def main() -> None:
                     os.stat(os.path.join(dirpath, name))
 
         def panel(refresh: bool = True) -> str:
-            cards = services.extra_network_cards("lora", sort="name", refresh=refresh)
+            cards = services.networks.extra_network_cards("lora", sort="name", refresh=refresh)
             return cards_html(cards, "lora", thumbnails, limit=len(cards))
 
         start = time.perf_counter()
@@ -75,8 +75,9 @@ def main() -> None:
         first = time.perf_counter() - start  # includes making every preview's thumbnail once
         base = timed(baseline, args.repeats)
         warm = timed(panel, args.repeats)
-        search = timed(lambda: services.extra_network_cards("lora", search="net01", refresh=False), args.repeats)
-        services.executor.shutdown()
+        networks = services.networks
+        search = timed(lambda: networks.extra_network_cards("lora", search="net01", refresh=False), args.repeats)
+        services.runtime.executor.shutdown()
     print(json.dumps({
         "files": args.files, "previews": args.previews, "html_kb": round(len(html) / 1024),
         "baseline_walk_stat_s": round(base, 4),

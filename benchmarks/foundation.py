@@ -64,16 +64,16 @@ def cold_load(path: Path, cache_dir: Path) -> float:
 
 
 def overhead_ratio(ckpt: Path, work: Path, request: GenerationRequest, repeats: int) -> dict[str, float]:
-    """Our services.txt2img (queue, scheduler per request, CPU noise, infotext, PNG save) vs pipe(...) alone."""
+    """Our `generation.txt2img` (queue, scheduler per request, CPU noise, infotext, PNG save) vs pipe(...) alone."""
     data_dir = work / "data"
     (data_dir / "models" / "Stable-diffusion").mkdir(parents=True, exist_ok=True)
     target = data_dir / "models" / "Stable-diffusion" / ckpt.name
     if not target.exists():
         target.symlink_to(ckpt)
     services = build_services(Settings(paths=Paths.from_dirs(data_dir), include_demo_model=False))
-    services.select_checkpoint(ckpt.name)
-    pipe = services.manager.require().pipeline
-    services.txt2img(request)  # warm-up: both paths then run on a warm pipeline
+    services.models.select_checkpoint(ckpt.name)
+    pipe = services.runtime.manager.require().pipeline
+    services.generation.txt2img(request)  # warm-up: both paths then run on a warm pipeline
 
     def bare():
         generator = torch.Generator("cpu").manual_seed(request.seed)
@@ -83,9 +83,9 @@ def overhead_ratio(ckpt: Path, work: Path, request: GenerationRequest, repeats: 
                         height=request.height, generator=generator, output_type="pil").images
 
     bare()
-    ours_s, _ = timed(lambda: services.txt2img(request), repeats)
+    ours_s, _ = timed(lambda: services.generation.txt2img(request), repeats)
     bare_s, _ = timed(bare, repeats)
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
     return {"ours_s": ours_s, "bare_s": bare_s, "ratio": ours_s / bare_s}
 
 

@@ -35,22 +35,23 @@ def measure(data_dir: Path, flags: MemoryFlags, steps: int) -> dict[str, float |
                         include_demo_model=False)
     services = build_services(settings)
     try:
-        services.select_checkpoint("sd15-random.safetensors")
+        services.models.select_checkpoint("sd15-random.safetensors")
         request = GenerationRequest(prompt="a photo of a cat", steps=steps, width=512, height=512, seed=1,
                                     sampler_name="Euler", save_images=False)
-        services.txt2img(GenerationRequest(prompt="warm-up", steps=2, width=512, height=512, save_images=False))
+        services.generation.txt2img(GenerationRequest(prompt="warm-up", steps=2, width=512, height=512,
+                                                      save_images=False))
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        services.txt2img(request)
+        services.generation.txt2img(request)
         torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        plan = services.manager.memory.last_plan
+        plan = services.runtime.manager.memory.last_plan
         return {"peak_gib": torch.cuda.max_memory_allocated() / 2**30, "it_per_s": steps / seconds,
                 "seconds": seconds, "actions": ", ".join(plan.actions) if plan else ""}
     finally:
-        services.executor.shutdown()
-        services.manager.active = None
+        services.runtime.executor.shutdown()
+        services.runtime.manager.active = None
         torch.cuda.empty_cache()
 
 

@@ -67,9 +67,9 @@ def sd1_services(tmp_path_factory, tiny_checkpoints):
 
     data_dir = make_data_dir(tmp_path_factory.mktemp("data-sd1"), tiny_checkpoints, ("sd1", "sd1-other"))
     services = build_services(make_settings(data_dir))
-    services.select_checkpoint(tiny_checkpoints["sd1"].name)
+    services.models.select_checkpoint(tiny_checkpoints["sd1"].name)
     yield services
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def free_port() -> int:
@@ -138,6 +138,11 @@ def tiny_config(checkpoint: Path, dataset: Path, **fields) -> TrainingConfig:
     return TrainingConfig(**{**base, **fields})
 
 
+def submit_form(services, values: dict):
+    """Submit a Train-tab form as the tab does: form values -> checked config -> job."""
+    return services.training.submit(services.training.form_config(values))
+
+
 @pytest.fixture()
 def services(tmp_path, tiny_checkpoints, shapes_dataset):
     """Services on the tiny SD1 model with a training worker (stopped, with its jobs, afterwards). The shared
@@ -148,5 +153,5 @@ def services(tmp_path, tiny_checkpoints, shapes_dataset):
     services = build_services(make_settings(make_data_dir(tmp_path, tiny_checkpoints, ("sd1",)),
                                             security=SecuritySettings(allowed_paths=(shapes_dataset,))))
     yield services
-    services.training.shutdown(terminate=True)
-    services.executor.shutdown()
+    services.runtime.training_worker.shutdown(terminate=True)
+    services.runtime.executor.shutdown()

@@ -108,7 +108,7 @@ def test_openapi_docs(api):
 
 
 def test_variation_fields_styles_and_png_info(api, sd1_services):
-    sd1_services.save_style("api-style", "{prompt}, masterpiece", "lowres")
+    sd1_services.styles.save_style("api-style", "{prompt}, masterpiece", "lowres")
     response = api.post("/sdapi/v1/txt2img", json={**BODY, "subseed": 5, "subseed_strength": 0.25,
                                                    "styles": ["api-style"], "seed_resize_from_w": -1})
     assert response.status_code == 200, response.text

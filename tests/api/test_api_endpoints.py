@@ -31,9 +31,9 @@ def services(tmp_path_factory, tiny_checkpoints):
     data_dir = make_data_dir(tmp_path_factory.mktemp("api-endpoints"), tiny_checkpoints, ("sd1", "sd1-other"))
     write_tiny_vae(data_dir / "models" / "VAE" / "other.vae.safetensors", seed=3)
     services = build_services(make_settings(data_dir, api=True, nowebui=True))
-    services.select_checkpoint("tiny-sd1.safetensors")
+    services.models.select_checkpoint("tiny-sd1.safetensors")
     yield services
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_refresh_checkpoints_vae_and_loras(api, services, tiny_checkpoints):
     vaes = api.get("/sdapi/v1/sd-vae").json()
     assert {"model_name": "late.vae.safetensors", "filename": str(paths.vae_dir / "late.vae.safetensors")} in vaes
     assert api.get("/sdapi/v1/loras").json() == []
-    write_adapter(paths.lora_dir / "tiny-style.safetensors", services.manager.require().pipeline, "lora",
+    write_adapter(paths.lora_dir / "tiny-style.safetensors", services.runtime.manager.require().pipeline, "lora",
                   metadata={"ss_output_name": "tiny_style"})
     assert api.post("/sdapi/v1/refresh-loras").status_code == 200
     loras = api.get("/sdapi/v1/loras").json()
@@ -210,7 +210,7 @@ def test_progress_when_idle(api):
 
 def test_progress_shows_a_live_preview_while_sampling(api, services):
     """A test hook holds the sampler at its second UNet call, so progress is read mid-job, deterministically."""
-    unet = services.manager.require().pipeline.unet
+    unet = services.runtime.manager.require().pipeline.unet
     reached, release = threading.Event(), threading.Event()
     calls = []
 
@@ -300,7 +300,7 @@ def test_pickle_that_runs_code_is_refused_and_runs_nothing(api, services, tmp_pa
         assert api.post("/sdapi/v1/txt2img", json=BODY).status_code == 200
     finally:
         evil.unlink()
-        services.refresh_models()
+        services.models.refresh_models()
 
 
 def test_corrupt_safetensors_is_reported_in_the_api_and_the_ui_path(api, services):
@@ -312,11 +312,11 @@ def test_corrupt_safetensors_is_reported_in_the_api_and_the_ui_path(api, service
         assert response.status_code == 400
         assert "'broken.safetensors' is corrupt or truncated" in response.json()["detail"]
         with pytest.raises(ModelLoadError, match="corrupt or truncated"):
-            services.select_checkpoint("broken.safetensors")  # what the UI's checkpoint dropdown calls
-        assert services.current_checkpoint() == "tiny-sd1.safetensors"
+            services.models.select_checkpoint("broken.safetensors")  # what the UI's checkpoint dropdown calls
+        assert services.models.current_checkpoint() == "tiny-sd1.safetensors"
     finally:
         corrupt.unlink()
-        services.refresh_models()
+        services.models.refresh_models()
 
 
 def test_cmd_flags_over_http_hide_credentials(tmp_path):
@@ -333,7 +333,7 @@ def test_cmd_flags_over_http_hide_credentials(tmp_path):
             assert client.get("/sdapi/v1/cmd-flags").status_code == 401
             flags = client.get("/sdapi/v1/cmd-flags", auth=("user", "pass:word")).json()
     finally:
-        services.executor.shutdown()
+        services.runtime.executor.shutdown()
     assert flags["medvram"] is True and flags["xformers"] is True and flags["lowvram"] is False
     assert flags["nowebui"] is True and flags["use_cpu"] == ["all"] and flags["port"] is None
     assert flags["api_auth"] == "<hidden>" and flags["gradio_auth"] is None

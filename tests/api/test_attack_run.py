@@ -34,7 +34,7 @@ def test_attack_run_finds_nothing_and_the_server_keeps_working(config, tmp_path,
     secret.write_text("SECRET-OUTSIDE-THE-DATA-FOLDER-93b1")
     data_dir = make_data_dir(tmp_path / "data", tiny_checkpoints, ("sd1",))
     services = build_services(make_settings(data_dir, api=True, **CONFIGS[config]))
-    services.select_checkpoint("tiny-sd1.safetensors")
+    services.models.select_checkpoint("tiny-sd1.safetensors")
     authed = config != "default"
     try:
         with ServerThread(build_app(services), free_port()) as server:
@@ -43,7 +43,7 @@ def test_attack_run_finds_nothing_and_the_server_keeps_working(config, tmp_path,
                             api_auth=API_AUTH if authed else None, lan_host=lan_host(port))
             report = run(target)
     finally:
-        services.executor.shutdown()
+        services.runtime.executor.shutdown()
     assert report.failures == []
     # the attacks really ran: the traversal table, 4 disguises on every file event, CORS, sizes (twice with auth)
     assert report.passed > (110 if authed else 60)

@@ -52,7 +52,7 @@ def start(tmp_path_factory):
     yield serve
     for server, services in made:
         server.__exit__(None, None, None)
-        services.executor.shutdown()
+        services.runtime.executor.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +114,12 @@ def test_only_the_configured_origin_gets_access(cors_server, path):
 # ----- errors and files ---------------------------------------------------------------------------------------------
 
 def test_unhandled_errors_keep_the_security_headers(default_server, monkeypatch):
-    from webui.services import Services
+    from webui.services.network_service import NetworkService
 
     def broken(self):
         raise RuntimeError("internal detail that must not be shown")
 
-    monkeypatch.setattr(Services, "embedding_list", broken)
+    monkeypatch.setattr(NetworkService, "embedding_list", broken)
     with client_for(default_server) as client:
         response = client.get("/sdapi/v1/embeddings")
         assert response.status_code == 500

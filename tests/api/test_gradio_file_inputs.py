@@ -45,14 +45,14 @@ def services_and_secrets(request, tmp_path_factory, tiny_checkpoints):
 
     data_dir = make_data_dir(tmp_path_factory.mktemp("file-inputs"), tiny_checkpoints, ("sd1",))
     services = build_services(make_settings(data_dir, api=True, **CONFIGS[request.param]))
-    services.select_checkpoint("tiny-sd1.safetensors")
+    services.models.select_checkpoint("tiny-sd1.safetensors")
     secrets = tmp_path_factory.mktemp("server-secrets")
     png_info = PngImagePlugin.PngInfo()
     png_info.add_text("parameters", f"{SECRET_PROMPT}\nSteps: 3, Sampler: Euler, Seed: 1, Size: 64x64")
     Image.new("RGB", (64, 64), (10, 200, 30)).save(secrets / "secret.png", pnginfo=png_info)
     (secrets / "secret.txt").write_text(SECRET_TEXT)
     yield services, secrets
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def serve(services, layers: str = "both") -> ServerThread:

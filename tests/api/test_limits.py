@@ -31,10 +31,10 @@ def app_server(tmp_path_factory, tiny_checkpoints):
 
     data_dir = make_data_dir(tmp_path_factory.mktemp("limits"), tiny_checkpoints, ("sd1",))
     services = build_services(make_settings(data_dir, api=True))
-    services.select_checkpoint("tiny-sd1.safetensors")
+    services.models.select_checkpoint("tiny-sd1.safetensors")
     with ServerThread(build_app(services), free_port()) as server:
         yield server
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 @pytest.fixture

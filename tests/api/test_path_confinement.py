@@ -28,7 +28,7 @@ def serve(tmp_path_factory, tiny_checkpoints, name: str, **settings):
     (data_dir / "models" / "Lora").mkdir(parents=True)
     save_file({"w": np.zeros((2, 2), dtype=np.float32)}, str(data_dir / "models" / "Lora" / "style.safetensors"))
     services = build_services(make_settings(data_dir, api=True, **settings))
-    services.select_checkpoint(TINY)
+    services.models.select_checkpoint(TINY)
     server = ServerThread(build_app(services), free_port())
     return services, server
 
@@ -38,7 +38,7 @@ def local(tmp_path_factory, tiny_checkpoints):
     services, server = serve(tmp_path_factory, tiny_checkpoints, "confined-local")
     with server:
         yield services, server.url, Client(server.url, verbose=False)
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def exposed(tmp_path_factory, tiny_checkpoints):
     services, server = serve(tmp_path_factory, tiny_checkpoints, "confined-exposed", host="0.0.0.0")
     with server:
         yield services, server.url, Client(server.url, verbose=False)
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def predict(client: Client, api_name: str, **values):

@@ -50,8 +50,9 @@ def secured(tmp_path_factory, tiny_checkpoints):
     security = SecuritySettings(gradio_auth=(Credential(UI_USER, UI_PASSWORD),),
                                 api_auth=(Credential(API_USER, API_PASSWORD),))
     services = build_services(make_settings(data_dir, api=True, security=security))
-    services.select_checkpoint("tiny-sd1.safetensors")
-    result = services.txt2img(GenerationRequest(prompt="x", steps=1, width=32, height=32, seed=3, save_images=True))
+    services.models.select_checkpoint("tiny-sd1.safetensors")
+    result = services.generation.txt2img(GenerationRequest(prompt="x", steps=1, width=32, height=32, seed=3,
+                                                           save_images=True))
     outputs = services.settings.paths.outputs_dir
     secret = data_dir / "secret.txt"
     secret.write_text(SECRET_TEXT)
@@ -60,7 +61,7 @@ def secured(tmp_path_factory, tiny_checkpoints):
     (data_dir / "models" / "Lora" / "preview.png").write_bytes(result.images[0].path.read_bytes())
     with ServerThread(build_app(services), free_port()) as server:
         yield server, services, result.images[0].path, secret
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def raw_get(url: str, path: str, host: str | None = None, headers: dict[str, str] | None = None):
@@ -259,7 +260,7 @@ def api_only(tmp_path):
 
     yield start
     for services in made:
-        services.executor.shutdown()
+        services.runtime.executor.shutdown()
 
 
 def test_cors_only_for_configured_origins(api_only, secured):

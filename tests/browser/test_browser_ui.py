@@ -70,10 +70,10 @@ def server(tmp_path_factory, tiny_checkpoints):
 
     data_dir = make_data_dir(tmp_path_factory.mktemp("browser-data"), tiny_checkpoints, ("sd1",))
     services = build_services(make_settings(data_dir, api=False))
-    services.load_startup_model().result()
+    services.models.load_startup_model().result()
     with ServerThread(build_app(services), free_port()) as running:
         yield services, running.url
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def generated_png(server):
     """A PNG saved by a generation, made through the services (not the browser) so this test stands alone."""
     services, _ = server
     request = GenerationRequest(prompt="a blue square from png info", steps=2, width=64, height=64, seed=4242)
-    result = services.submit_txt2img(request).result(timeout=120)
+    result = services.generation.submit_txt2img(request).result(timeout=120)
     path = result.images[0].path
     assert path is not None and path.exists()
     return path

@@ -20,38 +20,38 @@ def services(tmp_path, tiny_checkpoints):
     data_dir = make_data_dir(tmp_path, tiny_checkpoints, ("sd1", "sd1-other", "sd2"))
     services = build_services(make_settings(data_dir))
     yield services
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def pixels(services) -> np.ndarray:
-    return np.asarray(services.txt2img(BASE).images[0].image)
+    return np.asarray(services.generation.txt2img(BASE).images[0].image)
 
 
 def test_without_cache_every_switch_loads(services):
     for title in ("tiny-sd1.safetensors", "tiny-sd1-other.safetensors", "tiny-sd1.safetensors"):
-        services.select_checkpoint(title)
-    assert services.manager.load_count == 3
+        services.models.select_checkpoint(title)
+    assert services.runtime.manager.load_count == 3
 
 
 def test_cached_switch_back_does_not_load_and_gives_the_same_images(services):
     services.options.update({"sd_checkpoints_limit": 3})
-    services.select_checkpoint("tiny-sd1.safetensors")
+    services.models.select_checkpoint("tiny-sd1.safetensors")
     first = pixels(services)
-    services.txt2img(dataclasses.replace(BASE, prompt="x"))
-    services.select_checkpoint("tiny-sd1-other.safetensors")
-    services.select_checkpoint("tiny-sd2.safetensors")
-    assert services.manager.load_count == 3
-    services.select_checkpoint("tiny-sd1.safetensors")
-    assert services.manager.load_count == 3 and services.manager.cache.hits == 1
+    services.generation.txt2img(dataclasses.replace(BASE, prompt="x"))
+    services.models.select_checkpoint("tiny-sd1-other.safetensors")
+    services.models.select_checkpoint("tiny-sd2.safetensors")
+    assert services.runtime.manager.load_count == 3
+    services.models.select_checkpoint("tiny-sd1.safetensors")
+    assert services.runtime.manager.load_count == 3 and services.runtime.manager.cache.hits == 1
     assert np.array_equal(first, pixels(services))
     # limit 3 = the loaded one + 2 cached
-    assert sorted(services.manager.cache.titles()) == ["tiny-sd1-other.safetensors", "tiny-sd2.safetensors"]
+    assert sorted(services.runtime.manager.cache.titles()) == ["tiny-sd1-other.safetensors", "tiny-sd2.safetensors"]
 
 
 def test_byte_budget_evicts(services):
     services.options.update({"sd_checkpoints_limit": 5, "sd_checkpoints_cache_bytes": 1})
-    services.select_checkpoint("tiny-sd1.safetensors")
-    services.select_checkpoint("tiny-sd1-other.safetensors")
-    assert services.manager.cache.titles() == []
-    services.select_checkpoint("tiny-sd1.safetensors")
-    assert services.manager.load_count == 3
+    services.models.select_checkpoint("tiny-sd1.safetensors")
+    services.models.select_checkpoint("tiny-sd1-other.safetensors")
+    assert services.runtime.manager.cache.titles() == []
+    services.models.select_checkpoint("tiny-sd1.safetensors")
+    assert services.runtime.manager.load_count == 3

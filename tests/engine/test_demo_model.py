@@ -60,17 +60,17 @@ def test_demo_model_is_listed_loaded_and_draws_the_named_colours(tmp_path) -> No
     assert DEMO_MODEL_PATH.is_file()
     services = build_services(make_settings(tmp_path, include_demo_model=True))
     try:
-        assert services.load_startup_model().result() == "demo-shapes.safetensors"
-        assert services.is_demo_model(services.current_checkpoint())
+        assert services.models.load_startup_model().result() == "demo-shapes.safetensors"
+        assert services.models.is_demo_model(services.models.current_checkpoint())
         request = GenerationRequest(prompt="a red circle on a blue background", steps=20, width=64, height=64,
                                     cfg_scale=6.0, seed=RED_CIRCLE_SEED, sampler_name="DPM++ 2M", save_images=False)
-        score = score_image(services.txt2img(request).images[0].image)
+        score = score_image(services.generation.txt2img(request).images[0].image)
         assert score.bg == "blue" and score.fg == "red"
-        other = score_image(services.txt2img(dataclasses.replace(
+        other = score_image(services.generation.txt2img(dataclasses.replace(
             request, prompt="a yellow square on a green background")).images[0].image)
         assert other.bg == "green" and other.fg == "yellow"
     finally:
-        services.executor.shutdown()
+        services.runtime.executor.shutdown()
 
 
 def test_build_script_runs_end_to_end_quickly(tmp_path) -> None:

@@ -28,31 +28,31 @@ def services(tmp_path_factory, tiny_checkpoints):
     data_dir = make_data_dir(tmp_path_factory.mktemp("emb"), tiny_checkpoints, ("sd1", "sdxl"))
     (data_dir / "embeddings").mkdir(parents=True, exist_ok=True)
     services = build_services(make_settings(data_dir))
-    services.select_checkpoint("tiny-sd1.safetensors")
+    services.models.select_checkpoint("tiny-sd1.safetensors")
     yield services
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def image(services, **fields) -> np.ndarray:
-    return np.asarray(services.txt2img(dataclasses.replace(BASE, **fields)).images[0].image)
+    return np.asarray(services.generation.txt2img(dataclasses.replace(BASE, **fields)).images[0].image)
 
 
 def test_a1111_pt_embedding_stands_for_its_vectors(services):
-    pipe = services.manager.require().pipeline
+    pipe = services.runtime.manager.require().pipeline
     red = token_row(pipe.text_encoder, pipe.tokenizer, "red")
     folder = services.settings.paths.embeddings_dir
     torch.save({"string_to_param": {"*": red.unsqueeze(0)}, "name": "myred"}, folder / "myred.pt")
     noisy = torch.randn(2, red.shape[0], generator=torch.Generator().manual_seed(0))
     save_file({"emb_params": noisy}, str(folder / "noisy.safetensors"))
     plain = image(services)
-    result = services.txt2img(dataclasses.replace(BASE, prompt="a myred circle"))
+    result = services.generation.txt2img(dataclasses.replace(BASE, prompt="a myred circle"))
     # The embedding holds the token vector of "red", so it draws exactly what "red" draws.
     assert np.array_equal(plain, np.asarray(result.images[0].image))
     assert "TI hashes: \"myred: " in result.infotexts[0]
     changed = image(services, prompt="a noisy circle")
     assert not np.array_equal(plain, changed)
     assert np.array_equal(plain, image(services))  # prompts without embeddings are unaffected afterwards
-    listed = services.embedding_list()
+    listed = services.networks.embedding_list()
     assert {"myred", "noisy"} <= set(listed["loaded"])
     assert listed["loaded"]["noisy"]["vectors"] == 2
 
@@ -60,22 +60,23 @@ def test_a1111_pt_embedding_stands_for_its_vectors(services):
 def test_sdxl_embedding_and_wrong_family_note(services):
     folder = services.settings.paths.embeddings_dir
     save_file({"clip_l": torch.randn(1, 32), "clip_g": torch.randn(1, 48)}, str(folder / "xlthing.safetensors"))
-    result = services.txt2img(dataclasses.replace(BASE, prompt="a xlthing circle"))
+    result = services.generation.txt2img(dataclasses.replace(BASE, prompt="a xlthing circle"))
     assert any("xlthing" in note and "another model family" in note for note in result.warnings)
-    assert "xlthing" in services.embedding_list()["skipped"]
-    services.select_checkpoint("tiny-sdxl.safetensors")
+    assert "xlthing" in services.networks.embedding_list()["skipped"]
+    services.models.select_checkpoint("tiny-sdxl.safetensors")
     try:
         plain = image(services, width=64, height=64)
-        with_emb = services.txt2img(dataclasses.replace(BASE, prompt="a xlthing circle", width=64, height=64))
+        with_emb = services.generation.txt2img(dataclasses.replace(BASE, prompt="a xlthing circle", width=64,
+                                                                   height=64))
         assert not with_emb.warnings
         assert not np.array_equal(plain, np.asarray(with_emb.images[0].image))
-        assert "xlthing" in services.embedding_list()["loaded"]
+        assert "xlthing" in services.networks.embedding_list()["loaded"]
     finally:
-        services.select_checkpoint("tiny-sd1.safetensors")
+        services.models.select_checkpoint("tiny-sd1.safetensors")
 
 
 def test_broken_embedding_file_is_reported_not_fatal(services):
     folder = services.settings.paths.embeddings_dir
     (folder / "broken.pt").write_bytes(b"not a pickle")
-    assert len(services.txt2img(dataclasses.replace(BASE, prompt="a broken circle")).images) == 1
-    assert "broken" in services.embeddings.errors()
+    assert len(services.generation.txt2img(dataclasses.replace(BASE, prompt="a broken circle")).images) == 1
+    assert "broken" in services.runtime.embeddings.errors()

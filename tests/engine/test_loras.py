@@ -22,19 +22,19 @@ def services(tmp_path_factory, tiny_checkpoints):
 
     data_dir = make_data_dir(tmp_path_factory.mktemp("lora"), tiny_checkpoints, ("sd1", "sdxl"))
     services = build_services(make_settings(data_dir))
-    services.select_checkpoint("tiny-sd1.safetensors")
-    pipe = services.manager.require().pipeline
+    services.models.select_checkpoint("tiny-sd1.safetensors")
+    pipe = services.runtime.manager.require().pipeline
     for index, fmt in enumerate(FORMATS):
         folder = services.settings.paths.lycoris_dir if fmt.startswith(("lokr", "loha")) else \
             services.settings.paths.lora_dir
         write_adapter(folder / f"{fmt}.safetensors", pipe, fmt, seed=index)
     write_adapter(services.settings.paths.lora_dir / "second.safetensors", pipe, "lora", seed=42)
     yield services
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def image(services, prompt: str, **fields) -> np.ndarray:
-    return np.asarray(services.txt2img(dataclasses.replace(BASE, prompt=prompt, **fields)).images[0].image)
+    return np.asarray(services.generation.txt2img(dataclasses.replace(BASE, prompt=prompt, **fields)).images[0].image)
 
 
 def weights(pipe) -> dict[str, torch.Tensor]:
@@ -46,7 +46,7 @@ def weights(pipe) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_each_layout_changes_the_image_and_weight_zero_does_not(services, fmt):
     plain = image(services, "a red circle")
-    result = services.txt2img(dataclasses.replace(BASE, prompt=f"a red circle <lora:{fmt}:1>"))
+    result = services.generation.txt2img(dataclasses.replace(BASE, prompt=f"a red circle <lora:{fmt}:1>"))
     assert not result.warnings, result.warnings
     assert not np.array_equal(plain, np.asarray(result.images[0].image))
     assert f'Lora hashes: "{fmt}: ' in result.infotexts[0]
@@ -55,7 +55,7 @@ def test_each_layout_changes_the_image_and_weight_zero_does_not(services, fmt):
 
 
 def test_lora_merge_matches_the_formula(services):
-    pipe = services.manager.require().pipeline
+    pipe = services.runtime.manager.require().pipeline
     target = attention_targets(pipe)[0]
     module = dict(pipe.unet.named_modules())[target]
     base = module.weight.detach().clone()
@@ -63,26 +63,27 @@ def test_lora_merge_matches_the_formula(services):
     state = load_file(str(services.settings.paths.lora_dir / "lora.safetensors"))
     key = "lora_unet_" + target.replace(".", "_")
     down, up, alpha = state[f"{key}.lora_down.weight"], state[f"{key}.lora_up.weight"], state[f"{key}.alpha"]
-    services.txt2img(dataclasses.replace(BASE, prompt="x <lora:lora:0.7>"))
+    services.generation.txt2img(dataclasses.replace(BASE, prompt="x <lora:lora:0.7>"))
     expected = base + 0.7 * (up @ down) * (alpha / down.shape[0])
     assert torch.allclose(module.weight, expected, atol=1e-6)
-    services.txt2img(BASE)
+    services.generation.txt2img(BASE)
     assert torch.equal(module.weight, base)
 
 
 def test_remove_restores_every_tensor_bit_exactly(services):
-    pipe = services.manager.require().pipeline
+    pipe = services.runtime.manager.require().pipeline
     before = weights(pipe)
-    services.txt2img(dataclasses.replace(BASE, prompt="a <lora:lora:1> <lyco:loha:0.5> <lora:lokr:0.8:0.2> b"))
+    services.generation.txt2img(dataclasses.replace(BASE,
+                                                    prompt="a <lora:lora:1> <lyco:loha:0.5> <lora:lokr:0.8:0.2> b"))
     changed = weights(pipe)
     assert any(not torch.equal(before[k], changed[k]) for k in before)
-    services.txt2img(BASE)
+    services.generation.txt2img(BASE)
     after = weights(pipe)
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_two_adapters_compose_and_unchanged_set_does_no_work(services):
-    adapters = services.manager.require().adapters
+    adapters = services.runtime.manager.require().adapters
     one = image(services, "x <lora:lora:1>")
     both = image(services, "x <lora:lora:1> <lora:second:1>")
     assert not np.array_equal(one, both)
@@ -95,36 +96,36 @@ def test_two_adapters_compose_and_unchanged_set_does_no_work(services):
 
 
 def test_text_encoder_and_unet_weights_apply_separately(services):
-    pipe = services.manager.require().pipeline
-    services.txt2img(BASE)  # no adapters: base weights
+    pipe = services.runtime.manager.require().pipeline
+    services.generation.txt2img(BASE)  # no adapters: base weights
     te_before = {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
-    services.txt2img(dataclasses.replace(BASE, prompt="x <lora:lora:0:1>"))
+    services.generation.txt2img(dataclasses.replace(BASE, prompt="x <lora:lora:0:1>"))
     assert all(torch.equal(te_before[k], v) for k, v in pipe.text_encoder.state_dict().items())
-    services.txt2img(dataclasses.replace(BASE, prompt="x <lora:lora:1:0>"))
+    services.generation.txt2img(dataclasses.replace(BASE, prompt="x <lora:lora:1:0>"))
     assert any(not torch.equal(te_before[k], v) for k, v in pipe.text_encoder.state_dict().items())
-    services.txt2img(BASE)
+    services.generation.txt2img(BASE)
 
 
 def test_unknown_and_wrong_family_files_warn_never_crash(services):
     plain = image(services, "a red circle")
-    missing = services.txt2img(dataclasses.replace(BASE, prompt="a red circle <lora:nope:1>"))
+    missing = services.generation.txt2img(dataclasses.replace(BASE, prompt="a red circle <lora:nope:1>"))
     assert any("'nope' not found" in w for w in missing.warnings)
-    services.select_checkpoint("tiny-sdxl.safetensors")
+    services.models.select_checkpoint("tiny-sdxl.safetensors")
     try:
-        xl_pipe = services.manager.require().pipeline
+        xl_pipe = services.runtime.manager.require().pipeline
         write_adapter(services.settings.paths.lora_dir / "xl-ldm.safetensors", xl_pipe, "lora", ldm_names=True)
-        xl = services.txt2img(dataclasses.replace(BASE, prompt="x <lora:xl-ldm:1>", width=64, height=64))
+        xl = services.generation.txt2img(dataclasses.replace(BASE, prompt="x <lora:xl-ldm:1>", width=64, height=64))
         assert not xl.warnings, xl.warnings
         plain_xl = image(services, "x", width=64, height=64)
         assert not np.array_equal(plain_xl, np.asarray(xl.images[0].image))
     finally:
-        services.select_checkpoint("tiny-sd1.safetensors")
-    wrong = services.txt2img(dataclasses.replace(BASE, prompt="a red circle <lora:xl-ldm:1>"))
+        services.models.select_checkpoint("tiny-sd1.safetensors")
+    wrong = services.generation.txt2img(dataclasses.replace(BASE, prompt="a red circle <lora:xl-ldm:1>"))
     assert any("xl-ldm" in w and "skipped" in w for w in wrong.warnings)
     assert np.array_equal(plain, np.asarray(wrong.images[0].image))
 
 
 def test_loras_listed_with_metadata(services):
-    names = {row["name"]: row for row in services.lora_list()}
+    names = {row["name"]: row for row in services.networks.lora_list()}
     assert {"lora", "loha", "lokr", "second"} <= set(names)
     assert names["lora"]["metadata"]["ss_network_dim"] == "4"

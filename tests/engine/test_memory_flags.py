@@ -131,9 +131,9 @@ def loaded(tmp_path_factory, tiny_checkpoints):
 
     data_dir = make_data_dir(tmp_path_factory.mktemp("memory-flags"), tiny_checkpoints, ("sd1",))
     services = build_services(make_settings(data_dir))
-    services.select_checkpoint("tiny-sd1.safetensors")
+    services.models.select_checkpoint("tiny-sd1.safetensors")
     yield services
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def processors(model: torch.nn.Module) -> set[type]:
@@ -143,20 +143,20 @@ def processors(model: torch.nn.Module) -> set[type]:
 def apply(services, flags: MemoryFlags, vae_tiling: bool = False, vae_slicing: bool = False):
     """Re-apply the optimizer with other flags to the loaded pipeline (on the worker, like a load does); the VAE
     options come from config.json as in the app."""
-    manager = services.manager
+    manager = services.runtime.manager
     manager.memory.options = dataclasses.replace(manager.memory.options, flags=flags)
     services.options.update({"vae_tiling": vae_tiling, "vae_slicing": vae_slicing})
     active = manager.require()
-    return services.executor.run(lambda token, progress: manager.memory.apply(active.pipeline,
+    return services.runtime.executor.run(lambda token, progress: manager.memory.apply(active.pipeline,
                                                                                active.loaded.family))
 
 
 def test_load_applies_the_plan(loaded):
-    assert loaded.manager.memory.last_plan.actions == (TO_DEVICE,)
+    assert loaded.runtime.manager.memory.last_plan.actions == (TO_DEVICE,)
 
 
 def test_attention_choices_set_the_processors(loaded):
-    pipe = loaded.manager.require().pipeline
+    pipe = loaded.runtime.manager.require().pipeline
     apply(loaded, MemoryFlags(opt_split_attention=True))
     assert processors(pipe.unet) == {SlicedAttnProcessor}
     apply(loaded, MemoryFlags(opt_sdp_attention=True))
@@ -166,11 +166,11 @@ def test_attention_choices_set_the_processors(loaded):
     assert processors(pipe.unet) == {AttnProcessor}
     apply(loaded, MemoryFlags(xformers=True))  # not installed here: SDPA stays, with a note
     assert processors(pipe.unet) == {AttnProcessor2_0}
-    assert "xformers" in loaded.manager.memory.last_plan.notes[0]
+    assert "xformers" in loaded.runtime.manager.memory.last_plan.notes[0]
 
 
 def test_channels_last_and_vae_tiling_slicing(loaded):
-    pipe = loaded.manager.require().pipeline
+    pipe = loaded.runtime.manager.require().pipeline
     apply(loaded, MemoryFlags(opt_channelslast=True), vae_tiling=True, vae_slicing=True)
     assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert pipe.vae.use_tiling and pipe.vae.use_slicing
@@ -179,11 +179,12 @@ def test_channels_last_and_vae_tiling_slicing(loaded):
 
 
 def test_vae_options_from_config_are_applied(loaded):
-    loaded.manager.memory.options = dataclasses.replace(loaded.manager.memory.options, flags=MemoryFlags())
-    loaded.set_options({"vae_tiling": True})
-    assert loaded.manager.require().pipeline.vae.use_tiling
-    loaded.set_options({"vae_tiling": False})
-    assert not loaded.manager.require().pipeline.vae.use_tiling
+    memory = loaded.runtime.manager.memory
+    memory.options = dataclasses.replace(memory.options, flags=MemoryFlags())
+    loaded.options.set_options({"vae_tiling": True})
+    assert loaded.runtime.manager.require().pipeline.vae.use_tiling
+    loaded.options.set_options({"vae_tiling": False})
+    assert not loaded.runtime.manager.require().pipeline.vae.use_tiling
 
 
 def test_offload_flags_on_cpu_generate_normally(loaded):
@@ -191,7 +192,8 @@ def test_offload_flags_on_cpu_generate_normally(loaded):
     assert plan_.actions == (TO_DEVICE,) and len(plan_.notes) == 2
     from webui.core.requests import GenerationRequest
 
-    result = loaded.txt2img(GenerationRequest(prompt="x", steps=1, width=32, height=32, seed=1, save_images=False))
+    result = loaded.generation.txt2img(GenerationRequest(prompt="x", steps=1, width=32, height=32, seed=1,
+                                                         save_images=False))
     assert result.images[0].image.size == (32, 32)
     apply(loaded, MemoryFlags())
 
@@ -199,14 +201,14 @@ def test_offload_flags_on_cpu_generate_normally(loaded):
 def test_upcast_attention_sets_the_attention_flags(loaded):
     from diffusers.models.attention_processor import Attention
 
-    pipe = loaded.manager.require().pipeline
-    loaded.manager.memory.options = dataclasses.replace(loaded.manager.memory.options, half=True)
+    pipe = loaded.runtime.manager.require().pipeline
+    loaded.runtime.manager.memory.options = dataclasses.replace(loaded.runtime.manager.memory.options, half=True)
     try:
         apply(loaded, MemoryFlags(upcast_sampling=True))
         modules = [m for m in pipe.unet.modules() if isinstance(m, Attention)]
         assert modules and all(m.upcast_attention and m.upcast_softmax for m in modules)
     finally:
-        loaded.manager.memory.options = dataclasses.replace(loaded.manager.memory.options, half=False)
+        loaded.runtime.manager.memory.options = dataclasses.replace(loaded.runtime.manager.memory.options, half=False)
 
 
 def test_no_half_vae_keeps_the_vae_in_float32_beside_a_float16_unet(tiny_checkpoints, tmp_path):

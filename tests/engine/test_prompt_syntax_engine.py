@@ -24,7 +24,7 @@ def prompts(prompt: str, negative: str = "", steps: int = 4) -> PassPrompts:
 
 
 def image(services, **fields) -> np.ndarray:
-    return np.asarray(services.txt2img(dataclasses.replace(BASE, **fields)).images[0].image).astype(int)
+    return np.asarray(services.generation.txt2img(dataclasses.replace(BASE, **fields)).images[0].image).astype(int)
 
 
 def test_weighted_word_changes_the_image_and_weight_one_does_not(sd1_services):
@@ -44,7 +44,7 @@ def test_prompt_editing_limits(sd1_services):
 
 
 def test_conditioning_switches_at_the_scheduled_step(sd1_services):
-    pipe = sd1_services.manager.require().pipeline
+    pipe = sd1_services.runtime.manager.require().pipeline
     plan = plan_conditioning(pipe, prompts("a [red:blue:2] circle"), 1)
     red = plan_conditioning(pipe, prompts("a red circle"), 1).at(0)[0].embeds
     blue = plan_conditioning(pipe, prompts("a blue circle"), 1).at(0)[0].embeds
@@ -54,7 +54,7 @@ def test_conditioning_switches_at_the_scheduled_step(sd1_services):
     handle = pipe.unet.register_forward_pre_hook(
         lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"][1].clone()), with_kwargs=True)
     try:
-        sd1_services.txt2img(dataclasses.replace(BASE, prompt="a [red:blue:2] circle"))
+        sd1_services.generation.txt2img(dataclasses.replace(BASE, prompt="a [red:blue:2] circle"))
     finally:
         handle.remove()
     assert len(seen) == 4
@@ -65,7 +65,7 @@ def test_conditioning_switches_at_the_scheduled_step(sd1_services):
 def test_alternation_and_break_and_long_prompts_generate(sd1_services):
     for prompt in ("a [red|blue] circle", "a red circle BREAK blue background", " ".join(["red circle"] * 60),
                    "a red circle AND a blue square:0.5", "((unbalanced (brackets", "<lora:missing:1> a cat"):
-        result = sd1_services.txt2img(dataclasses.replace(BASE, prompt=prompt))
+        result = sd1_services.generation.txt2img(dataclasses.replace(BASE, prompt=prompt))
         assert len(result.images) == 1
         assert parse_infotext(result.infotexts[0]).prompt == prompt
 
@@ -78,9 +78,10 @@ def test_and_is_composable_diffusion(sd1_services):
     assert np.abs(plain - halves).max() <= 1
     both = image(sd1_services, prompt="a red circle AND a blue square")
     assert not np.array_equal(plain, both)
-    batch = sd1_services.txt2img(dataclasses.replace(BASE, prompt="a red circle AND a blue square", batch_size=2))
+    batch = sd1_services.generation.txt2img(dataclasses.replace(BASE, prompt="a red circle AND a blue square",
+                                                                batch_size=2))
     assert np.abs(np.asarray(batch.images[0].image).astype(int) - both).max() <= 1  # batched matmuls round apart
-    assert type(sd1_services.manager.require().pipeline.unet).__name__ == "UNet2DConditionModel"
+    assert type(sd1_services.runtime.manager.require().pipeline.unet).__name__ == "UNet2DConditionModel"
 
 
 def test_and_with_prompt_editing_per_part(sd1_services):
@@ -89,7 +90,7 @@ def test_and_with_prompt_editing_per_part(sd1_services):
 
 
 def test_long_negative_is_padded_to_the_prompt_chunks(sd1_services):
-    pipe = sd1_services.manager.require().pipeline
+    pipe = sd1_services.runtime.manager.require().pipeline
     plan = plan_conditioning(pipe, prompts(" ".join(["red"] * 100), "blurry"), 1)
     cond, uncond = plan.at(0)
     assert cond.chunks == uncond.chunks == 2
@@ -98,7 +99,7 @@ def test_long_negative_is_padded_to_the_prompt_chunks(sd1_services):
 def test_variation_seed(sd1_services):
     plain = image(sd1_services)
     assert np.array_equal(plain, image(sd1_services, subseed=99, subseed_strength=0.0))
-    varied = sd1_services.txt2img(dataclasses.replace(BASE, subseed=99, subseed_strength=0.3))
+    varied = sd1_services.generation.txt2img(dataclasses.replace(BASE, subseed=99, subseed_strength=0.3))
     assert not np.array_equal(plain, np.asarray(varied.images[0].image).astype(int))
     fields = parse_infotext(varied.infotexts[0]).to_generation_fields()
     assert fields["subseed"] == 99 and fields["subseed_strength"] == pytest.approx(0.3)
@@ -110,7 +111,7 @@ def test_variation_seed(sd1_services):
 def test_resize_seed_from(sd1_services):
     plain = image(sd1_services)
     assert np.array_equal(plain, image(sd1_services, seed_resize_from_w=32, seed_resize_from_h=32))
-    big = sd1_services.txt2img(dataclasses.replace(BASE, width=64, height=64, seed_resize_from_w=32,
+    big = sd1_services.generation.txt2img(dataclasses.replace(BASE, width=64, height=64, seed_resize_from_w=32,
                                                    seed_resize_from_h=32))
     assert "Seed resize from: 32x32" in big.infotexts[0]
     assert big.images[0].image.size == (64, 64)

@@ -129,7 +129,7 @@ def test_script_gives_the_requested_size_saved_with_infotext(sd1_services):
     folder = sd1_services.settings.paths.outputs_dir / "img2img-images"
     before = set(folder.rglob("*.png"))
     options = dataclasses.replace(SMOOTH_OPTIONS, custom_scale=1.5, tile_width=40, tile_height=0)
-    result = sd1_services.submit_tiled_upscale(img2img(smooth_picture(48, 40)), options).result()
+    result = sd1_services.scripts.submit_tiled_upscale(img2img(smooth_picture(48, 40)), options).result()
     assert result.cells_done == result.cells_total == 2 * 2 and not result.interrupted
     (image,) = result.images
     assert image.image.size == (72, 64) and image.seed == 5
@@ -147,7 +147,7 @@ def test_chess_with_seams_fix_returns_both_images_saved_as_asked(sd1_services):
     options = dataclasses.replace(SMOOTH_OPTIONS, redraw_mode="Chess", seams_fix_type="Half tile offset pass",
                                   target_size_type="Custom size", custom_width=64, custom_height=64,
                                   save_upscaled_image=False, save_seams_fix_image=True)
-    result = sd1_services.submit_tiled_upscale(img2img(smooth_picture(32, 32), seed=-1), options).result()
+    result = sd1_services.scripts.submit_tiled_upscale(img2img(smooth_picture(32, 32), seed=-1), options).result()
     upscaled, fixed = result.images
     assert upscaled.image.size == fixed.image.size == (64, 64)
     assert upscaled.path is None and fixed.path is not None
@@ -161,22 +161,23 @@ def test_model_upscaler_from_the_registry(sd1_services):
 
     write_realesrgan_pth(sd1_services.settings.paths.esrgan_dir / "tiny-x4.pth")
     options = dataclasses.replace(SMOOTH_OPTIONS, upscaler="tiny-x4", redraw_mode="None")
-    result = sd1_services.submit_tiled_upscale(img2img(smooth_picture(24, 16), save_images=False), options).result()
+    result = sd1_services.scripts.submit_tiled_upscale(img2img(smooth_picture(24, 16), save_images=False),
+                                                       options).result()
     assert result.images[0].image.size == (48, 32) and result.cells_done == 0
     assert "Ultimate SD upscale upscaler: tiny-x4" in result.images[0].infotext
 
 
 def test_bad_requests_fail_before_anything_runs(sd1_services):
     with pytest.raises(ValidationError, match="needs an input image"):
-        sd1_services.submit_tiled_upscale(BASE, SMOOTH_OPTIONS)
+        sd1_services.scripts.submit_tiled_upscale(BASE, SMOOTH_OPTIONS)
     with pytest.raises(ModelNotFoundError, match="No upscaler named 'nope'"):
-        sd1_services.submit_tiled_upscale(img2img(smooth_picture()), dataclasses.replace(SMOOTH_OPTIONS,
+        sd1_services.scripts.submit_tiled_upscale(img2img(smooth_picture()), dataclasses.replace(SMOOTH_OPTIONS,
                                                                                         upscaler="nope"))
     with pytest.raises(ValidationError, match="Padding must be between"):
-        sd1_services.submit_tiled_upscale(img2img(smooth_picture()), dataclasses.replace(SMOOTH_OPTIONS,
+        sd1_services.scripts.submit_tiled_upscale(img2img(smooth_picture()), dataclasses.replace(SMOOTH_OPTIONS,
                                                                                         padding=-1))
     with pytest.raises(ValidationError, match="Steps"):
-        sd1_services.submit_tiled_upscale(img2img(smooth_picture(), steps=0), SMOOTH_OPTIONS)
+        sd1_services.scripts.submit_tiled_upscale(img2img(smooth_picture(), steps=0), SMOOTH_OPTIONS)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -191,15 +192,15 @@ def demo_services(tmp_path_factory):
     if not DEMO_MODEL_PATH.is_file():
         pytest.skip(f"the demo model {DEMO_MODEL_PATH} is not built")
     services = build_services(make_settings(tmp_path_factory.mktemp("usdu-demo"), include_demo_model=True))
-    services.select_checkpoint(services.checkpoint_titles()[0])
+    services.models.select_checkpoint(services.models.checkpoint_titles()[0])
     yield services
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def test_no_visible_seams_at_denoising_0_3(demo_services):
     request = img2img(smooth_picture(), prompt="a red circle on a blue background", steps=6, save_images=False)
-    smooth = demo_services.submit_tiled_upscale(request, SMOOTH_OPTIONS).result().images[0].image
-    hard = demo_services.submit_tiled_upscale(request, HARD_PASTE).result().images[0].image
+    smooth = demo_services.scripts.submit_tiled_upscale(request, SMOOTH_OPTIONS).result().images[0].image
+    hard = demo_services.scripts.submit_tiled_upscale(request, HARD_PASTE).result().images[0].image
     assert smooth.size == hard.size == (128, 128)
     # Measured: blended 0.87, hard paste 9.2.
     assert seam_ratio(smooth, 32) < 1.5

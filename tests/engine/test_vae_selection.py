@@ -22,34 +22,34 @@ def services(tmp_path, tiny_checkpoints):
     write_tiny_vae(data_dir / "models" / "VAE" / "other.vae.safetensors", seed=3)
     write_tiny_vae(data_dir / "models" / "VAE" / "wrong-size.safetensors", block_out_channels=(32, 64, 64))
     services = build_services(make_settings(data_dir))
-    services.select_checkpoint("tiny-sd1.safetensors")
+    services.models.select_checkpoint("tiny-sd1.safetensors")
     yield services
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def image(services, **fields) -> np.ndarray:
-    return np.asarray(services.txt2img(dataclasses.replace(BASE, **fields)).images[0].image)
+    return np.asarray(services.generation.txt2img(dataclasses.replace(BASE, **fields)).images[0].image)
 
 
 def test_vae_file_changes_the_image_and_none_restores_it(services):
-    assert services.vae_titles() == ["Automatic", "None", "other.vae.safetensors", "wrong-size.safetensors"]
+    assert services.models.vae_titles() == ["Automatic", "None", "other.vae.safetensors", "wrong-size.safetensors"]
     own = image(services)
-    services.select_vae("other.vae.safetensors")
-    result = services.txt2img(BASE)
+    services.models.select_vae("other.vae.safetensors")
+    result = services.generation.txt2img(BASE)
     assert "VAE: other.vae.safetensors" in result.infotexts[0]
     assert "VAE hash: " in result.infotexts[0]
     assert not np.array_equal(own, np.asarray(result.images[0].image))
-    services.select_vae("None")
+    services.models.select_vae("None")
     assert np.array_equal(own, image(services))
-    assert services.get_options()["sd_vae"] == "None"
+    assert services.options.get_options()["sd_vae"] == "None"
 
 
 def test_vae_for_another_architecture_is_refused_and_current_vae_stays(services):
-    services.select_vae("other.vae.safetensors")
+    services.models.select_vae("other.vae.safetensors")
     with_other = image(services)
     with pytest.raises(ModelLoadError, match="does not fit"):
-        services.select_vae("wrong-size.safetensors")
-    assert services.current_vae() == "other.vae.safetensors"
+        services.models.select_vae("wrong-size.safetensors")
+    assert services.models.current_vae() == "other.vae.safetensors"
     assert np.array_equal(with_other, image(services))
 
 
@@ -57,10 +57,10 @@ def test_automatic_uses_a_same_named_vae_next_to_the_checkpoint(services):
     own = image(services)
     ckpt_dir = services.settings.paths.ckpt_dir
     write_tiny_vae(ckpt_dir / "tiny-sd1.vae.safetensors", seed=9)
-    services.refresh_models()
-    assert "tiny-sd1.vae.safetensors" not in services.checkpoint_titles()
-    services.select_vae("None")
-    services.select_vae("Automatic")
-    result = services.txt2img(BASE)
+    services.models.refresh_models()
+    assert "tiny-sd1.vae.safetensors" not in services.models.checkpoint_titles()
+    services.models.select_vae("None")
+    services.models.select_vae("Automatic")
+    result = services.generation.txt2img(BASE)
     assert "VAE: tiny-sd1.vae.safetensors" in result.infotexts[0]
     assert not np.array_equal(own, np.asarray(result.images[0].image))

@@ -109,7 +109,7 @@ def render(app: App) -> dict[str, Any]:
 def add_lora(services: Any) -> None:
     from webui.testing.lora_files import write_adapter
 
-    pipe = services.manager.require().pipeline
+    pipe = services.runtime.manager.require().pipeline
     write_adapter(services.settings.paths.lora_dir / f"{LORA_NAME}.safetensors", pipe, "lora", seed=LORA_SEED)
 
 
@@ -127,12 +127,12 @@ def _main(out: Path) -> None:
     root = Path(tempfile.mkdtemp())
     checkpoint = write_tiny_checkpoint(root / "tiny-sd1.safetensors", "sd1", seed=0, dtype=torch.float16)
     services = build_services(make_settings(make_data_dir(root / "data", {"sd1": checkpoint})))
-    services.select_checkpoint(checkpoint.name)
+    services.models.select_checkpoint(checkpoint.name)
     add_lora(services)
-    app = App(services.txt2img, services.run_xyz_plot, services.run_prompt_matrix,
-              lambda base, options: services.submit_tiled_upscale(base, options).result())
+    app = App(services.generation.txt2img, services.scripts.run_xyz_plot, services.scripts.run_prompt_matrix,
+              lambda base, options: services.scripts.submit_tiled_upscale(base, options).result())
     out.write_text(json.dumps(render(app), indent=1, sort_keys=True) + "\n")
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ def rendered(tmp_path_factory, tiny_checkpoints):
     from webui.services import build_services
 
     services = build_services(make_settings(make_data_dir(tmp_path_factory.mktemp("same"), tiny_checkpoints)))
-    services.select_checkpoint(tiny_checkpoints["sd1"].name)
+    services.models.select_checkpoint(tiny_checkpoints["sd1"].name)
     add_lora(services)
-    app = App(services.txt2img, services.run_xyz_plot, services.run_prompt_matrix,
-              lambda base, options: services.submit_tiled_upscale(base, options).result())
+    app = App(services.generation.txt2img, services.scripts.run_xyz_plot, services.scripts.run_prompt_matrix,
+              lambda base, options: services.scripts.submit_tiled_upscale(base, options).result())
     yield render(app)
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 @pytest.mark.parametrize("case", sorted(key for key in EXPECTED if not key.startswith("_")))

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from tests.conftest import submit_form
 from tests.services.test_training_service import form
 from webui.core.device_sharing import OFFLOAD, WAIT
 from webui.core.errors import GenerationError
@@ -14,35 +15,36 @@ from webui.core.requests import GenerationRequest
 REQUEST = GenerationRequest(prompt="a red circle", steps=2, width=32, height=32, seed=5, save_images=False)
 
 
+
 def _running_job(services, dataset) -> str:
-    job = services.submit_training(form(services, dataset, output_name="long", max_train_steps=5000))
-    services.training.wait(job["id"], timeout=120, statuses=("running",))
-    return job["id"]
+    job = submit_form(services, form(services, dataset, output_name="long", max_train_steps=5000))
+    services.runtime.training_worker.wait(job.record.id, timeout=120, statuses=("running",))
+    return job.record.id
 
 
 def test_generation_during_training_tells_the_user_and_waits_when_asked(services, shapes_dataset):
-    assert services.txt2img(REQUEST).warnings == ()  # nothing trains yet
+    assert services.generation.txt2img(REQUEST).warnings == ()  # nothing trains yet
     job_id = _running_job(services, shapes_dataset)
 
-    services.set_options({"training_device_policy": OFFLOAD})
-    shared = services.txt2img(REQUEST)
+    services.options.set_options({"training_device_policy": OFFLOAD})
+    shared = services.generation.txt2img(REQUEST)
     assert any("'long'" in w and "share its cores" in w for w in shared.warnings), shared.warnings
 
-    services.set_options({"training_device_policy": WAIT})
-    waiting = services.submit_txt2img(REQUEST)
+    services.options.set_options({"training_device_policy": WAIT})
+    waiting = services.generation.submit_txt2img(REQUEST)
     time.sleep(1.5)
     assert not waiting.done()
-    assert "Waiting for training 'long'" in services.progress().textinfo
-    services.interrupt()
+    assert "Waiting for training 'long'" in services.queue.progress().textinfo
+    services.queue.interrupt()
     with pytest.raises(GenerationError, match="Interrupted while waiting"):
         waiting.result(timeout=30)
 
-    held = services.submit_txt2img(REQUEST)
+    held = services.generation.submit_txt2img(REQUEST)
     time.sleep(1.0)
     assert not held.done()
-    services.cancel_training(job_id)
+    services.training.cancel(job_id)
     result = held.result(timeout=60)  # training ended: the generation ran
     assert len(result.images) == 1
     assert any("'long'" in w for w in result.warnings), result.warnings  # it ran while the job still listed
-    assert services.training.get(job_id).status == "cancelled"
-    assert services.txt2img(REQUEST).warnings == ()
+    assert services.runtime.training_worker.get(job_id).status == "cancelled"
+    assert services.generation.txt2img(REQUEST).warnings == ()

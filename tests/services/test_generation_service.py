@@ -28,23 +28,23 @@ def pixels(result) -> list[np.ndarray]:
 @pytest.mark.parametrize("sampler", sampler_names())
 def test_same_seed_same_image_for_every_sampler(sd1_services, sampler):
     request = dataclasses.replace(BASE, sampler_name=sampler)
-    first = sd1_services.txt2img(request)
-    second = sd1_services.txt2img(request)
+    first = sd1_services.generation.txt2img(request)
+    second = sd1_services.generation.txt2img(request)
     assert np.array_equal(pixels(first)[0], pixels(second)[0])
-    other = sd1_services.txt2img(dataclasses.replace(request, seed=99))
+    other = sd1_services.generation.txt2img(dataclasses.replace(request, seed=99))
     assert not np.array_equal(pixels(first)[0], pixels(other)[0])
 
 
 def test_batch_seeds_are_seed_plus_i_and_match_single_images(sd1_services):
-    batch = sd1_services.txt2img(dataclasses.replace(BASE, batch_size=2, n_iter=2, seed=100))
+    batch = sd1_services.generation.txt2img(dataclasses.replace(BASE, batch_size=2, n_iter=2, seed=100))
     assert batch.seeds == [100, 101, 102, 103]
-    single = sd1_services.txt2img(dataclasses.replace(BASE, seed=103))
+    single = sd1_services.generation.txt2img(dataclasses.replace(BASE, seed=103))
     # A1111-style CPU noise: image i depends only on its own seed, not on its place in the batch.
     assert np.abs(pixels(batch)[3].astype(int) - pixels(single)[0].astype(int)).max() <= 1
 
 
 def test_random_seed_is_resolved_and_recorded(sd1_services):
-    result = sd1_services.txt2img(dataclasses.replace(BASE, seed=-1))
+    result = sd1_services.generation.txt2img(dataclasses.replace(BASE, seed=-1))
     assert result.request.seed >= 0
     assert f"Seed: {result.request.seed}" in result.infotexts[0]
 
@@ -52,7 +52,7 @@ def test_random_seed_is_resolved_and_recorded(sd1_services):
 def test_images_saved_with_infotext_that_parses_back(sd1_services):
     request = dataclasses.replace(BASE, save_images=True, seed=4242, sampler_name="DPM++ 2M",
                                   scheduler="Karras", clip_skip=2)
-    result = sd1_services.txt2img(request)
+    result = sd1_services.generation.txt2img(request)
     path = result.images[0].path
     folder = sd1_services.settings.paths.outputs_dir / "txt2img-images" / date.today().isoformat()
     assert path.parent == folder
@@ -70,8 +70,8 @@ def test_images_saved_with_infotext_that_parses_back(sd1_services):
 
 
 def test_clip_skip_changes_the_image(sd1_services):
-    one = sd1_services.txt2img(BASE)
-    two = sd1_services.txt2img(dataclasses.replace(BASE, clip_skip=2))
+    one = sd1_services.generation.txt2img(BASE)
+    two = sd1_services.generation.txt2img(dataclasses.replace(BASE, clip_skip=2))
     assert not np.array_equal(pixels(one)[0], pixels(two)[0])
 
 
@@ -83,46 +83,46 @@ def test_clip_skip_changes_the_image(sd1_services):
 ])
 def test_bad_requests_give_clear_errors_and_the_model_keeps_working(sd1_services, fields, error, message):
     with pytest.raises(error, match=message):
-        sd1_services.txt2img(dataclasses.replace(BASE, **fields))
-    assert len(sd1_services.txt2img(BASE).images) == 1
+        sd1_services.generation.txt2img(dataclasses.replace(BASE, **fields))
+    assert len(sd1_services.generation.txt2img(BASE).images) == 1
 
 
 def test_interrupt_stops_the_job_and_keeps_finished_images(sd1_services):
     started = threading.Event()
-    original = sd1_services.executor.progress.update
+    original = sd1_services.runtime.executor.progress.update
 
     def spy(**fields):
         original(**fields)
-        if fields.get("sampling_step") == 1 and sd1_services.progress().job_no == 1:
+        if fields.get("sampling_step") == 1 and sd1_services.queue.progress().job_no == 1:
             started.set()
-            sd1_services.interrupt()
+            sd1_services.queue.interrupt()
 
-    sd1_services.executor.progress.update = spy
+    sd1_services.runtime.executor.progress.update = spy
     try:
-        result = sd1_services.txt2img(dataclasses.replace(BASE, n_iter=4, steps=4))
+        result = sd1_services.generation.txt2img(dataclasses.replace(BASE, n_iter=4, steps=4))
     finally:
-        sd1_services.executor.progress.update = original
+        sd1_services.runtime.executor.progress.update = original
     assert started.is_set()
     assert result.interrupted
     assert len(result.images) == 2  # batch 1 complete, batch 2 stopped after its first step, 3 and 4 never ran
 
 
 def test_skip_ends_only_the_current_batch(sd1_services):
-    original = sd1_services.executor.progress.update
+    original = sd1_services.runtime.executor.progress.update
 
     def spy(**fields):
         original(**fields)
-        if fields.get("sampling_step") == 1 and sd1_services.progress().job_no == 0:
-            sd1_services.skip()
+        if fields.get("sampling_step") == 1 and sd1_services.queue.progress().job_no == 0:
+            sd1_services.queue.skip()
 
-    sd1_services.executor.progress.update = spy
+    sd1_services.runtime.executor.progress.update = spy
     try:
-        result = sd1_services.txt2img(dataclasses.replace(BASE, n_iter=2, steps=4))
+        result = sd1_services.generation.txt2img(dataclasses.replace(BASE, n_iter=2, steps=4))
     finally:
-        sd1_services.executor.progress.update = original
+        sd1_services.runtime.executor.progress.update = original
     assert not result.interrupted
     assert len(result.images) == 2
-    full = sd1_services.txt2img(dataclasses.replace(BASE, seed=BASE.seed + 1, steps=4))
+    full = sd1_services.generation.txt2img(dataclasses.replace(BASE, seed=BASE.seed + 1, steps=4))
     assert np.array_equal(pixels(result)[1], pixels(full)[0])  # the second batch ran in full
 
 
@@ -137,16 +137,16 @@ def test_corrupt_and_wrong_files_are_refused_and_previous_model_stays(tmp_path, 
     (ckpt_dir / "notes.ckpt").write_bytes(b"plain text, not a pickle")
     services = build_services(make_settings(data_dir))
     try:
-        services.select_checkpoint("tiny-sd1.safetensors")
-        before = pixels(services.txt2img(BASE))[0]
+        services.models.select_checkpoint("tiny-sd1.safetensors")
+        before = pixels(services.generation.txt2img(BASE))[0]
         for name in ("truncated.safetensors", "garbage.safetensors", "notes.ckpt"):
             with pytest.raises(ModelLoadError) as info:
-                services.select_checkpoint(name)
+                services.models.select_checkpoint(name)
             assert name in str(info.value)
-            assert services.current_checkpoint() == "tiny-sd1.safetensors"
-        assert np.array_equal(pixels(services.txt2img(BASE))[0], before)
+            assert services.models.current_checkpoint() == "tiny-sd1.safetensors"
+        assert np.array_equal(pixels(services.generation.txt2img(BASE))[0], before)
     finally:
-        services.executor.shutdown()
+        services.runtime.executor.shutdown()
 
 
 @pytest.mark.parametrize("family", ["sd2", "sdxl"])
@@ -157,14 +157,14 @@ def test_other_families_load_from_single_file_and_generate(tmp_path, tiny_checkp
     services = build_services(make_settings(data_dir))
     try:
         title = tiny_checkpoints[family].name
-        assert services.checkpoint_titles() == [title]
-        assert services.select_checkpoint(title) == title
-        result = services.txt2img(dataclasses.replace(BASE, width=64, height=48))
+        assert services.models.checkpoint_titles() == [title]
+        assert services.models.select_checkpoint(title) == title
+        result = services.generation.txt2img(dataclasses.replace(BASE, width=64, height=48))
         assert result.images[0].image.size == (64, 48)
-        again = services.txt2img(dataclasses.replace(BASE, width=64, height=48))
+        again = services.generation.txt2img(dataclasses.replace(BASE, width=64, height=48))
         assert np.array_equal(pixels(result)[0], pixels(again)[0])
     finally:
-        services.executor.shutdown()
+        services.runtime.executor.shutdown()
 
 
 def test_switching_checkpoints_loads_once_and_refresh_finds_new_files(tmp_path, tiny_checkpoints):
@@ -173,21 +173,21 @@ def test_switching_checkpoints_loads_once_and_refresh_finds_new_files(tmp_path, 
     data_dir = make_data_dir(tmp_path, tiny_checkpoints, ("sd1",))
     services = build_services(make_settings(data_dir))
     try:
-        services.select_checkpoint("tiny-sd1.safetensors")
-        a = pixels(services.txt2img(BASE))[0]
+        services.models.select_checkpoint("tiny-sd1.safetensors")
+        a = pixels(services.generation.txt2img(BASE))[0]
         shutil.copy(tiny_checkpoints["sd1-other"], data_dir / "models" / "Stable-diffusion" / "other.safetensors")
-        assert "other.safetensors" not in services.checkpoint_titles()
-        services.refresh_models()
-        assert "other.safetensors" in services.checkpoint_titles()
-        loads = services.manager.load_count
-        services.select_checkpoint("other.safetensors")
-        services.select_checkpoint("other.safetensors")
-        assert services.manager.load_count == loads + 1
-        b = services.txt2img(BASE)
+        assert "other.safetensors" not in services.models.checkpoint_titles()
+        services.models.refresh_models()
+        assert "other.safetensors" in services.models.checkpoint_titles()
+        loads = services.runtime.manager.load_count
+        services.models.select_checkpoint("other.safetensors")
+        services.models.select_checkpoint("other.safetensors")
+        assert services.runtime.manager.load_count == loads + 1
+        b = services.generation.txt2img(BASE)
         assert "Model: other" in b.infotexts[0]
         assert not np.array_equal(a, pixels(b)[0])
     finally:
-        services.executor.shutdown()
+        services.runtime.executor.shutdown()
 
 
 def test_sdxl_prompt_syntax_and_composable_prompts(tmp_path, tiny_checkpoints):
@@ -196,12 +196,13 @@ def test_sdxl_prompt_syntax_and_composable_prompts(tmp_path, tiny_checkpoints):
     data_dir = make_data_dir(tmp_path, tiny_checkpoints, ("sdxl",))
     services = build_services(make_settings(data_dir))
     try:
-        services.select_checkpoint("tiny-sdxl.safetensors")
+        services.models.select_checkpoint("tiny-sdxl.safetensors")
         base = dataclasses.replace(BASE, width=64, height=64, sampler_name="Euler")
-        plain = pixels(services.txt2img(base))[0]
-        zero_part = pixels(services.txt2img(dataclasses.replace(base, prompt="a red circle AND a cat:0")))[0]
+        plain = pixels(services.generation.txt2img(base))[0]
+        zero_part = pixels(services.generation.txt2img(dataclasses.replace(base, prompt="a red circle AND a cat:0")))[0]
         assert np.array_equal(plain, zero_part)
-        edited = services.txt2img(dataclasses.replace(base, prompt="a [red:(blue:1.3):0.5] circle BREAK sky"))
+        edited = services.generation.txt2img(dataclasses.replace(base,
+                                                                 prompt="a [red:(blue:1.3):0.5] circle BREAK sky"))
         assert not np.array_equal(plain, pixels(edited)[0])
     finally:
-        services.executor.shutdown()
+        services.runtime.executor.shutdown()

@@ -28,12 +28,12 @@ def services(tmp_path_factory, tiny_checkpoints):
 
     data_dir = make_data_dir(tmp_path_factory.mktemp("xyz"), tiny_checkpoints, ("sd1", "sd1-other"))
     services = build_services(make_settings(data_dir))
-    services.select_checkpoint(SD1)
-    pipe = services.manager.require().pipeline
+    services.models.select_checkpoint(SD1)
+    pipe = services.runtime.manager.require().pipeline
     for epoch in (2, 4):
         write_adapter(services.settings.paths.lora_dir / f"mylora-00000{epoch}.safetensors", pipe, "lora", seed=epoch)
     yield services
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def grids_folder(services):
@@ -42,7 +42,8 @@ def grids_folder(services):
 
 def test_2x3x2_plot_makes_12_images_and_2_plus_1_grids_of_the_right_size(services):
     axes = [AxisInput("Steps", "1-2"), AxisInput("CFG Scale", "3-5"), AxisInput("Seed", "7, 8")]
-    result = services.run_xyz_plot(BASE, axes, XyzOptions(draw_legend=False, include_sub_grids=True, margin_size=2))
+    result = services.scripts.run_xyz_plot(BASE, axes, XyzOptions(draw_legend=False, include_sub_grids=True,
+                                                                  margin_size=2))
     assert len(result.sub_images) == 12 and result.cells_done == result.cells_total == 12
     assert not result.interrupted
     z_grid, *sub_grids = result.grids
@@ -64,45 +65,45 @@ def test_2x3x2_plot_makes_12_images_and_2_plus_1_grids_of_the_right_size(service
     assert z_params == ("Seed", "7, 8", "7, 8")
     assert parse_infotext(sub_grids[1].infotext).params["Seed"] == "8"
     # Without "Include sub-grids" only the Z grid comes back; without Z only the one grid.
-    fewer = services.run_xyz_plot(BASE, axes[:1] + [AxisInput(), AxisInput("Seed", "7, 8")])
+    fewer = services.scripts.run_xyz_plot(BASE, axes[:1] + [AxisInput(), AxisInput("Seed", "7, 8")])
     assert len(fewer.grids) == 1 and len(fewer.images) == 1
-    flat = services.run_xyz_plot(BASE, axes[:1], XyzOptions(include_sub_images=True))
+    flat = services.scripts.run_xyz_plot(BASE, axes[:1], XyzOptions(include_sub_images=True))
     assert len(flat.grids) == 1 and len(flat.images) == 3
 
 
 def test_keep_minus_one_off_gives_one_fixed_seed_and_on_gives_random_seeds(services):
     base = dataclasses.replace(BASE, seed=-1, save_images=False)
     axes = [AxisInput("CFG Scale", "3, 4, 5")]
-    fixed = services.run_xyz_plot(base, axes)
+    fixed = services.scripts.run_xyz_plot(base, axes)
     seeds = {img.seed for img in fixed.sub_images}
     assert len(seeds) == 1 and seeds.pop() >= 0
-    kept = services.run_xyz_plot(base, axes, XyzOptions(keep_random_seeds=True))
+    kept = services.scripts.run_xyz_plot(base, axes, XyzOptions(keep_random_seeds=True))
     assert len({img.seed for img in kept.sub_images}) == 3
 
 
 def test_checkpoint_axis_switches_models_the_minimum_number_of_times(services, monkeypatch):
     loads = []
-    real_load = services.manager.load
-    monkeypatch.setattr(services.manager, "load", lambda entry: loads.append(entry.title) or real_load(entry))
+    real_load = services.runtime.manager.load
+    monkeypatch.setattr(services.runtime.manager, "load", lambda entry: loads.append(entry.title) or real_load(entry))
     base = dataclasses.replace(BASE, save_images=False)
     axes = [AxisInput("Checkpoint name", picks=(SD1, OTHER)), AxisInput("Steps", "1, 2"), AxisInput("Seed", "1, 2")]
-    result = services.run_xyz_plot(base, axes, XyzOptions(include_sub_grids=True))
+    result = services.scripts.run_xyz_plot(base, axes, XyzOptions(include_sub_grids=True))
     # Interleaved it would be 8 switches; grouped, the other model loads once and the current one last.
     assert loads == [OTHER, SD1]
-    assert services.current_checkpoint() == SD1
+    assert services.models.current_checkpoint() == SD1
     models = [parse_infotext(img.infotext).params["Model"] for img in result.sub_images]
     assert models == ["tiny-sd1", "tiny-sd1-other"] * 4  # grid order is kept whatever the run order
     # A checkpoint that is not loaded: loaded once, then the starting model comes back.
     loads.clear()
-    services.run_xyz_plot(base, [AxisInput("Checkpoint name", "tiny-sd1-other"), AxisInput("Steps", "1, 2")])
-    assert loads == [OTHER, SD1] and services.current_checkpoint() == SD1
+    services.scripts.run_xyz_plot(base, [AxisInput("Checkpoint name", "tiny-sd1-other"), AxisInput("Steps", "1, 2")])
+    assert loads == [OTHER, SD1] and services.models.current_checkpoint() == SD1
 
 
 def test_vae_axis_and_sampler_axis_run(services):
-    result = services.run_xyz_plot(dataclasses.replace(BASE, save_images=False),
+    result = services.scripts.run_xyz_plot(dataclasses.replace(BASE, save_images=False),
                                    [AxisInput("VAE", picks=("Automatic", "None")),
                                     AxisInput("Sampler", picks=("Euler", "DDIM"))])
-    assert len(result.sub_images) == 4 and services.current_vae() == "Automatic"
+    assert len(result.sub_images) == 4 and services.models.current_vae() == "Automatic"
     assert [parse_infotext(i.infotext).params["Sampler"] for i in result.sub_images] == ["Euler", "Euler", "DDIM",
                                                                                          "DDIM"]
 
@@ -111,7 +112,7 @@ def test_prompt_sr_compares_lora_epochs_and_weights(services):
     base = dataclasses.replace(BASE, prompt="a red circle <lora:mylora-000002:1>", save_images=False)
     axes = [AxisInput("Prompt S/R", "mylora-000002, mylora-000004"),
             AxisInput("Prompt S/R", '"<lora:mylora-000002:1>","<lora:mylora-000002:0>"')]
-    result = services.run_xyz_plot(base, axes)
+    result = services.scripts.run_xyz_plot(base, axes)
     texts = [img.infotext for img in result.sub_images]
     assert "mylora-000002: " in texts[0] and "mylora-000004: " in texts[1]
     assert "Lora hashes" not in texts[2]  # weight 0 is no LoRA at all
@@ -122,44 +123,43 @@ def test_prompt_sr_compares_lora_epochs_and_weights(services):
 
 def test_bad_values_fail_before_anything_runs(services, monkeypatch):
     calls = []
-    monkeypatch.setattr(type(services), "submit_txt2img", lambda *a: calls.append(a))
+    monkeypatch.setattr(type(services.generation), "submit_txt2img", lambda *a: calls.append(a))
     with pytest.raises(ModelNotFoundError):
-        services.submit_xyz_plot(BASE, [AxisInput("Checkpoint name", "tiny-sd1, nope")])
+        services.scripts.submit_xyz_plot(BASE, [AxisInput("Checkpoint name", "tiny-sd1, nope")])
     with pytest.raises(SamplerError):
-        services.submit_xyz_plot(BASE, [AxisInput("Sampler", "Euler, Bogus")])
+        services.scripts.submit_xyz_plot(BASE, [AxisInput("Sampler", "Euler, Bogus")])
     with pytest.raises(ValidationError, match="Width must be divisible by 8"):
-        services.submit_xyz_plot(BASE, [AxisInput("Size", "32x32, 30x32")])
+        services.scripts.submit_xyz_plot(BASE, [AxisInput("Size", "32x32, 30x32")])
     with pytest.raises(ValidationError, match="Unknown style"):
-        services.submit_xyz_plot(BASE, [AxisInput("Styles", "missing")])
+        services.scripts.submit_xyz_plot(BASE, [AxisInput("Styles", "missing")])
     assert calls == []
 
 
 def test_interrupt_stops_the_plot_and_keeps_finished_images(services, monkeypatch):
-    from webui.services import Services
-
-    real_submit = Services.submit_txt2img
+    generation = type(services.generation)  # cells run on copies of it (with the script's inline executor)
+    real_submit = generation.submit_txt2img
     snapshots = []
 
     def submit_then_interrupt(self, request):
         future = real_submit(self, request)
-        snapshots.append(services.progress())
+        snapshots.append(services.queue.progress())
         if len(snapshots) == 2:
-            assert services.interrupt()  # what the Interrupt button does, between two cells
+            assert services.queue.interrupt()  # what the Interrupt button does, between two cells
         return future
 
-    monkeypatch.setattr(Services, "submit_txt2img", submit_then_interrupt)
-    result = services.run_xyz_plot(BASE, [AxisInput("Steps", "1, 2"), AxisInput("Seed", "1-3")])
+    monkeypatch.setattr(generation, "submit_txt2img", submit_then_interrupt)
+    result = services.scripts.run_xyz_plot(BASE, [AxisInput("Steps", "1, 2"), AxisInput("Seed", "1-3")])
     assert result.interrupted and result.cells_done == 2 and result.cells_total == 6
     assert len(result.sub_images) == 2 and all(img.path.is_file() for img in result.sub_images)
     assert len(result.grids) == 1 and result.grids[0].image.size[0] > 64  # grid of what was made, blanks for the rest
     assert [(s.job_no, s.job_count, s.textinfo) for s in snapshots] == [
         (0, 6, "X/Y/Z plot: image 1 of 6"), (1, 6, "X/Y/Z plot: image 2 of 6")]
-    assert not services.executor.busy
+    assert not services.runtime.executor.busy
 
 
 def test_prompt_matrix_with_three_parts_makes_four_images_and_a_grid(services):
     base = dataclasses.replace(BASE, prompt="a circle|red|on grass")
-    result = services.run_prompt_matrix(base, PromptMatrixOptions(different_seeds=True))
+    result = services.scripts.run_prompt_matrix(base, PromptMatrixOptions(different_seeds=True))
     assert [parse_infotext(img.infotext).prompt for img in result.sub_images] == [
         "a circle", "a circle, red", "a circle, on grass", "a circle, red, on grass"]
     assert [img.seed for img in result.sub_images] == [1234, 1235, 1236, 1237]
@@ -177,7 +177,7 @@ def test_xyz_plot_over_img2img_saves_to_img2img_grids(services):
     services.options.update({"grid_save": True})
     base = dataclasses.replace(BASE, img2img=Img2ImgInputs((Image.new("RGB", (32, 32), (200, 30, 30)),)),
                                denoising_strength=0.5, save_images=True)
-    result = services.run_xyz_plot(base, [AxisInput("Denoising", "0.3, 0.7")], XyzOptions())
+    result = services.scripts.run_xyz_plot(base, [AxisInput("Denoising", "0.3, 0.7")], XyzOptions())
     assert len(result.sub_images) == 2
     assert result.grids[0].path.parent.parent.name == "img2img-grids"
     assert "Denoising strength: 0.3" in result.sub_images[0].infotext

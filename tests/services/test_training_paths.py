@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import make_data_dir, make_settings
+from tests.conftest import make_data_dir, make_settings, submit_form
 from tests.services.test_training_service import form
 from webui.core.errors import ValidationError
 from webui.core.settings import SecuritySettings
@@ -37,27 +37,27 @@ def refused(call, *fragments: str) -> str:
 def test_paths_outside_the_data_folder_are_refused(services, outside):
     data_dir = services.settings.paths.data_dir
     relative = f"../../{outside.relative_to(data_dir.parent.parent)}/dataset"
-    refused(lambda: services.submit_training(form(services, outside / "dataset")),
+    refused(lambda: submit_form(services, form(services, outside / "dataset")),
             "Dataset folder", "is outside the data folder")
-    refused(lambda: services.submit_training(form(services, relative)), "Dataset folder", "contains '..'")
-    refused(lambda: services.training_dataset_preview(form(services, outside / "dataset")), "outside")
-    refused(lambda: services.submit_training(form(services, "", subsets=[{"path": str(outside / "dataset")}])),
+    refused(lambda: submit_form(services, form(services, relative)), "Dataset folder", "contains '..'")
+    refused(lambda: services.training.dataset_preview(form(services, outside / "dataset")), "outside")
+    refused(lambda: submit_form(services, form(services, "", subsets=[{"path": str(outside / "dataset")}])),
             "outside")
     dataset = services.settings.security.allowed_paths[0]  # allowed with --gradio-allowed-path
-    refused(lambda: services.submit_training(form(services, dataset, output_dir=str(outside / "out"))),
+    refused(lambda: submit_form(services, form(services, dataset, output_dir=str(outside / "out"))),
             "Output folder", "outside")
-    refused(lambda: services.submit_training(form(services, dataset, output_dir="../out")), "'..'")
-    refused(lambda: services.submit_training(form(services, dataset, sample_prompts=str(outside / "prompts.txt"))),
+    refused(lambda: submit_form(services, form(services, dataset, output_dir="../out")), "'..'")
+    refused(lambda: submit_form(services, form(services, dataset, sample_prompts=str(outside / "prompts.txt"))),
             "Sample prompt file", "outside")
-    refused(lambda: services.submit_training(form(services, dataset, base_model=str(outside / "m.safetensors"))),
+    refused(lambda: submit_form(services, form(services, dataset, base_model=str(outside / "m.safetensors"))),
             "Base model", "outside")
-    refused(lambda: services.import_training_config(str(outside / "preset.json")), "Training config file")
-    refused(lambda: services.import_training_config(json.dumps({
+    refused(lambda: services.training.import_config(str(outside / "preset.json")), "Training config file")
+    refused(lambda: services.training.import_config(json.dumps({
         "model_type": "lora", "lora_type": "lycoris", "lycoris_config": str(outside / "lycoris.json")})),
         "lycoris_config", "outside")
-    refused(lambda: services.import_training_config(json.dumps({
+    refused(lambda: services.training.import_config(json.dumps({
         "model_type": "lora", "instance_data_dir": str(outside / "dataset")})), "instance_data_dir", "outside")
-    assert services.training_jobs() == []
+    assert services.training.jobs() == []
     assert not any(outside.glob("**/*.safetensors"))
 
 
@@ -67,9 +67,9 @@ def test_relative_paths_are_in_the_data_folder(services, shapes_dataset):
     (data_dir / "presets").mkdir()
     (data_dir / "presets" / "p.json").write_text(json.dumps({"base_model": "tiny-sd1.safetensors",
                                                              "dataset_dir": "datasets/shapes"}))
-    imported = services.import_training_config("presets/p.json")
-    assert imported["config"]["dataset_dir"] == "datasets/shapes"
-    config = services.training_config(form(services, "datasets/shapes", output_dir="my-loras",
+    imported = services.training.import_config("presets/p.json")
+    assert imported.values["dataset_dir"] == "datasets/shapes"
+    config = services.training.form_config(form(services, "datasets/shapes", output_dir="my-loras",
                                            base_model="models/Stable-diffusion/tiny-sd1.safetensors"))
     assert config.dataset_dir == str(data_dir / "datasets" / "shapes")
     assert config.output_dir == str(data_dir / "my-loras")
@@ -80,16 +80,16 @@ def test_training_never_replaces_a_file_it_did_not_make(services, shapes_dataset
     lora_dir = services.settings.paths.lora_dir
     mine = lora_dir / "svc.safetensors"
     mine.write_bytes(b"a LoRA the user downloaded")
-    refused(lambda: services.submit_training(form(services, shapes_dataset)),
+    refused(lambda: submit_form(services, form(services, shapes_dataset)),
             "Output name 'svc' is taken", "svc.safetensors", "models/Lora")
     mine.unlink()
     (lora_dir / "svc-000002.safetensors").write_bytes(b"an epoch of an older run")  # "keep last K" would prune it
-    refused(lambda: services.submit_training(form(services, shapes_dataset)), "svc-000002.safetensors")
+    refused(lambda: submit_form(services, form(services, shapes_dataset)), "svc-000002.safetensors")
     (lora_dir / "svc-000002.safetensors").unlink()
     (lora_dir / "svc-other.safetensors").write_bytes(b"another LoRA")  # not a name a run writes
-    first = services.submit_training(form(services, shapes_dataset, max_train_steps=2000))
-    refused(lambda: services.submit_training(form(services, shapes_dataset)), f"Job {first['id']}", "too")
-    services.cancel_training(first["id"])
+    first = submit_form(services, form(services, shapes_dataset, max_train_steps=2000))
+    refused(lambda: submit_form(services, form(services, shapes_dataset)), f"Job {first.record.id}", "too")
+    services.training.cancel(first.record.id)
     assert (lora_dir / "svc-other.safetensors").read_bytes() == b"another LoRA"
 
 
@@ -101,11 +101,12 @@ def test_an_exposed_server_trains_on_listed_checkpoints_into_the_lora_folder(tmp
                              security=SecuritySettings(allowed_paths=(shapes_dataset,)))
     services = build_services(settings)
     try:
-        refused(lambda: services.training_config(form(services, shapes_dataset, output_dir="loras")),
+        refused(lambda: services.training.form_config(form(services, shapes_dataset, output_dir="loras")),
                 "output folder", "--enable-insecure-extension-access")
-        refused(lambda: services.training_config(form(services, shapes_dataset, base_model="models/x.safetensors")),
+        refused(lambda: services.training.form_config(form(services, shapes_dataset,
+                                                           base_model="models/x.safetensors")),
                 "not a listed checkpoint")
-        config = services.training_config(form(services, shapes_dataset))
+        config = services.training.form_config(form(services, shapes_dataset))
         assert config.output_dir == str(settings.paths.lora_dir) and config.base_model.endswith("tiny-sd1.safetensors")
     finally:
-        services.executor.shutdown()
+        services.runtime.executor.shutdown()

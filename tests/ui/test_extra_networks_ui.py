@@ -37,9 +37,9 @@ def ui(tmp_path_factory, tiny_checkpoints):
     sub.mkdir()
     shutil.copy(tiny_checkpoints["sd1-other"], sub / "other.safetensors")
     services = build_services(make_settings(data_dir, api=False))
-    services.load_startup_model().result()
+    services.models.load_startup_model().result()
     paths = services.settings.paths
-    pipe = services.manager.require().pipeline
+    pipe = services.runtime.manager.require().pipeline
     alpha = write_adapter(paths.lora_dir / "styles" / "alpha_style.safetensors", pipe, "lora", rank=4,
                           metadata=ALPHA_META)
     alpha.with_suffix(".json").write_text(json.dumps(ALPHA_SIDECAR), encoding="utf-8")
@@ -49,11 +49,11 @@ def ui(tmp_path_factory, tiny_checkpoints):
     hidden = pipe.text_encoder.config.hidden_size
     save_file({"emb_params": torch.randn(2, hidden)}, str(paths.embeddings_dir / "easyneg.safetensors"))
     save_file({"emb_params": torch.randn(1, hidden)}, str(paths.embeddings_dir / "easyneg-v2.safetensors"))
-    services.refresh_models()
-    services.loras.refresh()
+    services.models.refresh_models()
+    services.runtime.loras.refresh()
     with ServerThread(build_app(services), free_port()) as server:
         yield services, Client(server.url, verbose=False), server.url
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def keys(cards_html: str) -> list[str]:
@@ -91,7 +91,7 @@ def test_search_sort_and_folder_filter(ui):
     assert keys(listing(client, "lora", search="test style")) == ["alpha_style"]  # description words
     assert keys(listing(client, "lora", search="nothing-like-this")) == []
     assert keys(listing(client, "lora", descending=True)) == ["gamma", "beta_lokr", "alpha_style"]
-    by_size = sorted(services.loras.entries(), key=lambda e: e.size)
+    by_size = sorted(services.runtime.loras.entries(), key=lambda e: e.size)
     assert keys(listing(client, "lora", sort="Size")) == [e.name for e in by_size]
     assert keys(listing(client, "lora", sort="Size", descending=True)) == [e.name for e in reversed(by_size)]
     assert keys(listing(client, "lora", folder="LyCORIS")) == ["beta_lokr"]
@@ -102,13 +102,13 @@ def test_search_sort_and_folder_filter(ui):
 
 def test_refresh_finds_new_files_and_lists_folders(ui):
     services, client, _ = ui
-    pipe = services.manager.require().pipeline
+    pipe = services.runtime.manager.require().pipeline
     write_adapter(services.settings.paths.lora_dir / "new" / "delta.safetensors", pipe, "lora", seed=5)
     try:
         cards, _item, folder = client.predict("", "Name", False, "All", api_name=f"{P}lora_refresh")
         assert "delta" in keys(cards) and folder["value"] == "All"
         assert ["Lora/new", "Lora/new"] in folder["choices"]
-        assert services.extra_network_folders("lora") == ["Lora", "Lora/new", "Lora/styles", "LyCORIS"]
+        assert services.networks.extra_network_folders("lora") == ["Lora", "Lora/new", "Lora/styles", "LyCORIS"]
     finally:
         shutil.rmtree(services.settings.paths.lora_dir / "new")
         client.predict("", "Name", False, "All", api_name=f"{P}lora_refresh")
@@ -145,13 +145,13 @@ def test_checkpoint_card_switches_the_model(ui):
                                                        api_name=f"{P}checkpoints_use")
     try:
         assert "Loaded" in message and checkpoint["value"] == "more/other.safetensors"
-        assert services.current_checkpoint() == "more/other.safetensors"
+        assert services.models.current_checkpoint() == "more/other.safetensors"
         assert re.search(r"en-card en-active' data-key=\"more/other.safetensors\"", cards)
         message, *_ = client.predict("missing.safetensors", "", "Name", False, "All", api_name=f"{P}checkpoints_use")
         assert "Could not load missing.safetensors" in message
-        assert services.current_checkpoint() == "more/other.safetensors"
+        assert services.models.current_checkpoint() == "more/other.safetensors"
     finally:
-        services.select_checkpoint("tiny-sd1.safetensors")
+        services.models.select_checkpoint("tiny-sd1.safetensors")
 
 
 def test_details_show_kohya_metadata_and_the_sidecar(ui):
@@ -248,7 +248,7 @@ def bulk(tmp_path_factory):
     services = build_services(make_settings(data_dir, api=False))
     with ServerThread(build_app(services), free_port()) as server:
         yield services, Client(server.url, verbose=False)
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def test_a_folder_of_two_thousand_files_lists(bulk):

@@ -18,10 +18,10 @@ def ui(tmp_path_factory, tiny_checkpoints):
 
     data_dir = make_data_dir(tmp_path_factory.mktemp("ui-data"), tiny_checkpoints, ("sd1",))
     services = build_services(make_settings(data_dir, api=False))
-    services.load_startup_model().result()
+    services.models.load_startup_model().result()
     with ServerThread(build_app(services), free_port()) as server:
         yield services, Client(server.url, verbose=False)
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def txt2img_args(**overrides):
@@ -34,7 +34,7 @@ def txt2img_args(**overrides):
 
 def test_startup_loads_the_first_checkpoint(ui):
     services, _ = ui
-    assert services.current_checkpoint() == "tiny-sd1.safetensors"
+    assert services.models.current_checkpoint() == "tiny-sd1.safetensors"
 
 
 def test_generate_shows_saved_images_and_infotext(ui):
@@ -66,7 +66,7 @@ def test_refresh_and_select_checkpoint_including_a_corrupt_one(ui, tiny_checkpoi
     shutil.copy(tiny_checkpoints["sd1-other"], ckpt_dir / "second.safetensors")
     (ckpt_dir / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     client.predict(api_name="/refresh_checkpoints")
-    assert "second.safetensors" in services.checkpoint_titles()
+    assert "second.safetensors" in services.models.checkpoint_titles()
     value, message, _note = client.predict("broken.safetensors", api_name="/select_checkpoint")
     assert "Could not load broken.safetensors" in message
     assert value == "tiny-sd1.safetensors"

@@ -19,10 +19,10 @@ def ui(tmp_path_factory, tiny_checkpoints):
 
     data_dir = make_data_dir(tmp_path_factory.mktemp("issue8-data"), tiny_checkpoints, ("sd1",))
     services = build_services(make_settings(data_dir, api=False))
-    services.load_startup_model().result()
+    services.models.load_startup_model().result()
     with ServerThread(build_app(services), free_port()) as server:
         yield services, Client(server.url, verbose=False)
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def picture(path, width: int = 64, height: int = 64) -> str:

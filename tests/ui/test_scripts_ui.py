@@ -22,10 +22,10 @@ def ui(tmp_path_factory, tiny_checkpoints):
 
     data_dir = make_data_dir(tmp_path_factory.mktemp("scripts-ui"), tiny_checkpoints, ("sd1",))
     services = build_services(make_settings(data_dir, api=False))
-    services.load_startup_model().result()
+    services.models.load_startup_model().result()
     with ServerThread(build_app(services), free_port()) as server:
         yield services, Client(server.url, verbose=False)
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def txt2img_args(client: Client, script: list, **fields) -> list:
@@ -101,7 +101,7 @@ def test_interrupt_stops_the_whole_plot_and_shows_what_was_made(ui):
     before = len(list(images.rglob("*.png")))
     job = client.submit(*txt2img_args(client, xyz(x=("Seed", "1-60", []))), api_name="/txt2img")
     deadline = time.monotonic() + 60
-    while services.progress().job_no < 2 and time.monotonic() < deadline:
+    while services.queue.progress().job_no < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     client.predict(api_name="/interrupt")
     gallery, _progress, _info, message = job.result(timeout=120)

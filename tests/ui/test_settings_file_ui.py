@@ -24,7 +24,7 @@ def app_on_corrupt_config(tmp_path_factory, tiny_checkpoints):
     services = build_services(make_settings(data_dir))
     with ServerThread(build_app(services), free_port()) as server:
         yield services, server.url
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def component(config: dict, elem_id: str) -> dict:

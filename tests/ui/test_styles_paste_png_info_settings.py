@@ -39,10 +39,10 @@ def ui(tmp_path_factory, tiny_checkpoints):
     (data_dir / "styles.csv").write_text(STYLES_CSV, encoding=ENCODING)
     (data_dir / "config.json").write_text(json.dumps(UNKNOWN_KEYS), encoding="utf-8")
     services = build_services(make_settings(data_dir, api=False))
-    services.load_startup_model().result()
+    services.models.load_startup_model().result()
     with ServerThread(build_app(services), free_port()) as server:
         yield services, Client(server.url, verbose=False)
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def generate(client: Client, **overrides):
@@ -89,7 +89,7 @@ def test_styles_round_trip_through_the_ui(ui):
     assert client.predict("detailed", api_name="/txt2img_edit_style") == ("detailed", "{prompt}, highly detailed",
                                                                            "ugly")
     client.predict("detailed", "best quality, {prompt}", "ugly", [], api_name="/txt2img_save_style")
-    assert services.style_names() == ["framed", "detailed"]
+    assert services.styles.style_names() == ["framed", "detailed"]
     assert client.predict("a dog", "", ["detailed"], api_name="/txt2img_apply_styles")[0] == "best quality, a dog"
     backup = styles_file.with_name("styles.csv.bak")
     assert "{prompt}, highly detailed" in backup.read_text(encoding=ENCODING)
@@ -109,13 +109,13 @@ def test_styles_round_trip_through_the_ui(ui):
 
 def test_refresh_picks_up_styles_written_elsewhere(ui):
     services, client = ui
-    services.save_style("outside", "{prompt}, from elsewhere", "")
+    services.styles.save_style("outside", "{prompt}, from elsewhere", "")
     try:
         selector, picker = client.predict([], api_name="/txt2img_refresh_styles")
         assert "outside" in [c[0] for c in selector["choices"]]
         assert "outside" in [c[0] for c in picker["choices"]]
     finally:
-        services.delete_style("outside")
+        services.styles.delete_style("outside")
 
 
 def test_generation_with_a_selected_style_records_the_styled_prompt(ui):
@@ -145,7 +145,7 @@ def test_paste_fills_every_named_field(ui):
     # The model (a quoted value with a comma and a colon) is not installed: the checkpoint stays, with a note.
     assert unchanged(values["checkpoint"])
     assert "cat, dog: v2" in values["message"] and "0123456789" in values["message"]
-    assert services.current_checkpoint() == "tiny-sd1.safetensors"
+    assert services.models.current_checkpoint() == "tiny-sd1.safetensors"
 
 
 def test_paste_leaves_unnamed_fields_and_clamps_out_of_range_values(ui):
@@ -166,20 +166,20 @@ def test_paste_switches_to_a_checkpoint_the_infotext_names(ui, tiny_checkpoints)
     info = generate(client)[2]
     own_hash = info.split("Model hash: ")[1].split(",")[0]
     shutil.copy(tiny_checkpoints["sd1-other"], services.settings.paths.ckpt_dir / "other.safetensors")
-    services.refresh_models()
+    services.models.refresh_models()
     try:
         text = "a cat\nSteps: 3, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 64x64, Model: other"
         values = paste_values(client.predict(text, api_name="/txt2img_paste"))
         assert values["checkpoint"]["value"] == "other.safetensors"
         assert "other.safetensors" in [c[0] for c in values["checkpoint"]["choices"]]
         assert "Switched" in values["message"]
-        assert services.current_checkpoint() == "other.safetensors"
+        assert services.models.current_checkpoint() == "other.safetensors"
         # By hash: the file was renamed since the image was made, but its Model hash is known.
         text = f"a cat\nSteps: 3, Sampler: Euler, Seed: 1, Model hash: {own_hash}, Model: old-name"
         values = paste_values(client.predict(text, api_name="/txt2img_paste"))
         assert values["checkpoint"]["value"] == "tiny-sd1.safetensors"
     finally:
-        services.select_checkpoint("tiny-sd1.safetensors")
+        services.models.select_checkpoint("tiny-sd1.safetensors")
 
 
 def test_extra_seed_options_reach_the_request(ui):
@@ -203,17 +203,17 @@ def test_extra_seed_options_reach_the_request(ui):
 def _capture_request(services, client, **overrides):
     """The request the UI submits, seen at the services facade (the engine side of variation seeds is separate)."""
     seen = []
-    original = services.submit_txt2img
+    original = services.generation.submit_txt2img
 
     def spy(request):
         seen.append(request)
         return original(request)
 
-    services.submit_txt2img = spy
+    services.generation.submit_txt2img = spy
     try:
         generate(client, **overrides)
     finally:
-        del services.submit_txt2img
+        del services.generation.submit_txt2img
     return seen[0]
 
 
@@ -315,7 +315,7 @@ def test_clip_skip_and_default_sampler_settings(ui):
     try:
         result = apply_settings(client, CLIP_stop_at_last_layers=2, default_sampler="DDIM")
         assert result[-1] == 2  # the quicksettings slider follows
-        assert services.default_request().clip_skip == 2
+        assert services.generation.default_request().clip_skip == 2
         # The default sampler is what a newly loaded page shows.
         from webui.ui.app_ui import build_ui
 

@@ -21,12 +21,12 @@ def ui(tmp_path_factory, tiny_checkpoints, shapes_dataset):
                                             security=SecuritySettings(allowed_paths=(shapes_dataset,))))
     with ServerThread(build_app(services), free_port()) as server:
         yield services, Client(server.url, verbose=False)
-    services.training.shutdown(terminate=True)
-    services.executor.shutdown()
+    services.runtime.training_worker.shutdown(terminate=True)
+    services.runtime.executor.shutdown()
 
 
 def form_args(services, dataset, **changes) -> list:
-    values = services.training_defaults()
+    values = services.training.defaults()
     values.update({"output_name": "ui-lora", "base_model": "tiny-sd1.safetensors", "dataset_dir": str(dataset),
                    "resolution": 32, "min_bucket_reso": 32, "max_bucket_reso": 64, "bucket_reso_steps": 32,
                    "max_train_steps": 3, "batch_size": 2, "network_dim": 4, "sample_every_n_steps": 3,
@@ -42,12 +42,12 @@ def test_train_tab_submit_progress_and_result(ui, shapes_dataset):
     message, jobs = client.predict(*form_args(services, shapes_dataset), api_name="/train_submit")
     job_id = jobs["value"] if isinstance(jobs, dict) else jobs
     assert job_id and job_id in message
-    record = services.training.wait(job_id, timeout=180)
-    assert record.status == "done", (record.message, services.training_log(job_id))
+    record = services.runtime.training_worker.wait(job_id, timeout=180)
+    assert record.status == "done", (record.message, services.training.log(job_id))
     status, plot, samples, log = client.predict(job_id, api_name="/train_job_view")
     assert "done" in status and "step 3/3" in status and "webui.train" in status
     assert len(samples) == 1
-    assert "ui-lora" in [row["name"] for row in services.lora_list()]
+    assert "ui-lora" in [row["name"] for row in services.networks.lora_list()]
     assert (services.settings.paths.lora_dir / "ui-lora.preview.png").is_file()
 
 
@@ -71,14 +71,14 @@ def test_compare_epochs_button_draws_a_grid_over_the_saved_files(ui, shapes_data
                      save_every_n_epochs=1, sample_every_n_steps=0)
     _, jobs = client.predict(*args, api_name="/train_submit")
     job_id = jobs["value"] if isinstance(jobs, dict) else jobs
-    assert services.training.wait(job_id, timeout=180).status == "done", services.training_log(job_id)
+    assert services.runtime.training_worker.wait(job_id, timeout=180).status == "done", services.training.log(job_id)
     grid, message = client.predict(job_id, "", api_name="/train_compare_epochs")
     assert message.startswith("Compared 2 files"), message
     from PIL import Image
 
     with Image.open(grid if isinstance(grid, str) else grid["path"]) as image:
         assert image.width == 2 * 32 and image.height > 32  # two 32 px cells side by side, legends above
-    future = services.compare_training_epochs(job_id, "a disc")
+    future = services.training.compare_epochs(job_id, "a disc")
     result = future.result()
     assert [image.image.size for image in result.sub_images] == [(32, 32), (32, 32)]
     cells = [image.infotext for image in result.sub_images]
@@ -87,6 +87,6 @@ def test_compare_epochs_button_draws_a_grid_over_the_saved_files(ui, shapes_data
     _, jobs = client.predict(*form_args(services, shapes_dataset, output_name="single", sample_every_n_steps=0),
                              api_name="/train_submit")
     single = jobs["value"] if isinstance(jobs, dict) else jobs
-    assert services.training.wait(single, timeout=180).status == "done"
+    assert services.runtime.training_worker.wait(single, timeout=180).status == "done"
     grid, message = client.predict(single, "", api_name="/train_compare_epochs")
     assert grid is None and "at least two" in message

@@ -20,8 +20,8 @@ def ui(tmp_path_factory, tiny_checkpoints, shapes_dataset):
                                             security=SecuritySettings(allowed_paths=(shapes_dataset,))))
     with ServerThread(build_app(services), free_port()) as server:
         yield services, Client(server.url, verbose=False)
-    services.training.shutdown(terminate=True)
-    services.executor.shutdown()
+    services.runtime.training_worker.shutdown(terminate=True)
+    services.runtime.executor.shutdown()
 
 
 @pytest.mark.parametrize(("changes", "text"), [
@@ -33,4 +33,4 @@ def test_train_tab_refuses_sizes_over_the_limits(ui, shapes_dataset, changes, te
     services, client = ui
     message, _jobs = client.predict(*form_args(services, shapes_dataset, **changes), api_name="/train_submit")
     assert text in message
-    assert services.training_jobs() == []
+    assert services.training.jobs() == []

@@ -27,10 +27,10 @@ def app(tmp_path_factory, tiny_checkpoints):
 
     data_dir = make_data_dir(tmp_path_factory.mktemp("usdu-ui"), tiny_checkpoints, ("sd1",))
     services = build_services(make_settings(data_dir, api=True))
-    services.load_startup_model().result()
+    services.models.load_startup_model().result()
     with ServerThread(build_app(services), free_port()) as server:
         yield services, server.url
-    services.executor.shutdown()
+    services.runtime.executor.shutdown()
 
 
 def picture(path, width: int = 40, height: int = 32) -> str:

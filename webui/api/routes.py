@@ -32,7 +32,6 @@ from webui.core.request_builder import build_request
 from webui.core.requests import GenerationRequest
 from webui.core.results import GenerationResult
 from webui.services import ExtrasRequest, Services
-from webui.services.script_dispatch import submit_script
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ def _overrides(body: Txt2ImgBody) -> dict[str, Any]:
 def _request_from_body(body: Txt2ImgBody, services: Services) -> GenerationRequest:
     fields = _body_fields(body)
     fields.pop("init_images", None)  # txt2img: the request is img2img only through `_img2img_request`
-    return build_request(fields, services.default_request())
+    return build_request(fields, services.generation.default_request())
 
 
 def _img2img_request(body: Img2ImgBody, services: Services) -> GenerationRequest:
@@ -118,7 +117,7 @@ def _img2img_request(body: Img2ImgBody, services: Services) -> GenerationRequest
     blur = body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x or 0, body.mask_blur_y or 0)
     fields.update(init_images=tuple(image.convert("RGB") for image in decoded[:count]),
                   mask=decoded[count] if body.mask else None, mask_blur=blur, enable_hr=False)
-    return build_request(fields, services.default_request())
+    return build_request(fields, services.generation.default_request())
 
 
 def _extras_request(body: ExtrasBaseBody) -> ExtrasRequest:
@@ -138,8 +137,8 @@ def _plain_png(image: Any) -> str:
 
 def _progress_payload(services: Services, skip_current_image: bool) -> dict[str, Any]:
     """A1111's progress shape; `current_image` is a small live preview of the running job's latents."""
-    snap = services.progress()
-    preview = None if skip_current_image or not snap.active else services.current_preview()
+    snap = services.queue.progress()
+    preview = None if skip_current_image or not snap.active else services.queue.current_preview()
     return {
         "progress": snap.fraction,
         "eta_relative": snap.eta_seconds() or 0.0,
@@ -167,14 +166,15 @@ async def _generate(services: Services, request: GenerationRequest, script_name:
     """Run the request, or the named built-in script over it (its grids first, as A1111 returns them)."""
     try:
         # Off the event loop: a script's plan is expanded and every cell checked (files read) before it queues.
-        spec = await asyncio.to_thread(script_spec, script_name, script_args, services.upscaler_names)
-        result = await asyncio.wrap_future(await asyncio.to_thread(submit_script, services, request, spec))
+        spec = await asyncio.to_thread(script_spec, script_name, script_args, services.upscale.upscaler_names)
+        result = await asyncio.wrap_future(await asyncio.to_thread(services.scripts.submit, request, spec))
         if spec.is_plain:
             return result
     except (WebUIError, ValueError, TypeError) as exc:
         raise _http_error(exc if isinstance(exc, WebUIError) else ValidationError(str(exc))) from exc
-    return GenerationResult(request=request, images=tuple(result.images), model_name=services.current_checkpoint()
-                            or "", interrupted=result.interrupted, warnings=tuple(result.warnings))
+    return GenerationResult(request=request, images=tuple(result.images),
+                            model_name=services.models.current_checkpoint() or "", interrupted=result.interrupted,
+                            warnings=tuple(result.warnings))
 
 
 def _images_response(result: GenerationResult, body: Txt2ImgBody, parameters: dict[str, Any]) -> ImagesResponse:
@@ -212,18 +212,18 @@ def _generation_routes(router: APIRouter, services: Services) -> None:
 
     @router.post("/interrupt")
     def interrupt() -> dict[str, Any]:
-        services.interrupt()
+        services.queue.interrupt()
         return {}  # A1111 answers {} here (and null for /skip)
 
     @router.post("/skip")
     def skip() -> None:
-        services.skip()
+        services.queue.skip()
 
 
 def _extras_routes(router: APIRouter, services: Services) -> None:
     async def run(images: list[Any], body: ExtrasBaseBody) -> list[tuple[Any, Any, str]]:
         try:
-            return await asyncio.wrap_future(services.submit_extras(images, _extras_request(body), save=False))
+            return await asyncio.wrap_future(services.upscale.submit_extras(images, _extras_request(body), save=False))
         except WebUIError as exc:
             raise _http_error(exc) from exc
 
@@ -254,44 +254,44 @@ def _extras_routes(router: APIRouter, services: Services) -> None:
 def _model_routes(router: APIRouter, services: Services) -> None:
     @router.get("/sd-models")
     def sd_models() -> list[dict[str, Any]]:
-        return services.sd_models()
+        return services.models.sd_models()
 
     @router.get("/sd-vae")
     def sd_vae() -> list[dict[str, Any]]:
-        return services.sd_vaes()
+        return services.models.sd_vaes()
 
     @router.post("/refresh-checkpoints")
     def refresh_checkpoints() -> None:
-        services.refresh_models()
+        services.models.refresh_models()
 
     @router.post("/refresh-vae")
     def refresh_vae() -> None:
-        services.refresh_models()
+        services.models.refresh_models()
 
     @router.get("/loras")
     def loras() -> list[dict[str, Any]]:
-        return services.lora_list()
+        return services.networks.lora_list()
 
     @router.post("/refresh-loras")
     def refresh_loras() -> None:
-        services.lora_list()  # rescans the LoRA folders
+        services.networks.lora_list()  # rescans the LoRA folders
 
     @router.get("/embeddings")
     def embeddings() -> dict[str, Any]:
-        return services.embedding_list()
+        return services.networks.embedding_list()
 
     @router.post("/refresh-embeddings")
     def refresh_embeddings() -> None:
-        services.embedding_list()  # rescans the embeddings folder
+        services.networks.embedding_list()  # rescans the embeddings folder
 
     @router.get("/options")
     def get_options() -> dict[str, Any]:
-        return services.get_options()
+        return services.options.get_options()
 
     @router.post("/options")
     async def set_options(body: OptionsBody) -> None:
         try:
-            await asyncio.to_thread(services.set_options, body.model_dump())
+            await asyncio.to_thread(services.options.set_options, body.model_dump())
         except WebUIError as exc:
             raise _http_error(exc) from exc
 
@@ -299,20 +299,20 @@ def _model_routes(router: APIRouter, services: Services) -> None:
 def _table_routes(router: APIRouter, services: Services) -> None:
     @router.get("/samplers")
     def samplers() -> list[dict[str, Any]]:
-        return services.samplers()
+        return services.info.samplers()
 
     @router.get("/schedulers")
     def schedulers() -> list[dict[str, Any]]:
         return [{"name": name.lower().replace(" ", "_"), "label": name, "aliases": None, "default_rho": -1,
-                 "need_inner_model": False} for name in services.schedule_types()]
+                 "need_inner_model": False} for name in services.info.schedule_types()]
 
     @router.get("/upscalers")
     def upscalers() -> list[dict[str, Any]]:
-        return services.upscaler_rows()
+        return services.upscale.upscaler_rows()
 
     @router.get("/latent-upscale-modes")
     def latent_upscale_modes() -> list[dict[str, str]]:
-        return [{"name": name} for name in services.latent_upscale_modes()]
+        return [{"name": name} for name in services.upscale.latent_upscale_modes()]
 
     @router.get("/scripts")
     def scripts() -> dict[str, list[str]]:
@@ -329,12 +329,12 @@ def _table_routes(router: APIRouter, services: Services) -> None:
                  "args": [{"label": "axis types", "choices": axis_type_labels()}]},
                 {"name": "prompt matrix", "is_alwayson": False, "is_img2img": False, "args": []},
                 {"name": "ultimate sd upscale", "is_alwayson": False, "is_img2img": True,
-                 "args": script_info_args(services.upscaler_names())}]
+                 "args": script_info_args(services.upscale.upscaler_names())}]
 
     @router.get("/prompt-styles")
     def prompt_styles() -> list[dict[str, str]]:
         return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
-                for s in services.style_rows()]
+                for s in services.styles.style_rows()]
 
 
 def _info_routes(router: APIRouter, services: Services) -> None:
@@ -346,7 +346,7 @@ def _info_routes(router: APIRouter, services: Services) -> None:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         except WebUIError as exc:
             raise _http_error(exc) from exc
-        return services.png_info(image)
+        return services.info.png_info(image)
 
     @router.get("/cmd-flags")
     def cmd_flags() -> dict[str, Any]:
@@ -354,7 +354,7 @@ def _info_routes(router: APIRouter, services: Services) -> None:
 
     @router.get("/memory")
     def memory() -> dict[str, Any]:
-        return services.memory()
+        return services.models.memory()
 
 
 def build_router(services: Services, auth: Callable[..., None] | None = None) -> APIRouter:

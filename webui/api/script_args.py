@@ -1,5 +1,5 @@
 """A1111's `script_name` / `script_args` for the built-in scripts, decoded into a `ScriptSpec` (the UI
-widgets have their own thin decoder; `webui.services.script_dispatch` runs either).
+widgets have their own thin decoder; the script service's `submit` runs either).
 
 A1111 passes a script's UI values positionally. For "X/Y/Z plot" the order is
 `[x_type, x_values, x_values_dropdown, y_type, y_values, y_values_dropdown, z_type, z_values, z_values_dropdown,

@@ -37,13 +37,13 @@ class _Job:
 
 
 class GpuExecutor:
-    """A FIFO of jobs served by one daemon thread. `around` (settable later) wraps each job, so a policy such as
-    sharing the device with training applies to every job in one place."""
+    """A FIFO of jobs served by one daemon thread. `around` wraps each job, so a policy such as sharing the device
+    with training applies to every job in one place (given at construction, by `build_services`)."""
 
     def __init__(self, progress: ProgressTracker | None = None, on_worker_start: Callable[[], None] | None = None,
                  around: AroundFn | None = None):
         self.progress = progress or ProgressTracker()
-        self.around: AroundFn = around or _nothing_around
+        self._around: AroundFn = around or _nothing_around
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._current: _Job | None = None
         self._closing = False
@@ -128,7 +128,7 @@ class GpuExecutor:
                     continue
                 self._current = job
             try:
-                with self.around(job.label, job.token, self.progress):
+                with self._around(job.label, job.token, self.progress):
                     result = job.fn(job.token, self.progress)
             except BaseException as exc:  # noqa: BLE001 - the caller gets the exception through the future
                 if not isinstance(exc, Exception):

@@ -1,4 +1,7 @@
-"""The one facade the UI and the API call (`Services`), built by `build_services`; see `core`."""
-from webui.services.core import DEMO_MODEL_PATH, ExtrasRequest, ModelLoadError, Services, build_services
+"""What the UI and the API call: `build_services(settings)` returns a frozen `Services` container with one service
+per concern (see `wiring`); the engine types a caller names are re-exported here."""
+from webui.core.errors import ModelLoadError
+from webui.engine.upscale.postprocess import ExtrasRequest
+from webui.services.wiring import DEMO_MODEL_PATH, Runtime, Services, build_services
 
-__all__ = ["DEMO_MODEL_PATH", "Services", "build_services", "ModelLoadError", "ExtrasRequest"]
+__all__ = ["DEMO_MODEL_PATH", "ExtrasRequest", "ModelLoadError", "Runtime", "Services", "build_services"]

@@ -38,6 +38,6 @@ def build_ui(services: Services) -> gr.Blocks:
                 build_train_tab(services)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 build_settings_tab(services, quick, blocks)
-        blocks.load(lambda: services.startup_message and f"**Start-up:** {services.startup_message}",
+        blocks.load(lambda: services.models.startup_message() and f"**Start-up:** {services.models.startup_message()}",
                     outputs=[quick.message], api_name=False)
     return blocks

@@ -88,11 +88,11 @@ DEMO_NOTE = ("You are using the small **demo model** shipped with the app: it dr
 def build_quicksettings(services: Services) -> Quicksettings:
     shown = quicksettings_visibility(services.options.get("quicksettings_list"))
     with gr.Row(elem_id="quicksettings"):
-        checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=services.checkpoint_titles(),
-                                 value=services.current_checkpoint(), elem_id="setting_sd_model_checkpoint",
+        checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=services.models.checkpoint_titles(),
+                                 value=services.models.current_checkpoint(), elem_id="setting_sd_model_checkpoint",
                                  scale=4)
         refresh_ckpt = gr.Button(REFRESH_SYMBOL, elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
-        vae = gr.Dropdown(label="SD VAE", choices=services.vae_titles(), value=services.current_vae(),
+        vae = gr.Dropdown(label="SD VAE", choices=services.models.vae_titles(), value=services.models.current_vae(),
                           elem_id="setting_sd_vae", scale=3, visible=shown[0]["visible"])
         refresh_vae = gr.Button(REFRESH_SYMBOL, elem_id="refresh_sd_vae", scale=0, min_width=40,
                                 visible=shown[1]["visible"])
@@ -100,36 +100,36 @@ def build_quicksettings(services: Services) -> Quicksettings:
                               value=int(services.options.get("CLIP_stop_at_last_layers") or 1),
                               elem_id="setting_CLIP_stop_at_last_layers", scale=2, visible=shown[2]["visible"])
     message = gr.Markdown("", elem_id="quicksettings_message")
-    demo_note = gr.Markdown(DEMO_NOTE, visible=services.is_demo_model(services.current_checkpoint()),
+    demo_note = gr.Markdown(DEMO_NOTE, visible=services.models.is_demo_model(services.models.current_checkpoint()),
                             elem_id="demo_model_note")
 
     def on_refresh_checkpoints():
-        services.refresh_models()
-        return gr.update(choices=services.checkpoint_titles(), value=services.current_checkpoint())
+        services.models.refresh_models()
+        return gr.update(choices=services.models.checkpoint_titles(), value=services.models.current_checkpoint())
 
     def on_refresh_vae():
-        services.refresh_models()
-        return gr.update(choices=services.vae_titles(), value=services.current_vae())
+        services.models.refresh_models()
+        return gr.update(choices=services.models.vae_titles(), value=services.models.current_vae())
 
     def on_checkpoint(title: str):
-        if not title or title == services.current_checkpoint():
-            current = services.current_checkpoint()
-            return current, "", gr.update(visible=services.is_demo_model(current))
+        if not title or title == services.models.current_checkpoint():
+            current = services.models.current_checkpoint()
+            return current, "", gr.update(visible=services.models.is_demo_model(current))
         try:
-            services.select_checkpoint(title)
+            services.models.select_checkpoint(title)
             text = f"Loaded **{title}**."
         except WebUIError as exc:
             text = f"**Could not load {title}:** {exc}"
-        current = services.current_checkpoint()
-        return current, text, gr.update(visible=services.is_demo_model(current))
+        current = services.models.current_checkpoint()
+        return current, text, gr.update(visible=services.models.is_demo_model(current))
 
     def on_vae(title: str):
         try:
-            services.select_vae(title)
+            services.models.select_vae(title)
             text = ""
         except WebUIError as exc:
             text = f"**Could not use VAE {title}:** {exc}"
-        return services.current_vae(), text
+        return services.models.current_vae(), text
 
     def on_clip_skip(value: float):
         services.options.update({"CLIP_stop_at_last_layers": int(value)})

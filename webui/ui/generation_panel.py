@@ -33,9 +33,9 @@ class SamplingWidgets:
 def build_sampling_params(services: Services, tab: str, defaults: GenerationRequest) -> SamplingWidgets:
     """Sampler and schedule, steps, size, batch count/size and CFG scale, starting at `defaults`."""
     with gr.Row():
-        sampler = gr.Dropdown(label="Sampling method", choices=services.sampler_names(),
+        sampler = gr.Dropdown(label="Sampling method", choices=services.info.sampler_names(),
                               value=services.options.get("default_sampler"), elem_id=f"{tab}_sampling")
-        schedule = gr.Dropdown(label="Schedule type", choices=services.schedule_types(), value=defaults.scheduler,
+        schedule = gr.Dropdown(label="Schedule type", choices=services.info.schedule_types(), value=defaults.scheduler,
                                elem_id=f"{tab}_scheduler")
     steps = gr.Slider(label="Sampling steps", minimum=1, maximum=150, step=1, value=defaults.steps,
                       elem_id=f"{tab}_steps")
@@ -97,11 +97,11 @@ def wire_shared_events(services: Services, bar: PromptBar, seeds: SeedWidgets, o
     from its infotext) and the gallery's infotext on select."""
 
     def last_subseed(texts: list[str]) -> int:
-        fields = services.infotext_fields(texts[0]) if texts else {}
+        fields = services.info.infotext_fields(texts[0]) if texts else {}
         return int(fields.get("subseed", -1))
 
-    bar.interrupt.click(lambda: services.interrupt() and None, api_name=names.interrupt)
-    bar.skip.click(lambda: services.skip() and None, api_name=names.skip)
+    bar.interrupt.click(lambda: services.queue.interrupt() and None, api_name=names.interrupt)
+    bar.skip.click(lambda: services.queue.skip() and None, api_name=names.skip)
     seeds.random_seed.click(lambda: -1, outputs=[seeds.seed], api_name=names.random_seed)
     seeds.reuse_seed.click(lambda values: values[0] if values else -1, inputs=[output.last_seeds],
                            outputs=[seeds.seed], api_name=names.reuse_seed)
@@ -116,6 +116,6 @@ def wire_page_load(services: Services, blocks: gr.Blocks, sampler: gr.Dropdown, 
     which may have changed in another tab or on disk since the app was built."""
 
     def load():
-        return services.options.get("default_sampler"), gr.update(choices=services.style_names())
+        return services.options.get("default_sampler"), gr.update(choices=services.styles.style_names())
 
     blocks.load(load, outputs=[sampler, styles.dropdown], api_name=False)

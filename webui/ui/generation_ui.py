@@ -41,7 +41,7 @@ def stream_generation(services: Services, submit: Callable[[], Future]) -> Itera
     yield gr.update(), gr.update(), gr.update(), "", "", "", *busy(True)
     while not future.done():
         time.sleep(POLL_SECONDS)
-        yield (gr.update(), gr.update(), gr.update(), progress_html(services.progress()), gr.update(),
+        yield (gr.update(), gr.update(), gr.update(), progress_html(services.queue.progress()), gr.update(),
                gr.update(), *busy(True))
     try:
         result: GenerationResult = future.result()

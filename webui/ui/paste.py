@@ -51,15 +51,15 @@ def fill_from_infotext(services: Services, targets: PasteTargets, text: str) -> 
     """Updates for `targets.outputs()`: every field the infotext names, the rest unchanged."""
     if not (text or "").strip():
         return [gr.update() for _ in targets.outputs()[:-1]] + ["Nothing to paste: the prompt box is empty."]
-    plan = paste_plan(services.infotext_fields(text), samplers=services.sampler_names(),
-                              schedules=services.schedule_types(), limits=targets.limits(), choices=targets.choices())
+    plan = paste_plan(services.info.infotext_fields(text), samplers=services.info.sampler_names(),
+                      schedules=services.info.schedule_types(), limits=targets.limits(), choices=targets.choices())
     updates: list[Any] = [plan.values[name] if name in plan.values else gr.update() for name in targets.names]
     updates.append(True if plan.show_extra else gr.update())
     checkpoint, note = _checkpoint(services, plan)
     if note:
         plan.notes.append(note)
     updates.append(checkpoint)
-    updates.append(gr.update(visible=services.is_demo_model(services.current_checkpoint())))
+    updates.append(gr.update(visible=services.models.is_demo_model(services.models.current_checkpoint())))
     updates.append(notes_markdown(plan.notes))
     return updates
 
@@ -68,15 +68,15 @@ def _checkpoint(services: Services, plan: PastePlan) -> tuple[Any, str]:
     """Switch to the checkpoint the infotext names when we have it; otherwise keep the current one with a note."""
     if not plan.model and not plan.model_hash:
         return gr.update(), ""
-    title = services.find_checkpoint_title(plan.model, plan.model_hash)
+    title = services.info.find_checkpoint_title(plan.model, plan.model_hash)
     if title is None:
         return gr.update(), checkpoint_note(plan.model, plan.model_hash)
-    if title == services.current_checkpoint():
+    if title == services.models.current_checkpoint():
         return gr.update(), ""
     try:
-        loaded = services.select_checkpoint(title)
+        loaded = services.models.select_checkpoint(title)
         note = f"Switched the checkpoint to **{loaded}**."
     except WebUIError as exc:
         note = f"**Could not load {title}:** {exc}"
     # Choices too: this session's list may predate the file (Gradio refuses values outside the choices).
-    return gr.update(value=services.current_checkpoint(), choices=services.checkpoint_titles()), note
+    return gr.update(value=services.models.current_checkpoint(), choices=services.models.checkpoint_titles()), note

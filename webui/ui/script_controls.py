@@ -2,8 +2,8 @@
 upscale, whose controls the img2img tab passes in), their controls, and the widgets' `ScriptSpec` decoder.
 
 Why one module: a tab only places the controls (`build_script_controls`), adds `request_inputs()` to its Generate
-inputs and submits `spec(...)` through `webui.services.script_dispatch` (the API decodes A1111's `script_args`
-into the same `ScriptSpec`). With "None" that is the plain generation. The scripts' results answer like a
+inputs and submits `spec(...)` through the script service (`services.scripts.submit`; the API decodes A1111's
+`script_args` into the same `ScriptSpec`). With "None" that is the plain generation. The scripts' results answer like a
 generation result (grids first), so the tab's gallery/progress code stays as it is.
 Enumerable axes (samplers, schedule types, checkpoints, VAEs, styles, hires upscalers) get a multi-select picker
 filled from the services when the axis type is chosen, so the lists are current (a checkpoint added a minute ago).
@@ -110,7 +110,7 @@ def axis_updates(services: Services, label: str) -> tuple[Any, Any, Any]:
     """For a chosen axis type: the text box (hidden for enumerable axes), the picker (their current choices) and
     the fill button."""
     kind = axis_type(label)
-    choices = services.script_choices(kind.choices) if kind.choices else []
+    choices = services.scripts.script_choices(kind.choices) if kind.choices else []
     enumerable = bool(kind.choices)
     return (gr.update(visible=not enumerable and kind.label != NOTHING, info=kind.note),
             gr.update(visible=enumerable, choices=choices, value=[]), gr.update(visible=enumerable))
@@ -137,7 +137,7 @@ def build_script_controls(services: Services, tab: str, upscale: UpscaleBuilder 
     def select(name: str) -> tuple[Any, ...]:
         """Show the chosen script's controls; the upscaler list is re-read (a model file added a minute ago)."""
         return (gr.update(visible=name == XYZ_SCRIPT), gr.update(visible=name == MATRIX_SCRIPT),
-                gr.update(visible=name == UPSCALE_SCRIPT), gr.update(choices=services.upscaler_names()))
+                gr.update(visible=name == UPSCALE_SCRIPT), gr.update(choices=services.upscale.upscaler_names()))
 
     script.change(select, inputs=[script], outputs=[xyz_group, matrix_group, upscale_group, upscaler],
                   api_name=f"{tab}_script_select")
@@ -157,7 +157,7 @@ def _axis_row(services: Services, tab: str, name: str, default: str) -> AxisWidg
         fill = gr.Button(FILL_SYMBOL, visible=False, scale=0, min_width=40, elem_id=f"{tab}_xyz_{name.lower()}_fill")
     kind.change(lambda label: axis_updates(services, label), inputs=[kind], outputs=[values, picks, fill],
                 api_name=f"{tab}_xyz_{name.lower()}_type")
-    fill.click(lambda label: services.script_choices(axis_type(label).choices or ""),
+    fill.click(lambda label: services.scripts.script_choices(axis_type(label).choices or ""),
                inputs=[kind], outputs=[picks], api_name=f"{tab}_xyz_{name.lower()}_fill")
     return AxisWidgets(kind, values, picks, fill)
 

@@ -33,14 +33,14 @@ def build_style_selector(services: Services, tab: str) -> StyleSelector:
     with gr.Row(elem_id=f"{tab}_styles_row"):
         apply = gr.Button(APPLY_SYMBOL, elem_id=f"{tab}_style_apply", scale=0, min_width=40)
         refresh = gr.Button(REFRESH_SYMBOL, elem_id=f"{tab}_styles_refresh", scale=0, min_width=40)
-    dropdown = gr.Dropdown(label="Styles", choices=services.style_names(), value=[], multiselect=True,
+    dropdown = gr.Dropdown(label="Styles", choices=services.styles.style_names(), value=[], multiselect=True,
                            elem_id=f"{tab}_styles", info="Added to the prompt when generating.")
     return StyleSelector(dropdown, apply, refresh)
 
 
 def _choices(services: Services, selected: list[str] | None, picked: str | None = None) -> tuple[Any, Any]:
     """Fresh choices for the multi-select (keeping the still-existing selection) and the editor's picker."""
-    names = services.style_names()
+    names = services.styles.style_names()
     kept = [name for name in selected or () if name in names]
     return (gr.update(choices=names, value=kept),
             gr.update(choices=names, value=picked if picked in names else None))
@@ -51,7 +51,7 @@ def build_style_editor(services: Services, tab: str, selector: StyleSelector, pr
     """The "Styles" accordion: pick a style to edit it, save (add or replace), delete; and the wiring of the
     selector's apply and refresh buttons."""
     with gr.Accordion("Edit styles", open=False, elem_id=f"{tab}_styles_edit"):
-        picker = gr.Dropdown(label="Style to edit", choices=services.style_names(), value=None,
+        picker = gr.Dropdown(label="Style to edit", choices=services.styles.style_names(), value=None,
                              elem_id=f"{tab}_edit_style_select")
         name = gr.Textbox(label="Style name", elem_id=f"{tab}_edit_style_name",
                           placeholder="Name for a new style, or the style being edited")
@@ -69,7 +69,7 @@ def build_style_editor(services: Services, tab: str, selector: StyleSelector, pr
 
     def saved(style_name: str, text: str, negative_text: str, selected: list[str]) -> list[Any]:
         try:
-            services.save_style(style_name, text, negative_text)
+            services.styles.save_style(style_name, text, negative_text)
         except WebUIError as exc:
             return [gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), error_markdown(str(exc))]
         clean = style_name.strip()
@@ -77,20 +77,21 @@ def build_style_editor(services: Services, tab: str, selector: StyleSelector, pr
 
     def on_delete(style_name: str, selected: list[str]) -> list[Any]:
         clean = (style_name or "").strip()
-        if clean not in services.style_names():
+        if clean not in services.styles.style_names():
             return [*_choices(services, selected), gr.update(), gr.update(), gr.update(),
                     error_markdown(f"There is no style named '{clean}'.")]
-        services.delete_style(clean)
+        services.styles.delete_style(clean)
         return [*_choices(services, selected), "", "", "", f"Deleted style **{clean}**."]
 
     def on_pick(style_name: str | None) -> list[Any]:
-        style = next((row for row in services.style_rows() if row.name == style_name), None)
+        style = next((row for row in services.styles.style_rows() if row.name == style_name), None)
         if style is None:
             return [gr.update(), gr.update(), gr.update()]
         return [style.name, style.prompt, style.negative_prompt]
 
     def on_apply(text: str, negative_text: str, selected: list[str]) -> list[Any]:
-        merged, merged_negative = services.apply_styles_to_prompt(text or "", negative_text or "", selected or [])
+        merged, merged_negative = services.styles.apply_styles_to_prompt(text or "", negative_text or "",
+                                                                         selected or [])
         return [merged, merged_negative, []]
 
     save_current.click(saved, inputs=[name, prompt, negative, selector.dropdown], outputs=[*lists, *editor, message],

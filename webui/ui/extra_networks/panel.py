@@ -156,12 +156,12 @@ class _Panel:
                 refresh: bool = False) -> tuple[str, Any]:
         """(grid HTML, item choices) for the current search/sort/folder."""
         sort, folder_filter = extra_network_query(sort_label, folder)
-        cards = self.services.extra_network_cards(kind, search or "", sort, bool(descending), folder_filter,
+        cards = self.services.networks.extra_network_cards(kind, search or "", sort, bool(descending), folder_filter,
                                                   refresh=refresh)
         return cards_html(cards, kind, self.thumbnails), gr.update(choices=card_keys(cards))
 
     def folder_choices(self, kind: str, current: str | None) -> Any:
-        choices = [ALL_FOLDERS, *self.services.extra_network_folders(kind)]
+        choices = [ALL_FOLDERS, *self.services.networks.extra_network_folders(kind)]
         return gr.update(choices=choices, value=current if current in choices else ALL_FOLDERS)
 
     # ----- actions ------------------------------------------------------------------------------------------
@@ -173,11 +173,11 @@ class _Panel:
             return prompt, negative, error_markdown("Pick an item first.")
         try:
             if kind == "lora":
-                parts = self.services.lora_prompt_parts(key)
+                parts = self.services.networks.lora_prompt_parts(key)
                 prompt, added = toggle_lora(prompt, key, parts["tag"], parts["activation"])
                 negative = (add_text if added else remove_text)(negative, parts["negative"])
             else:
-                self.services.extra_network_sidecar(kind, key)  # raises for an unknown name
+                self.services.networks.extra_network_sidecar(kind, key)  # raises for an unknown name
                 if to_negative:
                     negative, added = toggle_word(negative, key)
                 else:
@@ -191,13 +191,13 @@ class _Panel:
         if not key:
             return error_markdown("Pick a checkpoint first."), gr.update(), gr.update()
         try:
-            loaded = self.services.select_checkpoint(key)
+            loaded = self.services.models.select_checkpoint(key)
             text = f"Loaded **{loaded}**."
         except WebUIError as exc:
             text = f"**Could not load {key}:** {exc}"
-        current = self.services.current_checkpoint()
-        return (text, gr.update(choices=self.services.checkpoint_titles(), value=current),
-                gr.update(visible=self.services.is_demo_model(current)))
+        current = self.services.models.current_checkpoint()
+        return (text, gr.update(choices=self.services.models.checkpoint_titles(), value=current),
+                gr.update(visible=self.services.models.is_demo_model(current)))
 
     def show_details(self, kind: str, key: str) -> list[Any]:
         """[details box, metadata HTML, *editor values, message]."""
@@ -205,7 +205,7 @@ class _Panel:
         if not key:
             return [*keep, error_markdown("Pick an item first.")]
         try:
-            details = self.services.extra_network_details(kind, key)
+            details = self.services.networks.extra_network_details(kind, key)
         except WebUIError as exc:
             return [*keep, error_markdown(str(exc))]
         sidecar = details["sidecar"]
@@ -218,7 +218,7 @@ class _Panel:
         if not key:
             return error_markdown("Pick an item first.")
         try:
-            self.services.save_extra_network_sidecar(kind, key, dict(zip(EDITOR_KEYS, values, strict=True)))
+            self.services.networks.save_extra_network_sidecar(kind, key, dict(zip(EDITOR_KEYS, values, strict=True)))
         except WebUIError as exc:
             return error_markdown(str(exc))
         return f"Saved the notes of **{key}**."

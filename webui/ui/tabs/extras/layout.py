@@ -37,7 +37,7 @@ def _build_source_tabs(services: Services, source: gr.Textbox) -> tuple[Any, Any
             files = gr.File(label="Batch Process", file_count="multiple", file_types=["image"],
                             elem_id="extras_image_batch")
         with gr.Tab("Batch from Directory", id="extras_batch_directory_tab", elem_id="extras_batch_directory_tab",
-                    visible=not services.path_policy.hide_dir_config) as tab_dir:
+                    visible=not services.settings.hide_dir_config) as tab_dir:
             input_dir = gr.Textbox(label="Input directory", elem_id="extras_batch_input_dir",
                                    placeholder="A folder inside the data folder (relative to it)")
             output_dir = gr.Textbox(label="Output directory", elem_id="extras_batch_output_dir",
@@ -67,7 +67,7 @@ def _build_resize_tabs(resize_mode: gr.Textbox) -> tuple[Any, Any, Any, Any]:
 
 def _build_upscalers(services: Services) -> tuple[Any, Any, Any]:
     """Upscaler 1 and 2 (the refresh button re-reads the model folders) and upscaler 2's visibility."""
-    names = services.upscaler_names()
+    names = services.upscale.upscaler_names()
     with gr.Row():
         upscaler_1 = gr.Dropdown(label="Upscaler 1", choices=names, value="Lanczos", elem_id="extras_upscaler_1")
         upscaler_2 = gr.Dropdown(label="Upscaler 2", choices=names, value=NO_UPSCALER, elem_id="extras_upscaler_2")
@@ -76,7 +76,7 @@ def _build_upscalers(services: Services) -> tuple[Any, Any, Any]:
                            elem_id="extras_upscaler_2_visibility")
 
     def on_refresh(first: str, second: str):
-        fresh = services.upscaler_names()
+        fresh = services.upscale.upscaler_names()
         return (gr.update(choices=fresh, value=first if first in fresh else "Lanczos"),
                 gr.update(choices=fresh, value=second if second in fresh else NO_UPSCALER))
 
@@ -108,9 +108,9 @@ def build_extras_tab(services: Services) -> dict[str, gr.components.Component]:
             request = extras_request(resize_mode_v, scale_v, width_v, height_v, crop_v, upscaler_1_v,
                                      upscaler_2_v, visibility_v)
             if source_v == EXTRAS_SOURCES[2]:
-                future = services.submit_extras_folder(input_dir_v or "", output_dir_v or "", request)
+                future = services.upscale.submit_extras_folder(input_dir_v or "", output_dir_v or "", request)
             else:
-                future = services.submit_extras(_source_images(source_v, image_v, files_v), request)
+                future = services.upscale.submit_extras(_source_images(source_v, image_v, files_v), request)
         except (WebUIError, ValueError, TypeError) as exc:
             yield [], "", "", error_markdown(str(exc))
             return
@@ -155,7 +155,7 @@ def _stream(services: Services, future: Future):
     """Progress while the job runs, then the results (served from the outputs folder when saved there)."""
     while not future.done():
         time.sleep(POLL_SECONDS)
-        yield gr.update(), progress_html(services.progress()), gr.update(), gr.update()
+        yield gr.update(), progress_html(services.queue.progress()), gr.update(), gr.update()
     try:
         results = future.result()
     except WebUIError as exc:

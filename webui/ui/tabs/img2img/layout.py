@@ -13,7 +13,6 @@ import gradio as gr
 
 from webui.core.requests import GenerationRequest
 from webui.services import Services
-from webui.services.script_dispatch import submit_script
 from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
 from webui.ui.generation_panel import (
     EventNames,
@@ -93,7 +92,7 @@ def build_img2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
     bar = build_prompt_bar(services, TAB, quick, paste_id="img2img_paste")
     with gr.Row():
         with gr.Column(scale=1):
-            controls = _build_controls(services, services.default_request())
+            controls = _build_controls(services, services.generation.default_request())
         with gr.Column(scale=1):
             progress, gallery, info, message = build_output_column(TAB)
     output = OutputWidgets(progress, gallery, info, message, gr.State([]), gr.State([]))
@@ -133,7 +132,7 @@ def _wire_generate(services: Services, bar: PromptBar, quick: Quicksettings, con
                 SeedValues(seed_v, extra_v, subseed_v, strength_v, resize_w_v, resize_h_v), denoise_v,
                 InpaintWidgets(mode_v, init_v, editor_v, inpaint_image_v, inpaint_mask_v, resize_mode_v,
                                mask_blur_v, mask_mode_v, fill_v, area_v, padding_v))
-            return submit_script(services, request, scripts.spec(script_v, services.upscaler_names))
+            return services.scripts.submit(request, scripts.spec(script_v, services.upscale.upscaler_names))
 
         yield from stream_generation(services, submit)
 

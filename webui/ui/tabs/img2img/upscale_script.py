@@ -90,7 +90,7 @@ def build_upscale_controls(services: Services, tab: str) -> tuple[gr.Group, tupl
     with gr.Group(visible=False, elem_id=f"{tab}_script_ultimate_upscale") as group:
         gr.Markdown("Upscales the image to the target size, then redraws it tile by tile with the settings above.")
         size_type, width, height, scale = _target_size_row(prefix, defaults)
-        upscaler = gr.Dropdown(label="Upscaler", choices=services.upscaler_names(), value=defaults.upscaler,
+        upscaler = gr.Dropdown(label="Upscaler", choices=services.upscale.upscaler_names(), value=defaults.upscaler,
                                elem_id=f"{prefix}_upscaler_index")
         redraw, tile_w, tile_h, blur, padding = _redraw_row(prefix, defaults)
         seams, seams_denoise, seams_width, seams_blur, seams_padding = _seams_row(prefix, defaults)

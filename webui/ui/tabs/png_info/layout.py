@@ -36,7 +36,7 @@ def build_png_info_tab(services: Services, tabs: gr.Tabs, txt2img: PasteTargets,
     def on_image(picture: Any) -> tuple[str, str]:
         if picture is None:
             return "", ""
-        info = services.png_info(picture)
+        info = services.info.png_info(picture)
         return png_info_html(info["info"], info["items"]), info["info"]
 
     def on_send(text: str) -> list[Any]:

@@ -58,7 +58,7 @@ def _widget(services: Services, key: str) -> gr.components.Component:
         low, high, step = _SLIDERS[key]
         return gr.Slider(minimum=low, maximum=high, step=step, **common)
     if key == "default_sampler":
-        return gr.Dropdown(choices=services.sampler_names(), **common)
+        return gr.Dropdown(choices=services.info.sampler_names(), **common)
     if key == "quicksettings_list":
         return gr.Dropdown(choices=[s.key for s in OPTION_SPECS], multiselect=True, allow_custom_value=True,
                            **common)
@@ -69,13 +69,13 @@ def build_settings_tab(services: Services, quick: Quicksettings, blocks: gr.Bloc
     """The tab, "Apply settings" (all values validated together; only changed keys reported), and with `blocks`
     a page-load refresh so a reloaded page shows the stored values and the quicksettings the list asks for."""
     # A config.json that could not be used at startup: say so where the settings are (the next save replaces it).
-    warning = services.options_warning()
+    warning = services.options.options_warning()
     gr.Markdown(f"**Warning:** {warning}" if warning else "", visible=bool(warning), elem_id="settings_warning")
     with gr.Row():
         apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
     result = gr.Markdown("", elem_id="settings_result")
     widgets: dict[str, gr.components.Component] = {}
-    sections = shown_sections(services.path_policy.hide_dir_config)
+    sections = shown_sections(services.settings.hide_dir_config)
     for title, keys in sections:
         with gr.Accordion(title, open=True, elem_id=f"settings_section_{title.split()[0].lower()}"):
             for key in keys:
@@ -90,7 +90,7 @@ def build_settings_tab(services: Services, quick: Quicksettings, blocks: gr.Bloc
         """Validate all, store all (or none), report what changed; never raise into Gradio."""
         try:
             before = {key: services.options.get(key) for key in setting_keys}
-            services.set_options(dict(zip(setting_keys, values, strict=True)))
+            services.options.set_options(dict(zip(setting_keys, values, strict=True)))
         except WebUIError as exc:
             return [error_markdown(str(exc)), *(gr.update() for _ in components), gr.update()]
         changed = [key for key in setting_keys if services.options.get(key) != before[key]]

@@ -19,6 +19,7 @@ import gradio as gr
 
 from webui.core.errors import WebUIError
 from webui.services import Services
+from webui.services.training_service import TrainingJob
 
 EXAMPLE_LYCORIS = {"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 16,
                    "apply_preset": {"target_module": ["Attention", "FeedForward"],
@@ -120,15 +121,15 @@ class TrainForm:
 
 
 def _build_form(services: Services) -> TrainForm:
-    defaults = services.training_defaults()
-    choices = services.training_choices()
-    hidden = services.path_policy.hide_dir_config
+    defaults = services.training.defaults()
+    choices = services.training.choices()
+    hidden = services.settings.hide_dir_config
     keys, widgets = [], []
     with gr.Row():
         keys.append("output_name")
         widgets.append(gr.Textbox(label="Output name", value=defaults["output_name"], elem_id="train_output_name"))
         keys.append("base_model")
-        titles = services.checkpoint_titles()
+        titles = services.models.checkpoint_titles()
         widgets.append(gr.Dropdown(label="Base model", choices=titles, value=titles[0] if titles else None,
                                    allow_custom_value=not hidden, elem_id="train_base_model"))
         keys.append("dataset_dir")
@@ -147,21 +148,22 @@ def _build_form(services: Services) -> TrainForm:
     return TrainForm(keys, widgets, lycoris)
 
 
-def _job_label(job: dict[str, Any]) -> str:
-    return f"{job['name']} · {job['status']} · {job['id']}"
+def _job_label(job: TrainingJob) -> str:
+    return f"{job.record.name} · {job.record.status} · {job.record.id}"
 
 
-def _job_markdown(job: dict[str, Any]) -> str:
+def _job_markdown(job: TrainingJob) -> str:
     def fmt(value: Any, pattern: str) -> str:
         return pattern.format(value) if value is not None else "-"
 
-    eta = fmt(job.get("eta_s"), "{:.0f} s")
-    lines = [f"**{job['name']}** — {job['status']}", f"step {job['step']}/{job['total_steps']} · epoch "
-             f"{job['epoch']}/{job['total_epochs']} · loss {fmt(job.get('loss'), '{:.4f}')} · "
-             f"{fmt(job.get('its'), '{:.2f}')} it/s · ETA {eta}", job.get("message") or "",
-             f"`{job['command_text']}`"]
-    if job.get("final_file"):
-        lines.append(f"Result: `{job['final_file']}`")
+    record = job.record
+    eta = fmt(record.eta_s, "{:.0f} s")
+    lines = [f"**{record.name}** — {record.status}", f"step {record.step}/{record.total_steps} · epoch "
+             f"{record.epoch}/{record.total_epochs} · loss {fmt(record.loss, '{:.4f}')} · "
+             f"{fmt(record.its, '{:.2f}')} it/s · ETA {eta}", record.message or "",
+             f"`{job.command_text}`"]
+    if record.final_file:
+        lines.append(f"Result: `{record.final_file}`")
     return "\n\n".join(line for line in lines if line)
 
 
@@ -173,7 +175,7 @@ def _loss_frame(losses: list[tuple[int, float]]):
 
 def _samples(services: Services, job_id: str) -> list[tuple[str, str]]:
     found = []
-    for event in services.training_events(job_id)[0]:
+    for event in services.training.events(job_id)[0]:
         if event["type"] == "sample":
             found += [(path, f"step {event['step']}") for path in event["paths"]]
     return found[-12:]
@@ -225,7 +227,7 @@ def _wire_compare(services: Services, jobs, prompt, button, grid, message) -> No
         if not job_id:
             return [None, "Select a job first."]
         try:
-            result = services.compare_training_epochs(job_id, text or "").result()
+            result = services.training.compare_epochs(job_id, text or "").result()
         except WebUIError as err:
             return [None, f"**Cannot compare:** {err}"]
         if not result.grids:
@@ -238,9 +240,9 @@ def _wire_compare(services: Services, jobs, prompt, button, grid, message) -> No
 
 def _job_choices(services: Services, selected: str | None = None) -> gr.Dropdown:
     """The jobs list, keeping `selected` when it still exists (else the newest job)."""
-    rows = services.training_jobs()
-    choices = [(_job_label(job), job["id"]) for job in rows]
-    value = selected if selected in {job["id"] for job in rows} else (rows[0]["id"] if rows else None)
+    rows = services.training.jobs()
+    choices = [(_job_label(job), job.record.id) for job in rows]
+    value = selected if selected in {job.record.id for job in rows} else (rows[0].record.id if rows else None)
     return gr.Dropdown(choices=choices, value=value)
 
 
@@ -251,31 +253,31 @@ def _wire_form(services: Services, form: TrainForm, train, preview_button, previ
 
     def on_train(*raw: Any) -> list[Any]:
         try:
-            job = services.submit_training(form.values(raw[:-1], raw[-1]))
+            job = services.training.submit(services.training.form_config(form.values(raw[:-1], raw[-1])))
         except WebUIError as err:
             return [f"**Not started:** {err}", gr.update()]
-        return [f"Queued job `{job['id']}`.", _job_choices(services, job["id"])]
+        return [f"Queued job `{job.record.id}`.", _job_choices(services, job.record.id)]
 
     def on_preview(*raw: Any) -> list[Any]:
         try:
-            return [services.training_dataset_preview(form.values(raw[:-1], raw[-1])), ""]
+            return [services.training.dataset_preview(form.values(raw[:-1], raw[-1])), ""]
         except WebUIError as err:
             return [None, f"**Preview failed:** {err}"]
 
     def on_save(*raw: Any) -> list[Any]:
         try:
-            return [services.training_preset_json(form.values(raw[:-1], raw[-1])), ""]
+            return [services.training.preset_json(form.values(raw[:-1], raw[-1])), ""]
         except WebUIError as err:
             return [gr.update(), f"**Cannot save:** {err}"]
 
     def on_import(text: str) -> list[Any]:
         try:
-            imported = services.import_training_config(text or "")
+            imported = services.training.import_config(text or "")
         except WebUIError as err:
             return [*(gr.update() for _ in inputs), f"**Cannot import:** {err}"]
-        notes = imported["notes"] + ([f"Ignored keys: {', '.join(imported['ignored'])}"] if imported["ignored"]
+        notes = list(imported.notes) + ([f"Ignored keys: {', '.join(imported.ignored)}"] if imported.ignored
                                      else [])
-        return [*form.fill(imported["config"]), "Loaded. " + " ".join(notes)]
+        return [*form.fill(imported.values), "Loaded. " + " ".join(notes)]
 
     train.click(on_train, inputs=inputs, outputs=[message, jobs], api_name="train_submit")
     preview_button.click(on_preview, inputs=inputs, outputs=[preview, message], api_name="train_preview")
@@ -290,13 +292,13 @@ def _wire_jobs(services: Services, jobs, refresh, cancel, resume, message, view_
         if not job_id:
             return ["No job selected.", _loss_frame([]), [], ""]
         try:
-            job = services.training_job(job_id)
+            job = services.training.job(job_id)
         except WebUIError as err:
             return [str(err), _loss_frame([]), [], ""]
-        return [_job_markdown(job), _loss_frame(services.training_losses(job_id)), _samples(services, job_id),
-                services.training_log(job_id)]
+        return [_job_markdown(job), _loss_frame(services.training.losses(job_id)), _samples(services, job_id),
+                services.training.log(job_id)]
 
-    def on_action(action: Callable[[str], dict[str, Any]], job_id: str | None) -> list[Any]:
+    def on_action(action: Callable[[str], TrainingJob], job_id: str | None) -> list[Any]:
         if not job_id:
             return ["Select a job first.", gr.update()]
         try:
@@ -308,9 +310,9 @@ def _wire_jobs(services: Services, jobs, refresh, cancel, resume, message, view_
     refresh.click(lambda selected: _job_choices(services, selected), inputs=[jobs], outputs=[jobs],
                   api_name="train_jobs")
     jobs.change(job_view, inputs=[jobs], outputs=view_outputs, api_name="train_job_view")
-    cancel.click(lambda j: on_action(services.cancel_training, j), inputs=[jobs], outputs=[message, jobs],
+    cancel.click(lambda j: on_action(services.training.cancel, j), inputs=[jobs], outputs=[message, jobs],
                  api_name="train_cancel")
-    resume.click(lambda j: on_action(services.resume_training, j), inputs=[jobs], outputs=[message, jobs],
+    resume.click(lambda j: on_action(services.training.resume, j), inputs=[jobs], outputs=[message, jobs],
                  api_name="train_resume")
     timer = gr.Timer(REFRESH_SECONDS)
     timer.tick(lambda j: [_job_choices(services, j), *job_view(j)], inputs=[jobs], outputs=[jobs, *view_outputs],

@@ -38,7 +38,7 @@ class HiresWidgets:
 
 def build_hires_section(services: Services, tab: str) -> HiresWidgets:
     """The checkbox and the (hidden until ticked) settings; `tab` prefixes elem_ids and api_names."""
-    choices = services.hires_upscaler_names()
+    choices = services.upscale.hires_upscaler_names()
     enable = gr.Checkbox(label="Hires. fix", value=False, elem_id=f"{tab}_enable_hr")
     with gr.Group(visible=False, elem_id=f"{tab}_hires_fix") as group:
         with gr.Row():

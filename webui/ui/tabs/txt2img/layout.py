@@ -5,7 +5,6 @@ from __future__ import annotations
 import gradio as gr
 
 from webui.services import Services
-from webui.services.script_dispatch import submit_script
 from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
 from webui.ui.generation_panel import (
     EventNames,
@@ -36,7 +35,7 @@ def build_txt2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
     bar = build_prompt_bar(services, TAB, quick, paste_id="paste")
     with gr.Row():
         with gr.Column(scale=1):
-            sampling = build_sampling_params(services, TAB, services.default_request())
+            sampling = build_sampling_params(services, TAB, services.generation.default_request())
             seeds = build_seed_inputs(TAB)
             hires = build_hires_section(services, TAB)
             scripts = build_script_controls(services, TAB)
@@ -75,7 +74,7 @@ def _wire_generate(services: Services, bar: PromptBar, sampling: SamplingWidgets
                 SeedValues(seed_v, extra_v, subseed_v, strength_v, resize_w_v, resize_h_v),
                 HiresValues(hr_enable_v, hr_upscaler_v, hr_steps_v, hr_denoise_v, hr_scale_v, hr_resize_x_v,
                             hr_resize_y_v))
-            return submit_script(services, request, scripts.spec(script_v, services.upscaler_names))
+            return services.scripts.submit(request, scripts.spec(script_v, services.upscale.upscaler_names))
 
         yield from stream_generation(services, submit)
 
