@@ -11,6 +11,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
+from PIL import Image, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 from starlette.requests import Request
 
 from webui.api.models import (
@@ -31,6 +33,8 @@ from webui.core.limits import LIMITS, check_input_images, size_text
 from webui.core.request_builder import build_request
 from webui.core.requests import GenerationRequest
 from webui.core.results import GenerationResult
+from webui.core.tiled_upscale import script_info_args
+from webui.core.xyz import axis_type_labels
 from webui.services import ExtrasRequest, Services
 
 log = logging.getLogger(__name__)
@@ -41,7 +45,6 @@ _REQUEST_OVERRIDES = {"sd_model_checkpoint": "checkpoint", "sd_vae": "vae", "CLI
 
 def encode_png(image: Any, infotext: str) -> str:
     """Plain base64 PNG (no data: prefix) with the infotext in the `parameters` chunk, as A1111 returns."""
-    from PIL.PngImagePlugin import PngInfo
 
     meta = PngInfo()
     meta.add_text("parameters", infotext)
@@ -53,7 +56,6 @@ def encode_png(image: Any, infotext: str) -> str:
 def decode_image(data: str, what: str = "image") -> Any:
     """A base64 image, with or without a `data:...;base64,` prefix, as A1111 clients send them, opened but not
     decoded: only its header is read, so its size can be checked before its pixels are (`decode_images`)."""
-    from PIL import Image, UnidentifiedImageError
 
     if data.startswith("data:") and "," in data:
         data = data.split(",", 1)[1]
@@ -69,7 +71,6 @@ def decode_image(data: str, what: str = "image") -> Any:
 def decode_images(items: Sequence[str], what: str = "image") -> list[Any]:
     """Base64 images, decoded only once their number and the sizes their headers declare are within the limits,
     so a small file that declares a huge image (a decompression bomb) is refused before it is expanded."""
-    from PIL import Image
 
     if len(items) > LIMITS.max_input_images:
         raise ValidationError(f"{len(items)} {what}s were sent; at most {LIMITS.max_input_images} are accepted.")
@@ -322,8 +323,6 @@ def _table_routes(router: APIRouter, services: Services) -> None:
     def script_info() -> list[dict[str, Any]]:
         """The scripts and, for X/Y/Z, the axis types in the order integer `script_args` types index; for
         Ultimate SD upscale its positional `script_args` in order (A1111's extension order), with defaults."""
-        from webui.core.tiled_upscale import script_info_args
-        from webui.core.xyz import axis_type_labels
 
         return [{"name": "x/y/z plot", "is_alwayson": False, "is_img2img": False,
                  "args": [{"label": "axis types", "choices": axis_type_labels()}]},

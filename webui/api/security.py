@@ -36,7 +36,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
+import psutil
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
@@ -70,7 +72,6 @@ def local_addresses() -> list[str]:
     """This machine's non-loopback interface addresses (IPv4 first), read from the OS: no network traffic.
 
     Link-local IPv6 addresses are left out: browsers cannot put their zone id in a URL's host."""
-    import psutil
 
     found: list[str] = []
     for entries in psutil.net_if_addrs().values():
@@ -342,8 +343,6 @@ async def _internal_error(request: Request, exc: Exception) -> PlainTextResponse
 def install_docs(app: FastAPI, credentials: tuple[Credential, ...]) -> None:
     """`/docs`, `/redoc` and `/openapi.json` (create the app with FastAPI's own docs URLs off): behind `--api-auth`
     when it is set, since the schema maps every route and field of the API. Add before mounting the UI at `/`."""
-    from fastapi import Depends
-    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 
     guard = [Depends(basic_auth(credentials))] if credentials else []
 

@@ -17,6 +17,7 @@ import logging
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from webui.core.errors import ValidationError
 from webui.jobs.job_store import (
@@ -39,7 +42,7 @@ from webui.jobs.job_store import (
     JobStore,
 )
 from webui.training import events as ev
-from webui.training.config import TrainingConfig, config_to_json
+from webui.training.config import TrainingConfig, config_from_json, config_to_json
 from webui.training.events import read_events
 
 log = logging.getLogger(__name__)
@@ -87,7 +90,6 @@ class _Child:
 
 
 def _free_port() -> int:
-    import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -98,7 +100,6 @@ def _pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
-        import psutil
 
         process = psutil.Process(pid)
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
@@ -113,7 +114,6 @@ def _is_our_child(pid: int | None, work_dir: str) -> bool:
     if not _pid_alive(pid):
         return False
     try:
-        import psutil
 
         return work_dir in " ".join(psutil.Process(pid).cmdline())
     except Exception:  # noqa: BLE001 - psutil errors: treat as gone
@@ -267,7 +267,6 @@ class TrainingWorker:
 
     @staticmethod
     def _config(record: JobRecord) -> TrainingConfig:
-        from webui.training.config import config_from_json
 
         if not record.config_readable:
             raise ValidationError(f"Job {record.id} cannot be resumed: its stored settings are not readable. "

@@ -1,8 +1,10 @@
 """Device and dtype choice, from the launch settings. Device-agnostic: cpu, cuda, mps."""
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
+import psutil
 import torch
 
 
@@ -26,7 +28,6 @@ def configure_torch_threads(threads: int | None) -> None:
 
 def release_memory(device: torch.device) -> None:
     """Give freed tensors back after a model switch (CUDA caches allocations otherwise)."""
-    import gc
 
     gc.collect()
     if device.type == "cuda":
@@ -37,7 +38,6 @@ def release_memory(device: torch.device) -> None:
 
 def _ram_stats() -> dict[str, float]:
     """A1111's `ram` block: this process's resident memory against the machine's total."""
-    import psutil
 
     used = psutil.Process().memory_info().rss
     total = psutil.virtual_memory().total
