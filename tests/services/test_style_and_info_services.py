@@ -24,10 +24,11 @@ def test_styles_are_saved_applied_and_deleted(services):
     styles = services.styles
     assert styles.save_style(" gold ", "{prompt}, golden hour", "dark") == ["gold"]
     assert styles.apply_styles_to_prompt("a cat", "", ["gold"]) == ("a cat, golden hour", "dark")
-    request = styles.apply_request_styles(GenerationRequest(prompt="a dog", styles=("gold",)))
+    # A generation resolves its styles from the same store: merged into the prompts, then cleared.
+    request = services.generation.resolve(GenerationRequest(prompt="a dog", styles=("gold",))).request
     assert (request.prompt, request.negative_prompt, request.styles) == ("a dog, golden hour", "dark", ())
     with pytest.raises(ValidationError, match=r"Unknown style\(s\): silver.*styles.csv"):
-        styles.apply_request_styles(GenerationRequest(prompt="a dog", styles=("silver",)))
+        services.generation.resolve(GenerationRequest(prompt="a dog", styles=("silver",)))
     assert [style.name for style in styles.style_rows()] == ["gold"]
     assert styles.delete_style("gold") == [] and styles.style_names() == []
 

@@ -67,7 +67,11 @@ class GenerationService:
     def submit_txt2img(self, request: GenerationRequest) -> Future:
         """Validate and resolve now (fast, in the caller's thread), then queue. The future yields a
         `GenerationResult`. An img2img request (`request.img2img` set) takes the same path."""
-        resolved = self._resolve_request(request)
+        return self.submit_resolved(self.resolve(request))
+
+    def submit_resolved(self, resolved: ResolvedRequest) -> Future:
+        """Queue a request resolved by `resolve` (a script resolves its cells before its job starts, so a bad
+        value fails the whole script at once and every cell keeps the seeds the script fixed)."""
         request = resolved.request
         parts = self._parts
         save = request.save_images and bool(parts.options.get("samples_save"))
@@ -95,7 +99,7 @@ class GenerationService:
 
         return self._executor.submit(job, label="txt2img")
 
-    def _resolve_request(self, request: GenerationRequest) -> ResolvedRequest:
+    def resolve(self, request: GenerationRequest) -> ResolvedRequest:
         """The request as the engine runs it (`webui.core.resolve`): validated, styles merged into the prompts,
         sampler and schedule split, -1 seeds drawn, the prompt parsed once with its extra-network calls.
         Everything a generation decides before it runs is decided here, once."""

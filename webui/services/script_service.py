@@ -23,9 +23,9 @@ from webui.core.progress import CancelToken, ProgressTracker
 from webui.core.prompt_matrix import SCRIPT_NAME as MATRIX_SCRIPT
 from webui.core.prompt_matrix import PromptMatrixOptions, expand_prompt_matrix
 from webui.core.requests import GenerationRequest
-from webui.core.resolve import fix_seeds
+from webui.core.resolve import ResolvedRequest
 from webui.core.results import GeneratedImage
-from webui.core.samplers import SCHEDULE_TYPES, get_sampler, resolve_schedule, sampler_names, split_legacy_name
+from webui.core.samplers import SCHEDULE_TYPES, sampler_names
 from webui.core.script_spec import ScriptSpec, XyzPlotOptions
 from webui.core.settings import Settings
 from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
@@ -118,14 +118,15 @@ class ScriptService:
         """Expand and check the plot now (bad values fail before anything runs), then queue it as one job. The
         future yields a `ScriptResult`: the grids (saved to the grids folder) and every cell's images."""
         plan = expand_xyz(base, axes, options, self._parts.seeds)
-        checked = [self._checked_cell(cell.request) for cell in plan.cells]
-        plan = dataclasses.replace(plan, cells=tuple(dataclasses.replace(cell, request=request)
-                                                     for cell, request in zip(plan.cells, checked, strict=True)))
+        resolved = {cell.position: self._resolved_cell(cell.request) for cell in plan.cells}
+        plan = dataclasses.replace(plan, cells=tuple(dataclasses.replace(cell, request=resolved[cell.position].request)
+                                                     for cell in plan.cells))
         models = self._using.models
 
         def job(token: CancelToken, progress: ProgressTracker) -> ScriptResult:
             order = plan.run_order(models.current_checkpoint(), models.current_vae())
-            run = self._run_cells(XYZ_SCRIPT, [(cell.position, cell.request) for cell in order], token, progress)
+            run = self._run_cells(XYZ_SCRIPT, [(cell.position, resolved[cell.position]) for cell in order], token,
+                                  progress)
             return self._grids.xyz_result(plan, run)
 
         return self._executor.submit(job, label="xyz-plot")
@@ -138,10 +139,11 @@ class ScriptService:
         """`a|b|c` -> one image per combination and a grid with legends; the future yields a `ScriptResult`."""
         plan = expand_prompt_matrix(base, options, self._parts.seeds)
         check_script_size(MATRIX_SCRIPT, len(plan.requests), base.total_images)
-        plan = dataclasses.replace(plan, requests=tuple(self._checked_cell(request) for request in plan.requests))
+        resolved = [self._resolved_cell(request) for request in plan.requests]
+        plan = dataclasses.replace(plan, requests=tuple(cell.request for cell in resolved))
 
         def job(token: CancelToken, progress: ProgressTracker) -> ScriptResult:
-            run = self._run_cells(MATRIX_SCRIPT, list(enumerate(plan.requests)), token, progress)
+            run = self._run_cells(MATRIX_SCRIPT, list(enumerate(resolved)), token, progress)
             return self._grids.prompt_matrix_result(plan, run)
 
         return self._executor.submit(job, label="prompt-matrix")
@@ -162,14 +164,14 @@ class ScriptService:
         if options.upscaler not in parts.upscalers.names():
             raise ModelNotFoundError(f"No upscaler named '{options.upscaler}'. Available: "
                                      f"{', '.join(self._using.upscale.upscaler_names())}.")
-        request = self._checked_cell(dataclasses.replace(base, batch_size=1, n_iter=1, enable_hr=False))
+        resolved = self._resolved_cell(dataclasses.replace(base, batch_size=1, n_iter=1, enable_hr=False))
+        seeded = resolved.request  # the tiles share its seeds, styles and sampler; each tile is resolved again
         source = base.img2img.init_images[0]
         plan = plan_tiled_upscale(options.target_size(source.size, (base.width, base.height)), options)
         save = base.save_images and bool(parts.options.get("samples_save"))
         writer = OutputWriter.from_options(parts.options, parts.settings.paths.data_dir, "outdir_img2img_samples")
 
         def job(token: CancelToken, progress: ProgressTracker) -> ScriptResult:
-            seeded = fix_seeds(request, parts.seeds)
             progress.start(UPSCALE_SCRIPT, max(1, plan.patch_count), seeded.steps)
             tracker = TileProgress(progress, UPSCALE_SCRIPT, plan.patch_count)
             generation, run = self._inline(token, tracker)[0], ScriptRun()
@@ -182,7 +184,7 @@ class ScriptService:
 
             output = run_tiled_upscale(source, seeded, options, plan, parts.upscalers, redraw,
                                        lambda: token.interrupted)
-            tile_info = output.last.infotext if output.last is not None else self._plain_infotext(seeded)
+            tile_info = output.last.infotext if output.last is not None else self._plain_infotext(resolved)
             infotext = upscaled_infotext(tile_info, plan.size, seeded.denoising_strength, options)
             images = [(output.upscaled, options.save_upscaled_image)]
             if output.seams_fixed is not None:
@@ -195,28 +197,27 @@ class ScriptService:
 
         return self._executor.submit(job, label="tiled-upscale")
 
-    def _plain_infotext(self, request: GenerationRequest) -> str:
+    def _plain_infotext(self, resolved: ResolvedRequest) -> str:
         """The infotext of a request no tile was generated for (redraw "None" without seams fix)."""
+        request = resolved.request
         labels = self._parts.manager.ensure(request.checkpoint, request.vae).labels
         params = generation_params(request, seed=request.seed, subseed=request.subseed,
-                                   sampler=request.sampler_name, schedule=request.scheduler,
+                                   sampler=resolved.sampler, schedule=resolved.schedule,
                                    model_name=labels.model_name, model_hash=labels.model_hash,
                                    vae_name=labels.vae_name, vae_hash=labels.vae_hash)
         return build_infotext(request.prompt, request.negative_prompt, params)
 
-    def _checked_cell(self, request: GenerationRequest) -> GenerationRequest:
-        """A cell validated before the first one runs, its model names made canonical (titles): a typo in the last
-        value must not fail a plot half-way, and the run order groups cells by model title."""
-        request.validate()
-        name, schedule = split_legacy_name(request.sampler_name, request.scheduler)
-        resolve_schedule(get_sampler(name), schedule)
-        self._using.styles.apply_request_styles(request)  # raises for unknown styles
-        registry = self._parts.registry
+    def _resolved_cell(self, request: GenerationRequest) -> ResolvedRequest:
+        """A cell resolved before the first one runs (validated, seeds fixed, prompt parsed), its model names made
+        canonical (titles): a typo in the last value must not fail a plot half-way, and the run order groups cells
+        by model title."""
+        resolved = self._using.generation.resolve(request)
+        request, registry = resolved.request, self._parts.registry
         checkpoint = registry.find_checkpoint(request.checkpoint).title if request.checkpoint else None
         vae = request.vae
         if vae and vae not in (VAE_AUTOMATIC, VAE_NONE):
             vae = registry.find_vae(vae).title
-        return dataclasses.replace(request, checkpoint=checkpoint, vae=vae)
+        return dataclasses.replace(resolved, request=dataclasses.replace(request, checkpoint=checkpoint, vae=vae))
 
     def _inline(self, token: CancelToken, progress: ProgressTracker) -> tuple[GenerationService, ModelService]:
         """The generation and model services running every job at once in the calling thread (the script's job),
@@ -224,23 +225,23 @@ class ScriptService:
         inline = InlineExecutor(token, progress)
         return self._using.generation.with_executor(inline), self._using.models.with_executor(inline)
 
-    def _run_cells(self, script: str, cells: list[tuple[Any, GenerationRequest]], token: CancelToken,
+    def _run_cells(self, script: str, cells: list[tuple[Any, ResolvedRequest]], token: CancelToken,
                    progress: ProgressTracker) -> ScriptRun:
         """Run cells in the given order until done or interrupted, then put back the checkpoint/VAE the script
         started with. Cells finished before an Interrupt keep their (saved) images."""
-        total = sum(request.n_iter for _, request in cells)
-        progress.start(script, total, cells[0][1].steps if cells else 1)
+        total = sum(cell.request.n_iter for _, cell in cells)
+        progress.start(script, total, cells[0][1].request.steps if cells else 1)
         tracker = ScriptProgress(progress, script, len(cells))
         generation, models = self._inline(token, tracker)
         start_checkpoint, start_vae = models.current_checkpoint(), models.current_vae()
         run, batches_before = ScriptRun(), 0
         try:
-            for index, (key, request) in enumerate(cells):
+            for index, (key, cell) in enumerate(cells):
                 if token.interrupted:
                     break
                 tracker.begin_cell(index, batches_before)
-                run.add(key, generation.submit_txt2img(request).result())
-                batches_before += request.n_iter
+                run.add(key, generation.submit_resolved(cell).result())
+                batches_before += cell.request.n_iter
         finally:
             _restore_models(models, start_checkpoint, start_vae)
         run.interrupted = token.interrupted

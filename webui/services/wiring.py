@@ -105,8 +105,9 @@ def option_flag(options: Options, key: str) -> bool:
     return value is True or value == 1 or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
 
 
-def build_services(settings: Settings) -> Services:
-    """Everything the app needs, built from `settings`.
+def build_services(settings: Settings, *, seeds: random.Random | None = None) -> Services:
+    """Everything the app needs, built from `settings`. `seeds` is where -1 seeds are drawn from: the OS's
+    randomness unless a test passes a source that counts its draws.
 
     The device arbiter asks the training service which jobs run, and the training worker tells it when a job
     changes; the service is built last (it needs the executor, which needs the arbiter), so these two callbacks
@@ -131,7 +132,7 @@ def build_services(settings: Settings) -> Services:
                       embeddings=EmbeddingLibrary(settings.paths.embeddings_dir),
                       loras=LoraLibrary((settings.paths.lora_dir, settings.paths.lycoris_dir)), upscalers=upscalers,
                       previews=LatentPreview(), training_worker=worker, device_share=share,
-                      path_policy=PathPolicy.from_settings(settings), seeds=system_seeds())
+                      path_policy=PathPolicy.from_settings(settings), seeds=seeds or system_seeds())
     services = _services(settings, runtime)  # named: the two callbacks above read it
     return services
 
