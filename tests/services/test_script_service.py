@@ -123,7 +123,7 @@ def test_prompt_sr_compares_lora_epochs_and_weights(services):
 
 def test_bad_values_fail_before_anything_runs(services, monkeypatch):
     calls = []
-    monkeypatch.setattr(type(services.generation), "submit_txt2img", lambda *a: calls.append(a))
+    monkeypatch.setattr(type(services.generation), "submit_resolved", lambda *a: calls.append(a))  # what cells run
     with pytest.raises(ModelNotFoundError):
         services.scripts.submit_xyz_plot(BASE, [AxisInput("Checkpoint name", "tiny-sd1, nope")])
     with pytest.raises(SamplerError):
@@ -137,17 +137,17 @@ def test_bad_values_fail_before_anything_runs(services, monkeypatch):
 
 def test_interrupt_stops_the_plot_and_keeps_finished_images(services, monkeypatch):
     generation = type(services.generation)  # cells run on copies of it (with the script's inline executor)
-    real_submit = generation.submit_txt2img
+    real_submit = generation.submit_resolved  # each cell is resolved before the plot's job, then submitted
     snapshots = []
 
-    def submit_then_interrupt(self, request):
-        future = real_submit(self, request)
+    def submit_then_interrupt(self, resolved):
+        future = real_submit(self, resolved)
         snapshots.append(services.queue.progress())
         if len(snapshots) == 2:
             assert services.queue.interrupt()  # what the Interrupt button does, between two cells
         return future
 
-    monkeypatch.setattr(generation, "submit_txt2img", submit_then_interrupt)
+    monkeypatch.setattr(generation, "submit_resolved", submit_then_interrupt)
     result = services.scripts.run_xyz_plot(BASE, [AxisInput("Steps", "1, 2"), AxisInput("Seed", "1-3")])
     assert result.interrupted and result.cells_done == 2 and result.cells_total == 6
     assert len(result.sub_images) == 2 and all(img.path.is_file() for img in result.sub_images)
