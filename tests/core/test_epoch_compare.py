@@ -8,7 +8,7 @@ import pytest
 from webui.core.epoch_compare import plan_compare, saved_files
 from webui.core.errors import ValidationError
 from webui.core.requests import GenerationRequest
-from webui.core.xyz import expand_xyz
+from webui.core.xyz_plan import expand_xyz
 
 OUT = Path("/models/Lora")
 

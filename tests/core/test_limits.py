@@ -22,7 +22,8 @@ from webui.core.limits import (
     upscale_problems,
 )
 from webui.core.requests import GenerationRequest, Img2ImgInputs
-from webui.core.xyz import AxisInput, expand_xyz
+from webui.core.xyz_axes import AxisInput
+from webui.core.xyz_plan import expand_xyz
 from webui.training.config import TrainingConfig
 
 BASE = GenerationRequest(prompt="a cat", steps=2, width=64, height=64, seed=1)

@@ -13,15 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from webui.core.errors import PromptSyntaxError, ValidationError
-from webui.core.prompt_parser import (
-    ExtraNetworkCall,
-    extract_extra_networks,
-    is_break,
-    parse_attention,
-    parse_full,
-    parse_prompt_schedule,
-    split_and,
-)
+from webui.core.prompt_attention import is_break, parse_attention
+from webui.core.prompt_composition import split_and
+from webui.core.prompt_network_tags import ExtraNetworkCall, extract_extra_networks
+from webui.core.prompt_parser import parse_full
+from webui.core.prompt_schedule import parse_prompt_schedule
 
 # ----------------------------------------------------------------------------------------------------------------
 # Attention

@@ -17,7 +17,8 @@ from webui.core.requests import GenerationRequest, Img2ImgInputs
 from webui.core.resolve import ResolvedRequest, resolve_request
 from webui.core.seeds import MAX_SEED
 from webui.core.styles import Style
-from webui.core.xyz import AxisInput, XyzOptions, expand_xyz
+from webui.core.xyz_axes import AxisInput
+from webui.core.xyz_plan import XyzOptions, expand_xyz
 
 BASE = GenerationRequest(prompt="a cat", steps=4, width=64, height=64, seed=100, subseed=7)
 

@@ -11,19 +11,10 @@ from hypothesis import strategies as st
 from webui.core.errors import ValidationError
 from webui.core.infotext import build_infotext, parse_infotext
 from webui.core.requests import GenerationRequest
-from webui.core.xyz import (
-    AXIS_TYPES,
-    AxisInput,
-    XyzOptions,
-    axis_type,
-    checkpoint_label,
-    expand_xyz,
-    join_csv,
-    parse_axis,
-    parse_float_values,
-    parse_int_values,
-    split_csv,
-)
+from webui.core.xyz_axes import AxisInput, parse_axis
+from webui.core.xyz_axis_types import AXIS_TYPES, axis_type, checkpoint_label
+from webui.core.xyz_plan import XyzOptions, expand_xyz
+from webui.core.xyz_values import join_csv, parse_float_values, parse_int_values, split_csv
 
 BASE = GenerationRequest(prompt="a cat, <lora:mylora-000002:1>, forest", negative_prompt="blurry", seed=100,
                          steps=2, width=32, height=32)

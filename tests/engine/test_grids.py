@@ -6,7 +6,7 @@ from datetime import date
 import numpy as np
 from PIL import Image
 
-from webui.core.xyz import Legend
+from webui.core.script_results import Legend
 from webui.engine.output.grids import (
     BLANK_CELL,
     annotated_grid,

@@ -24,7 +24,8 @@ from PIL import Image, ImageDraw
 from webui.core.prompt_matrix import PromptMatrixOptions
 from webui.core.requests import GenerationRequest, Img2ImgInputs
 from webui.core.tiled_upscale import TiledUpscaleOptions
-from webui.core.xyz import AxisInput, XyzOptions
+from webui.core.xyz_axes import AxisInput
+from webui.core.xyz_plan import XyzOptions
 
 LORA_NAME = "keepstyle"
 LORA_SEED = 3

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from tests.conftest import make_settings
 from webui.core.errors import ModelNotFoundError, ValidationError
-from webui.core.prompt_parser import extract_extra_networks
+from webui.core.prompt_network_tags import extract_extra_networks
 
 
 @pytest.fixture()

@@ -21,7 +21,8 @@ from webui.core import prompt_parser
 from webui.core.prompt_matrix import PromptMatrixOptions
 from webui.core.requests import GenerationRequest, Img2ImgInputs
 from webui.core.tiled_upscale import TiledUpscaleOptions
-from webui.core.xyz import AxisInput, XyzOptions
+from webui.core.xyz_axes import AxisInput
+from webui.core.xyz_plan import XyzOptions
 
 RANDOM = GenerationRequest(prompt="a red circle <lora:missing:0.5>", steps=1, width=32, height=32, seed=-1,
                            subseed=-1, sampler_name="Euler", save_images=False)
@@ -148,7 +149,8 @@ def test_only_resolution_parses_prompts_or_draws_seeds():
     root = Path(__file__).resolve().parents[2] / "webui"
     calls = ("parse_full(", "extract_extra_networks(", "parse_prompt_schedule(", "split_and(", "reschedule(",
              "parse_negative(", "resolve_seed(", "random.randrange(", "SystemRandom(")
-    owners = {root / "core" / "prompt_parser.py", root / "core" / "resolve.py", root / "core" / "seeds.py"}
+    prompt_language = ("prompt_parser", "prompt_network_tags", "prompt_composition", "prompt_schedule")
+    owners = {root / "core" / f"{name}.py" for name in (*prompt_language, "resolve", "seeds")}
     offenders = [f"{path.relative_to(root)}: {call}" for path in sorted(root.rglob("*.py")) if path not in owners
                  for call in calls if call in path.read_text(encoding="utf-8")]
     assert offenders == []

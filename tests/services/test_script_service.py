@@ -13,7 +13,8 @@ from webui.core.errors import ModelNotFoundError, SamplerError, ValidationError
 from webui.core.infotext import parse_infotext
 from webui.core.prompt_matrix import PromptMatrixOptions
 from webui.core.requests import GenerationRequest
-from webui.core.xyz import AxisInput, XyzOptions
+from webui.core.xyz_axes import AxisInput
+from webui.core.xyz_plan import XyzOptions
 from webui.engine.output.png import read_infotext
 from webui.testing.lora_files import write_adapter
 

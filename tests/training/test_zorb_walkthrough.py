@@ -13,7 +13,7 @@ from tests.conftest import make_settings, submit_form
 from tools.demo_dataset import main as demo_dataset_main
 from webui.core.requests import GenerationRequest
 from webui.core.settings import SecuritySettings
-from webui.core.xyz import AxisInput
+from webui.core.xyz_axes import AxisInput
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRESET = REPO_ROOT / "tools" / "zorb-lora.json"

@@ -17,7 +17,8 @@ from webui.core.prompt_matrix import PromptMatrixOptions
 from webui.core.requests import GenerationRequest
 from webui.core.script_spec import PLAIN, ScriptSpec, XyzPlotOptions
 from webui.core.tiled_upscale import SCRIPT_ARGS, TiledUpscaleOptions
-from webui.core.xyz import AxisInput, XyzOptions
+from webui.core.xyz_axes import AxisInput
+from webui.core.xyz_plan import XyzOptions
 from webui.ui.request_fields import SamplingValues, SeedValues
 from webui.ui.script_controls import AXIS_VALUES, MATRIX_OPTIONS, XYZ_OPTIONS, script_spec_from_widgets
 from webui.ui.tabs.img2img.mapping import InpaintWidgets, img2img_request

@@ -34,7 +34,7 @@ from webui.core.request_builder import build_request
 from webui.core.requests import GenerationRequest
 from webui.core.results import GenerationResult
 from webui.core.tiled_upscale import script_info_args
-from webui.core.xyz import axis_type_labels
+from webui.core.xyz_axis_types import axis_type_labels
 from webui.services import ExtrasRequest, Services
 
 log = logging.getLogger(__name__)

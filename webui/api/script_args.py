@@ -25,8 +25,9 @@ from webui.core.prompt_matrix import PromptMatrixOptions
 from webui.core.script_spec import PLAIN, ScriptSpec
 from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
 from webui.core.tiled_upscale import options_from_script_args
-from webui.core.xyz import AxisInput, XyzOptions
-from webui.core.xyz import axis_type_labels as xyz_axis_labels
+from webui.core.xyz_axes import AxisInput
+from webui.core.xyz_axis_types import axis_type_labels as xyz_axis_labels
+from webui.core.xyz_plan import XyzOptions
 
 XYZ_NAMES = ("x/y/z plot", "xyz plot", "x/y plot")
 MATRIX_NAMES = ("prompt matrix",)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from webui.core.errors import ValidationError
-from webui.core.xyz import AxisInput, join_csv
+from webui.core.xyz_axes import AxisInput
+from webui.core.xyz_values import join_csv
 
 PROMPT_SR = "Prompt S/R"
 

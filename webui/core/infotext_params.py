@@ -13,7 +13,7 @@ import math
 import re
 
 from webui.core.infotext import SIZE_RE, parse_infotext
-from webui.core.prompt_parser import BREAK_TEXT, parse_attention
+from webui.core.prompt_attention import BREAK_TEXT, parse_attention
 
 # Keys A1111 adds when the infotext does not have them, in A1111's order and with A1111's values and types.
 _DEFAULTS_BEFORE_HIRES_FIX: tuple[tuple[str, object], ...] = (

@@ -15,8 +15,8 @@ from webui.core.errors import ValidationError
 from webui.core.infotext import build_infotext, parse_infotext
 from webui.core.requests import GenerationRequest
 from webui.core.resolve import fix_seeds, system_seeds
+from webui.core.script_results import Legend
 from webui.core.seeds import MAX_SEED
-from webui.core.xyz import Legend
 
 SCRIPT_NAME = "Prompt matrix"
 PROMPT_TYPES = ("positive", "negative")

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from webui.core import prompt_parser
 from webui.core.errors import ValidationError
-from webui.core.prompt_parser import ExtraNetworkCall, ParsedPrompt, SubPrompt
+from webui.core.prompt_network_tags import ExtraNetworkCall
+from webui.core.prompt_parser import ParsedPrompt, SubPrompt
 from webui.core.requests import GenerationRequest
 from webui.core.samplers import get_sampler, resolve_schedule, split_legacy_name
 from webui.core.seeds import batch_seeds, resolve_seed

@@ -12,8 +12,9 @@ from webui.core.prompt_matrix import SCRIPT_NAME as MATRIX_SCRIPT
 from webui.core.prompt_matrix import PromptMatrixOptions
 from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
 from webui.core.tiled_upscale import TiledUpscaleOptions
-from webui.core.xyz import SCRIPT_NAME as XYZ_SCRIPT
-from webui.core.xyz import AxisInput, XyzOptions
+from webui.core.xyz_axes import AxisInput
+from webui.core.xyz_plan import SCRIPT_NAME as XYZ_SCRIPT
+from webui.core.xyz_plan import XyzOptions
 
 SCRIPT_NONE = "None"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from webui.core.prompt_parser import LORA_KINDS, ExtraNetworkCall
+from webui.core.prompt_network_tags import LORA_KINDS, ExtraNetworkCall
 from webui.engine.generation.prompt_encoding import encoder_dims
 from webui.engine.models.sidecars import clean_sidecar_values, preferred_weight, read_sidecar, write_sidecar
 from webui.engine.networks.adapters import AdapterRequest

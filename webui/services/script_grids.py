@@ -13,9 +13,10 @@ from webui.core.prompt_matrix import SCRIPT_NAME as MATRIX_SCRIPT
 from webui.core.prompt_matrix import PromptMatrixPlan
 from webui.core.requests import GenerationRequest
 from webui.core.results import GeneratedImage
+from webui.core.script_results import ScriptResult
 from webui.core.settings import Paths
-from webui.core.xyz import SCRIPT_NAME as XYZ_SCRIPT
-from webui.core.xyz import ScriptResult, XyzPlan
+from webui.core.xyz_plan import SCRIPT_NAME as XYZ_SCRIPT
+from webui.core.xyz_plan import XyzPlan
 from webui.engine.output.grids import annotated_grid, save_grid, xyz_grids
 from webui.services.script_progress import ScriptRun
 

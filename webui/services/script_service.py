@@ -26,23 +26,22 @@ from webui.core.requests import GenerationRequest
 from webui.core.resolve import ResolvedRequest
 from webui.core.results import GeneratedImage
 from webui.core.samplers import SCHEDULE_TYPES, sampler_names
+from webui.core.script_results import ScriptResult
 from webui.core.script_spec import ScriptSpec, XyzPlotOptions
 from webui.core.settings import Settings
 from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
 from webui.core.tiled_upscale import TiledUpscaleOptions, plan_tiled_upscale, upscaled_infotext
-from webui.core.xyz import (
+from webui.core.xyz_axes import AxisInput
+from webui.core.xyz_axis_types import (
     CHOICES_CHECKPOINTS,
     CHOICES_HIRES_UPSCALERS,
     CHOICES_SAMPLERS,
     CHOICES_SCHEDULES,
     CHOICES_STYLES,
     CHOICES_VAES,
-    AxisInput,
-    ScriptResult,
-    XyzOptions,
-    expand_xyz,
 )
-from webui.core.xyz import SCRIPT_NAME as XYZ_SCRIPT
+from webui.core.xyz_plan import SCRIPT_NAME as XYZ_SCRIPT
+from webui.core.xyz_plan import XyzOptions, expand_xyz
 from webui.engine.models.registry import ModelRegistry
 from webui.engine.output.writer import OutputWriter
 from webui.engine.runtime.pipeline_manager import VAE_AUTOMATIC, VAE_NONE, PipelineManager
@@ -106,7 +105,7 @@ class ScriptService:
         return self._using.generation.submit_txt2img(request)
 
     def script_choices(self, source: str) -> list[str]:
-        """The values an enumerable X/Y/Z axis offers as pickers (`webui.core.xyz.CHOICES_*`); [] for others."""
+        """The values an enumerable X/Y/Z axis offers as pickers (`xyz_axis_types.CHOICES_*`); [] for others."""
         using = self._using
         table = {CHOICES_SAMPLERS: sampler_names, CHOICES_SCHEDULES: lambda: list(SCHEDULE_TYPES),
                  CHOICES_CHECKPOINTS: using.models.checkpoint_titles, CHOICES_VAES: using.models.vae_titles,

@@ -22,8 +22,10 @@ from webui.core.script_spec import PLAIN, ScriptSpec
 from webui.core.tiled_upscale import SCRIPT_ARGS as UPSCALE_SCRIPT_ARGS
 from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
 from webui.core.tiled_upscale import options_from_script_args
-from webui.core.xyz import SCRIPT_NAME as XYZ_SCRIPT
-from webui.core.xyz import AxisInput, XyzOptions, axis_type, axis_type_labels
+from webui.core.xyz_axes import AxisInput
+from webui.core.xyz_axis_types import axis_type, axis_type_labels
+from webui.core.xyz_plan import SCRIPT_NAME as XYZ_SCRIPT
+from webui.core.xyz_plan import XyzOptions
 from webui.services import Services
 from webui.ui.sentinels import NONE as SCRIPT_NONE
 from webui.ui.sentinels import NOTHING

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from webui.core.xyz import Legend
+from webui.core.script_results import Legend
 from webui.engine.output.png import save_image
 
 SYSTEM_FONTS = ("DejaVuSans.ttf", "LiberationSans-Regular.ttf", "Arial.ttf", "arial.ttf", "FreeSans.ttf",
