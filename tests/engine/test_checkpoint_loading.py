@@ -18,10 +18,10 @@ import torch
 from safetensors.torch import save_file
 
 from webui.core.errors import ModelLoadError, UnsafeFileError
-from webui.engine.models import detection as model_detection
 from webui.engine.models import loader as checkpoint_loader
+from webui.engine.models.architecture import infer_architecture
 from webui.engine.models.clip_tokenizer import load_clip_tokenizer, write_tokenizer_files
-from webui.engine.models.detection import detect_kind_from_keys, infer_architecture
+from webui.engine.models.detection import detect_kind_from_keys
 from webui.engine.models.ldm_convert import VAE_PREFIX, pipeline_components_to_ldm, vae_to_ldm
 from webui.engine.models.loader import (
     CONFIGS_DIR,
@@ -476,4 +476,4 @@ def test_sdxl_addition_time_embed_dim_recovered() -> None:
 
 def test_unknown_family_is_a_load_error() -> None:
     with pytest.raises(ModelLoadError):
-        model_detection.infer_architecture({}, "sd9")
+        infer_architecture({}, "sd9")

@@ -27,6 +27,7 @@ from diffusers import AutoencoderKL, DiffusionPipeline
 from diffusers.loaders.single_file_utils import SingleFileComponentError
 
 from webui.core.errors import ModelLoadError
+from webui.engine.models.architecture import infer_architecture, infer_vae_config
 from webui.engine.models.clip_tokenizer import EOS_TOKEN
 from webui.engine.models.derived_config import write_derived_config
 from webui.engine.models.detection import (
@@ -41,8 +42,6 @@ from webui.engine.models.detection import (
     DetectedKind,
     detect_family_from_diffusers_config,
     detect_kind_from_keys,
-    infer_architecture,
-    infer_vae_config,
 )
 from webui.engine.models.state_dict import PICKLE_SUFFIXES, harmless_pickle_globals, read_shapes
 from webui.engine.models.yaml_hints import EPSILON, V_PREDICTION, YamlHints, apply_yaml_hints, read_yaml_hints

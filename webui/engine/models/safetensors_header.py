@@ -103,6 +103,6 @@ def read_safetensors_header(path: Path | str) -> tuple[dict[str, str], dict[str,
 
 
 def header_shapes(path: Path | str) -> dict[str, tuple[int, ...]]:
-    """Shapes only, the input `model_detection.infer_architecture` wants."""
+    """Shapes only, the input `architecture.infer_architecture` wants."""
     _, tensors = read_safetensors_header(path)
     return {name: info.shape for name, info in tensors.items()}
