@@ -13,7 +13,7 @@ from tests.training.test_trainer import run
 from webui.core.errors import ValidationError
 from webui.training.config import OPTIMIZERS, SCHEDULERS, LycorisSpec, TrainingConfig
 from webui.training.events import iter_events
-from webui.training.networks import PRESET_CLASS_ALIASES, map_preset
+from webui.training.lycoris_network import PRESET_CLASS_ALIASES, map_preset
 from webui.training.optim import StableAdamW, autocast_dtype, create_optimizer, create_scheduler
 from webui.training.samples import load_sample_prompts, parse_prompt_line
 
