@@ -50,7 +50,8 @@ def ours(args, root: str, cached: bool, queue) -> None:
     import torch
 
     from webui.training.events import EventSink
-    from webui.training.trainer import Trainer, TrainerPaths
+    from webui.training.session import TrainerPaths
+    from webui.training.trainer import Trainer
 
     torch.set_num_threads(args.threads)
     checkpoint, dataset = Path(root) / "tiny-sd1.safetensors", Path(root) / "data"
@@ -71,7 +72,7 @@ def reference(args, root: str, queue) -> None:
 
     from webui.engine.models.loader import load_checkpoint
     from webui.training.dataset import load_image
-    from webui.training.networks import _LORA_UNET_SCOPES, _scoped_targets
+    from webui.training.lora_network import _LORA_UNET_SCOPES, _scoped_targets
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

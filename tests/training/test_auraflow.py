@@ -275,7 +275,8 @@ def test_caches_samples_and_resume_work_for_auraflow(tiny_auraflow, shapes_datas
     import dataclasses
 
     from webui.training.events import EventSink
-    from webui.training.trainer import Trainer, TrainerPaths
+    from webui.training.session import TrainerPaths
+    from webui.training.trainer import Trainer
 
     plain = tiny_config(tiny_auraflow, shapes_dataset, max_train_steps=4, network_type="lycoris",
                         lycoris=LycorisSpec.from_json(FORMATS_LOKR))

@@ -16,7 +16,8 @@ from webui.engine.networks.adapters import AdapterRequest, AdapterSet, build_mod
 from webui.training.config import LycorisSpec
 from webui.training.events import EventSink, iter_events
 from webui.training.families import hooks_for
-from webui.training.trainer import Trainer, TrainerPaths
+from webui.training.session import TrainerPaths
+from webui.training.trainer import Trainer
 
 
 def run(config, root, stop=lambda: False, name="run"):

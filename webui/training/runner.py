@@ -18,7 +18,8 @@ from webui.core.errors import WebUIError
 from webui.training import events as ev
 from webui.training.config import TrainingConfig
 from webui.training.events import EventSink, StopFlag
-from webui.training.trainer import Trainer, TrainerPaths
+from webui.training.session import TrainerPaths
+from webui.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
