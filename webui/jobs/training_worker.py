@@ -1,24 +1,20 @@
-"""Training jobs in child processes: queue, launch, watch, cancel, resume, and recover after an app restart.
+"""The training job queue: queue, start, watch, cancel, resume, and recover after an app restart.
 
-Why a child process per job (spawned as a fresh interpreter, never forked: a fork after the parent used torch
-threads was measured to deadlock): a crash or an out-of-memory kill ends only that job, the UI stays responsive,
-and thread counts are set explicitly in the child. The child is `python -m webui.train` (or `accelerate launch`
-of it), the very command users can run themselves; it is recorded with the job. The child writes JSONL events;
-a monitor thread here turns them into the job's state in SQLite.
+Why one job at a time, and a monitor thread per child: a training run takes the whole device and its memory, and
+the app must not block while it runs. Each job runs in a child process (`training_process.py`) that writes JSONL
+events; a monitor thread here turns them into the job's state in SQLite, so the UI, the API and an app restarted
+mid-run all read the same record.
 
 Cancel is cooperative first (a stop file: the trainer saves resume state and exits), then SIGTERM, then SIGKILL
-to the child's process group: the child starts in its own session, so `accelerate launch`'s workers die with it.
+to the child's process group.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import shlex
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -26,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from webui.core.errors import ValidationError
 from webui.jobs.job_store import (
@@ -41,14 +35,23 @@ from webui.jobs.job_store import (
     JobRecord,
     JobStore,
 )
+from webui.jobs.training_process import (
+    CONFIG_FILE,
+    EVENTS_FILE,
+    LOG_FILE,
+    STOP_FILE,
+    ChildProcess,
+    absolute_paths,
+    is_our_child,
+    start_child,
+    train_command,
+)
 from webui.training import events as ev
 from webui.training.config import TrainingConfig, config_from_json, config_to_json
 from webui.training.events import read_events
 
 log = logging.getLogger(__name__)
 
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_FILE, EVENTS_FILE, STOP_FILE, LOG_FILE = "config.json", "events.jsonl", "cancel", "log.txt"
 LOG_TAIL_CHARS = 4000
 
 
@@ -70,56 +73,6 @@ class WorkerSettings:
         return cls(data_dir=data_dir, jobs_dir=data_dir / "training" / "jobs", **overrides)
 
 
-class _Child:
-    """A running child: a Popen we started, or (after an app restart) a pid we found still running."""
-
-    def __init__(self, popen: subprocess.Popen | None = None, pid: int | None = None):
-        self.popen = popen
-        self.pid = popen.pid if popen is not None else int(pid or 0)
-
-    def poll(self) -> int | None:
-        if self.popen is not None:
-            return self.popen.poll()
-        return None if _pid_alive(self.pid) else -1
-
-    def signal_group(self, signum: int) -> None:
-        try:
-            os.killpg(os.getpgid(self.pid), signum)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _free_port() -> int:
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-
-        process = psutil.Process(pid)
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except (ImportError, OSError, ValueError):
-        return False
-    except Exception:  # noqa: BLE001 - psutil.Error subclasses (NoSuchProcess, AccessDenied)
-        return False
-
-
-def _is_our_child(pid: int | None, work_dir: str) -> bool:
-    """The pid still runs *this* job (pids are reused after a reboot)."""
-    if not _pid_alive(pid):
-        return False
-    try:
-
-        return work_dir in " ".join(psutil.Process(pid).cmdline())
-    except Exception:  # noqa: BLE001 - psutil errors: treat as gone
-        return False
-
-
 class TrainingWorker:
     """One training job at a time; the rest wait queued. Thread-safe; every state change goes to the store."""
 
@@ -129,7 +82,7 @@ class TrainingWorker:
         self.settings = settings
         self.on_change = on_change
         self._lock = threading.RLock()
-        self._children: dict[str, _Child] = {}
+        self._children: dict[str, ChildProcess] = {}
         self._monitors: dict[str, threading.Thread] = {}
         self._closed = False
 
@@ -139,8 +92,8 @@ class TrainingWorker:
         start the next queued job. Returns the ids marked interrupted."""
         interrupted = []
         for record in self.store.with_status(RUNNING):
-            if _is_our_child(record.pid, record.work_dir):
-                self._watch(record.id, _Child(pid=record.pid), self._events_size(record))
+            if is_our_child(record.pid, record.work_dir):
+                self._watch(record.id, ChildProcess(pid=record.pid), self._events_size(record))
                 continue
             self.store.update(record.id, status=INTERRUPTED, finished_at=time.time(), pid=None,
                               message="The app stopped while this job was running; resume continues from the "
@@ -239,20 +192,8 @@ class TrainingWorker:
     # ----- commands ---------------------------------------------------------------------------------------------
     def command(self, config: TrainingConfig, work_dir: Path, resume: bool = False) -> list[str]:
         """The exact command line of a job (shown in the job view; users may run it themselves)."""
-        train = ["-m", "webui.train", str(work_dir / CONFIG_FILE), "--data-dir", str(self.settings.data_dir),
-                 "--work-dir", str(work_dir), "--events", str(work_dir / EVENTS_FILE), "--stop-file",
-                 str(work_dir / STOP_FILE), "--threads", str(self.settings.threads), "--quiet"]
-        if resume:
-            train += ["--resume", "latest"]
-        if config.num_processes <= 1:
-            return [self.settings.python, *train]
-        # `--multi_gpu` is accelerate's torchrun launcher; it starts N processes on the CPU too (the trainer then
-        # uses gloo). `--cpu` would start a single process: accelerate's multi-CPU mode needs mpirun.
-        launch = [self.settings.python, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-                  str(config.num_processes), "--num_machines", "1", "--dynamo_backend", "no",
-                  "--mixed_precision", "no", "--main_process_port", str(_free_port()),
-                  "--num_cpu_threads_per_process", str(self.settings.threads)]
-        return [*launch, "--module", *train[1:]]
+        return train_command(config, work_dir, python=self.settings.python, data_dir=self.settings.data_dir,
+                             threads=self.settings.threads, resume=resume)
 
     @staticmethod
     def command_text(record: JobRecord) -> str:
@@ -282,14 +223,6 @@ class TrainingWorker:
         path = Path(record.work_dir) / EVENTS_FILE
         return path.stat().st_size if path.is_file() else 0
 
-    def _environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-        threads = str(self.settings.threads)
-        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                   PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
-        return env
-
     def _start_next(self) -> None:
         """Start the oldest queued job; one that cannot start is marked failed and the next one is tried."""
         with self._lock:
@@ -310,24 +243,21 @@ class TrainingWorker:
         work_dir = Path(record.work_dir)
         try:
             offset = self._events_size(record)
-            with open(work_dir / LOG_FILE, "ab") as log_file:
-                popen = subprocess.Popen(record.command_args, stdout=log_file, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=str(work_dir), env=self._environment(),
-                                         start_new_session=True)
+            child = start_child(record.command_args, work_dir, self.settings.threads)
         except (OSError, ValueError) as err:  # ValueError: arguments Popen refuses (a NUL character)
             self._fail_to_start(record.id, f"The training process could not be started: {err}")
             return False
-        self.store.update(record.id, status=RUNNING, pid=popen.pid, started_at=time.time(),
+        self.store.update(record.id, status=RUNNING, pid=child.pid, started_at=time.time(),
                           message="Starting...")
         self._changed(record.id)
-        self._watch(record.id, _Child(popen), offset)
+        self._watch(record.id, child, offset)
         return True
 
     def _fail_to_start(self, job_id: str, message: str) -> None:
         self.store.update(job_id, status=FAILED, finished_at=time.time(), message=message)
         self._changed(job_id)
 
-    def _watch(self, job_id: str, child: _Child, offset: int) -> None:
+    def _watch(self, job_id: str, child: ChildProcess, offset: int) -> None:
         with self._lock:
             self._children[job_id] = child
             thread = threading.Thread(target=self._monitor, args=(job_id, child, offset), name=f"train-{job_id}",
@@ -335,7 +265,7 @@ class TrainingWorker:
             self._monitors[job_id] = thread
         thread.start()
 
-    def _monitor(self, job_id: str, child: _Child, offset: int) -> None:
+    def _monitor(self, job_id: str, child: ChildProcess, offset: int) -> None:
         path = Path(self._require(job_id).work_dir) / EVENTS_FILE
         final: dict[str, Any] | None = None
         while True:
@@ -419,14 +349,3 @@ def _final_status(code: int, final: dict[str, Any] | None, cancel_requested: boo
         return INTERRUPTED, (f"The training process was killed ({name}); resume continues from the last saved "
                              "state.")
     return FAILED, ""
-
-
-def absolute_paths(config: TrainingConfig) -> TrainingConfig:
-    """The child runs in its job folder: every path in the config must not depend on the app's working dir."""
-    def absolute(value: str) -> str:
-        return str(Path(value).expanduser().resolve()) if value else value
-
-    subsets = tuple(dataclasses.replace(s, path=absolute(s.path)) for s in config.subsets)
-    return dataclasses.replace(config, base_model=absolute(config.base_model), dataset_dir=absolute(config.dataset_dir),
-                               output_dir=absolute(config.output_dir), sample_prompts=absolute(config.sample_prompts),
-                               subsets=subsets)
