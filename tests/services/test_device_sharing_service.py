@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import submit_form
 from tests.services.test_training_service import form
-from webui.core.device_sharing import OFFLOAD, WAIT
+from webui.core.device_policy import OFFLOAD, WAIT
 from webui.core.errors import GenerationError
 from webui.core.requests import GenerationRequest
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from webui.core.atomic_write import replace_file, write_new_file
-from webui.core.device_sharing import DEFAULT_POLICY, POLICIES
+from webui.core.device_policy import DEFAULT_POLICY, POLICIES
 from webui.core.errors import SamplerError, ValidationError, WebUIError
 from webui.core.filenames import FILENAME_TOKENS, unknown_filename_tokens
 from webui.core.samplers import get_sampler

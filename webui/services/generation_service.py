@@ -24,7 +24,7 @@ from webui.engine.networks.embeddings import EmbeddingLibrary
 from webui.engine.output.writer import OutputWriter
 from webui.engine.runtime.pipeline_manager import PipelineManager
 from webui.engine.upscale.upscalers import UpscalerLibrary
-from webui.jobs.device_share import DeviceShare
+from webui.jobs.device_arbiter import DeviceShare
 from webui.jobs.inline_executor import JobRunner
 from webui.services.network_service import NetworkService
 from webui.services.style_service import StyleService

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from webui.core.device_sharing import RunningTraining
+from webui.core.device_policy import RunningTraining
 from webui.core.epoch_compare import plan_compare, saved_files
 from webui.core.errors import ValidationError
 from webui.core.path_policy import PathPolicy
 from webui.core.settings import Paths
 from webui.engine.models.registry import ModelRegistry
 from webui.engine.networks.lora_library import LoraLibrary
-from webui.jobs.device_share import DeviceShare
+from webui.jobs.device_arbiter import DeviceShare
 from webui.jobs.executor import GpuExecutor
 from webui.jobs.job_store import QUEUED, RESUMABLE_STATES, RUNNING, JobRecord
 from webui.jobs.training_worker import TrainingWorker

@@ -29,7 +29,7 @@ from webui.engine.runtime.devices import DeviceConfig, configure_torch_threads
 from webui.engine.runtime.memory import MemoryOptimizer, MemoryOptions
 from webui.engine.runtime.pipeline_manager import PipelineManager
 from webui.engine.upscale.upscalers import UpscalerLibrary
-from webui.jobs.device_share import DeviceShare
+from webui.jobs.device_arbiter import DeviceShare
 from webui.jobs.executor import GpuExecutor
 from webui.jobs.job_store import JobStore
 from webui.jobs.training_worker import TrainingWorker, WorkerSettings

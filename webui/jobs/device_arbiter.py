@@ -1,4 +1,4 @@
-"""Generation and training on one device: the executor-side half of `webui.core.device_sharing`.
+"""Generation and training on one device: the executor-side half of `webui.core.device_policy`.
 
 Every job of the GPU executor runs inside `DeviceShare.around`: before the job it may wait (policy "wait") until
 no training job uses the device; during the job the user-facing notice is available to the generation code
@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from webui.core.device_sharing import RunningTraining, SharePlan, plan_sharing
+from webui.core.device_policy import RunningTraining, SharePlan, plan_sharing
 from webui.core.errors import GenerationError
 from webui.core.progress import CancelToken, ProgressTracker
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from webui.core.device_sharing import OFFLOAD, SHARE, WAIT, RunningTraining, plan_sharing, shares_device
+from webui.core.device_policy import OFFLOAD, SHARE, WAIT, RunningTraining, plan_sharing, shares_device
 from webui.core.errors import GenerationError
-from webui.jobs.device_share import PARK_LABEL, DeviceShare
+from webui.jobs.device_arbiter import PARK_LABEL, DeviceShare
 from webui.jobs.executor import GpuExecutor
 
 JOB = RunningTraining("j1", "zorb", "cuda", step=10, total_steps=100)
