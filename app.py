@@ -12,8 +12,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from webui.api.body_limit import install_limits
 from webui.api.gradio_guard import require_uploaded_files
-from webui.api.limits import install_limits
 from webui.api.security import gradio_auth, install_docs, install_security, lan_urls
 from webui.core.limits import LIMITS
 from webui.core.settings import Settings

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from webui.api.limits import BodySizeLimit
+from webui.api.body_limit import BodySizeLimit
 from webui.core.errors import ValidationError
 from webui.core.limits import (
     LIMITS,
