@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException
@@ -36,6 +37,14 @@ from webui.core.results import GenerationResult
 from webui.core.tiled_upscale import script_info_args
 from webui.core.xyz_axis_types import axis_type_labels
 from webui.services import ExtrasRequest, Services
+from webui.services.info_service import InfoService
+from webui.services.model_service import ModelService
+from webui.services.network_service import NetworkService
+from webui.services.option_service import OptionsService
+from webui.services.queue_service import QueueService
+from webui.services.script_service import ScriptService
+from webui.services.style_service import StyleService
+from webui.services.upscale_service import UpscaleService
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +113,13 @@ def _overrides(body: Txt2ImgBody) -> dict[str, Any]:
     return fields
 
 
-def _request_from_body(body: Txt2ImgBody, services: Services) -> GenerationRequest:
+def _request_from_body(body: Txt2ImgBody, defaults: GenerationRequest) -> GenerationRequest:
     fields = _body_fields(body)
     fields.pop("init_images", None)  # txt2img: the request is img2img only through `_img2img_request`
-    return build_request(fields, services.generation.default_request())
+    return build_request(fields, defaults)
 
 
-def _img2img_request(body: Img2ImgBody, services: Services) -> GenerationRequest:
+def _img2img_request(body: Img2ImgBody, defaults: GenerationRequest) -> GenerationRequest:
     """A1111's img2img: base64 images (with or without a data: prefix) and the inpaint options; no hires pass."""
     count = len(body.init_images or ())
     decoded = decode_images([*(body.init_images or ()), *([body.mask] if body.mask else [])], "input image")
@@ -118,7 +127,7 @@ def _img2img_request(body: Img2ImgBody, services: Services) -> GenerationRequest
     blur = body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x or 0, body.mask_blur_y or 0)
     fields.update(init_images=tuple(image.convert("RGB") for image in decoded[:count]),
                   mask=decoded[count] if body.mask else None, mask_blur=blur, enable_hr=False)
-    return build_request(fields, services.generation.default_request())
+    return build_request(fields, defaults)
 
 
 def _extras_request(body: ExtrasBaseBody) -> ExtrasRequest:
@@ -136,10 +145,10 @@ def _plain_png(image: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _progress_payload(services: Services, skip_current_image: bool) -> dict[str, Any]:
+def _progress_payload(queue: QueueService, skip_current_image: bool) -> dict[str, Any]:
     """A1111's progress shape; `current_image` is a small live preview of the running job's latents."""
-    snap = services.queue.progress()
-    preview = None if skip_current_image or not snap.active else services.queue.current_preview()
+    snap = queue.progress()
+    preview = None if skip_current_image or not snap.active else queue.current_preview()
     return {
         "progress": snap.fraction,
         "eta_relative": snap.eta_seconds() or 0.0,
@@ -162,19 +171,30 @@ def _http_error(exc: WebUIError) -> HTTPException:
     return HTTPException(status_code=status, detail=str(exc))
 
 
-async def _generate(services: Services, request: GenerationRequest, script_name: str | None = None,
+@dataclass(frozen=True)
+class _GenerationApi:
+    """The services the generation routes use (and nothing else of the container)."""
+
+    defaults: Callable[[], GenerationRequest]
+    scripts: ScriptService
+    upscaler_names: Callable[[], list[str]]
+    current_checkpoint: Callable[[], str | None]
+    queue: QueueService
+
+
+async def _generate(api: _GenerationApi, request: GenerationRequest, script_name: str | None = None,
                     script_args: list[Any] | None = None) -> GenerationResult:
     """Run the request, or the named built-in script over it (its grids first, as A1111 returns them)."""
     try:
         # Off the event loop: a script's plan is expanded and every cell checked (files read) before it queues.
-        spec = await asyncio.to_thread(script_spec, script_name, script_args, services.upscale.upscaler_names)
-        result = await asyncio.wrap_future(await asyncio.to_thread(services.scripts.submit, request, spec))
+        spec = await asyncio.to_thread(script_spec, script_name, script_args, api.upscaler_names)
+        result = await asyncio.wrap_future(await asyncio.to_thread(api.scripts.submit, request, spec))
         if spec.is_plain:
             return result
     except (WebUIError, ValueError, TypeError) as exc:
         raise _http_error(exc if isinstance(exc, WebUIError) else ValidationError(str(exc))) from exc
     return GenerationResult(request=request, images=tuple(result.images),
-                            model_name=services.models.current_checkpoint() or "", interrupted=result.interrupted,
+                            model_name=api.current_checkpoint() or "", interrupted=result.interrupted,
                             warnings=tuple(result.warnings))
 
 
@@ -183,20 +203,20 @@ def _images_response(result: GenerationResult, body: Txt2ImgBody, parameters: di
     return ImagesResponse(images=images, parameters=parameters, info=_info_json(result))
 
 
-def _generation_routes(router: APIRouter, services: Services) -> None:
+def _generation_routes(router: APIRouter, api: _GenerationApi) -> None:
     @router.post("/txt2img", response_model=ImagesResponse)
     async def txt2img(body: Txt2ImgBody) -> ImagesResponse:
         try:
-            request = _request_from_body(body, services)
+            request = _request_from_body(body, api.defaults())
         except WebUIError as exc:
             raise _http_error(exc) from exc
-        result = await _generate(services, request, body.script_name, body.script_args)
+        result = await _generate(api, request, body.script_name, body.script_args)
         return await asyncio.to_thread(_images_response, result, body, body.model_dump())
 
     @router.post("/img2img", response_model=ImagesResponse)
     async def img2img(body: Img2ImgBody) -> ImagesResponse:
         try:
-            request = await asyncio.to_thread(_img2img_request, body, services)
+            request = await asyncio.to_thread(_img2img_request, body, api.defaults())
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         except WebUIError as exc:
@@ -204,27 +224,27 @@ def _generation_routes(router: APIRouter, services: Services) -> None:
         parameters = body.model_dump()
         if not body.include_init_images:
             parameters.update(init_images=None, mask=None)
-        result = await _generate(services, request, body.script_name, body.script_args)
+        result = await _generate(api, request, body.script_name, body.script_args)
         return await asyncio.to_thread(_images_response, result, body, parameters)
 
     @router.get("/progress")
     def progress(skip_current_image: bool = False) -> dict[str, Any]:
-        return _progress_payload(services, skip_current_image)
+        return _progress_payload(api.queue, skip_current_image)
 
     @router.post("/interrupt")
     def interrupt() -> dict[str, Any]:
-        services.queue.interrupt()
+        api.queue.interrupt()
         return {}  # A1111 answers {} here (and null for /skip)
 
     @router.post("/skip")
     def skip() -> None:
-        services.queue.skip()
+        api.queue.skip()
 
 
-def _extras_routes(router: APIRouter, services: Services) -> None:
+def _extras_routes(router: APIRouter, upscale: UpscaleService) -> None:
     async def run(images: list[Any], body: ExtrasBaseBody) -> list[tuple[Any, Any, str]]:
         try:
-            return await asyncio.wrap_future(services.upscale.submit_extras(images, _extras_request(body), save=False))
+            return await asyncio.wrap_future(upscale.submit_extras(images, _extras_request(body), save=False))
         except WebUIError as exc:
             raise _http_error(exc) from exc
 
@@ -252,68 +272,69 @@ def _extras_routes(router: APIRouter, services: Services) -> None:
                 "images": [_plain_png(img) for img, _, _ in results] if body.show_extras_results else []}
 
 
-def _model_routes(router: APIRouter, services: Services) -> None:
+def _model_routes(router: APIRouter, models: ModelService, networks: NetworkService,
+                  options: OptionsService) -> None:
     @router.get("/sd-models")
     def sd_models() -> list[dict[str, Any]]:
-        return services.models.sd_models()
+        return models.sd_models()
 
     @router.get("/sd-vae")
     def sd_vae() -> list[dict[str, Any]]:
-        return services.models.sd_vaes()
+        return models.sd_vaes()
 
     @router.post("/refresh-checkpoints")
     def refresh_checkpoints() -> None:
-        services.models.refresh_models()
+        models.refresh_models()
 
     @router.post("/refresh-vae")
     def refresh_vae() -> None:
-        services.models.refresh_models()
+        models.refresh_models()
 
     @router.get("/loras")
     def loras() -> list[dict[str, Any]]:
-        return services.networks.lora_list()
+        return networks.lora_list()
 
     @router.post("/refresh-loras")
     def refresh_loras() -> None:
-        services.networks.lora_list()  # rescans the LoRA folders
+        networks.lora_list()  # rescans the LoRA folders
 
     @router.get("/embeddings")
     def embeddings() -> dict[str, Any]:
-        return services.networks.embedding_list()
+        return networks.embedding_list()
 
     @router.post("/refresh-embeddings")
     def refresh_embeddings() -> None:
-        services.networks.embedding_list()  # rescans the embeddings folder
+        networks.embedding_list()  # rescans the embeddings folder
 
     @router.get("/options")
     def get_options() -> dict[str, Any]:
-        return services.options.get_options()
+        return options.get_options()
 
     @router.post("/options")
     async def set_options(body: OptionsBody) -> None:
         try:
-            await asyncio.to_thread(services.options.set_options, body.model_dump())
+            await asyncio.to_thread(options.set_options, body.model_dump())
         except WebUIError as exc:
             raise _http_error(exc) from exc
 
 
-def _table_routes(router: APIRouter, services: Services) -> None:
+def _table_routes(router: APIRouter, info: InfoService, upscale: UpscaleService, styles: StyleService) -> None:
     @router.get("/samplers")
     def samplers() -> list[dict[str, Any]]:
-        return services.info.samplers()
+        return info.samplers()
 
     @router.get("/schedulers")
     def schedulers() -> list[dict[str, Any]]:
         return [{"name": name.lower().replace(" ", "_"), "label": name, "aliases": None, "default_rho": -1,
-                 "need_inner_model": False} for name in services.info.schedule_types()]
+                 "need_inner_model": False} for name in info.schedule_types()]
 
     @router.get("/upscalers")
     def upscalers() -> list[dict[str, Any]]:
-        return services.upscale.upscaler_rows()
+        return upscale.upscaler_rows()
 
     @router.get("/latent-upscale-modes")
     def latent_upscale_modes() -> list[dict[str, str]]:
-        return [{"name": name} for name in services.upscale.latent_upscale_modes()]
+        return [{"name": name} for name in upscale.latent_upscale_modes()]
 
     @router.get("/scripts")
     def scripts() -> dict[str, list[str]]:
@@ -328,15 +349,16 @@ def _table_routes(router: APIRouter, services: Services) -> None:
                  "args": [{"label": "axis types", "choices": axis_type_labels()}]},
                 {"name": "prompt matrix", "is_alwayson": False, "is_img2img": False, "args": []},
                 {"name": "ultimate sd upscale", "is_alwayson": False, "is_img2img": True,
-                 "args": script_info_args(services.upscale.upscaler_names())}]
+                 "args": script_info_args(upscale.upscaler_names())}]
 
     @router.get("/prompt-styles")
     def prompt_styles() -> list[dict[str, str]]:
         return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
-                for s in services.styles.style_rows()]
+                for s in styles.style_rows()]
 
 
-def _info_routes(router: APIRouter, services: Services) -> None:
+def _info_routes(router: APIRouter, info: InfoService, models: ModelService,
+                 public_flags: Callable[[], dict[str, Any]]) -> None:
     @router.post("/png-info")
     def png_info(body: PngInfoBody) -> dict[str, Any]:
         try:
@@ -345,22 +367,27 @@ def _info_routes(router: APIRouter, services: Services) -> None:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         except WebUIError as exc:
             raise _http_error(exc) from exc
-        return services.info.png_info(image)
+        return info.png_info(image)
 
     @router.get("/cmd-flags")
     def cmd_flags() -> dict[str, Any]:
-        return services.settings.public_flags()
+        return public_flags()
 
     @router.get("/memory")
     def memory() -> dict[str, Any]:
-        return services.models.memory()
+        return models.memory()
 
 
 def build_router(services: Services, auth: Callable[..., None] | None = None) -> APIRouter:
     """Every /sdapi/v1 route, behind `--api-auth` when given."""
     router = APIRouter(prefix="/sdapi/v1", tags=["sdapi"], dependencies=[Depends(auth)] if auth else [])
-    for add in (_generation_routes, _extras_routes, _model_routes, _table_routes, _info_routes):
-        add(router, services)
+    _generation_routes(router, _GenerationApi(services.generation.default_request, services.scripts,
+                                              services.upscale.upscaler_names, services.models.current_checkpoint,
+                                              services.queue))
+    _extras_routes(router, services.upscale)
+    _model_routes(router, services.models, services.networks, services.options)
+    _table_routes(router, services.info, services.upscale, services.styles)
+    _info_routes(router, services.info, services.models, services.settings.public_flags)
     return router
 
 
