@@ -155,3 +155,38 @@ def services(tmp_path, tiny_checkpoints, shapes_dataset):
     yield services
     services.runtime.training_worker.shutdown(terminate=True)
     services.runtime.executor.shutdown()
+
+
+@pytest.fixture()
+def parses(monkeypatch) -> list[str]:
+    """Every prompt `webui.core.prompt_parser.parse_full` (the one function that takes a prompt apart) is called
+    with during the test: how tests count parses."""
+    from webui.core import prompt_parser
+
+    seen: list[str] = []
+    real = prompt_parser.parse_full
+
+    def spy(prompt: str, steps: int, **kwargs) -> prompt_parser.ParsedPrompt:
+        seen.append(prompt)
+        return real(prompt, steps, **kwargs)
+
+    monkeypatch.setattr(prompt_parser, "parse_full", spy)
+    return seen
+
+
+def serve_train_ui(root: Path, checkpoints: dict[str, Path], dataset: Path):
+    """The real app (UI only) on the tiny SD1 model, with `dataset` (outside the data folder) allowed as with
+    `--gradio-allowed-path`; yields (services, gradio_client) and stops the worker and executor afterwards."""
+    from gradio_client import Client
+
+    from app import build_app
+    from webui.core.settings import SecuritySettings
+    from webui.services import build_services
+
+    services = build_services(make_settings(make_data_dir(root, checkpoints, ("sd1",)), api=False,
+                                            security=SecuritySettings(allowed_paths=(dataset,))))
+    with ServerThread(build_app(services), free_port()) as server:
+        yield services, Client(server.url, verbose=False)
+    services.runtime.training_worker.shutdown(terminate=True)
+    services.runtime.executor.shutdown()
+

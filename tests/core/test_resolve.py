@@ -35,20 +35,6 @@ class CountingSeeds(random.Random):
         return super().randrange(*args, **kwargs)
 
 
-@pytest.fixture()
-def parses(monkeypatch) -> list[str]:
-    """Every prompt `parse_full` is called with."""
-    seen: list[str] = []
-    real = prompt_parser.parse_full
-
-    def spy(prompt: str, steps: int, **kwargs) -> prompt_parser.ParsedPrompt:
-        seen.append(prompt)
-        return real(prompt, steps, **kwargs)
-
-    monkeypatch.setattr(prompt_parser, "parse_full", spy)
-    return seen
-
-
 def resolve(request: GenerationRequest, seeds: random.Random | None = None, **styles: Style) -> ResolvedRequest:
     return resolve_request(request, styles=styles, seeds=seeds or CountingSeeds())
 

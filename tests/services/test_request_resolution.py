@@ -17,7 +17,6 @@ from PIL import Image
 
 from app import build_app
 from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
-from webui.core import prompt_parser
 from webui.core.prompt_matrix import PromptMatrixOptions
 from webui.core.requests import GenerationRequest, Img2ImgInputs
 from webui.core.tiled_upscale import TiledUpscaleOptions
@@ -54,20 +53,6 @@ def services(tmp_path_factory, tiny_checkpoints, seeds):
     services.models.select_checkpoint(tiny_checkpoints["sd1"].name)
     yield services
     services.runtime.executor.shutdown()
-
-
-@pytest.fixture()
-def parses(monkeypatch) -> list[str]:
-    """The prompts `parse_full` was called with during the test."""
-    seen: list[str] = []
-    real = prompt_parser.parse_full
-
-    def spy(prompt: str, steps: int, **kwargs) -> prompt_parser.ParsedPrompt:
-        seen.append(prompt)
-        return real(prompt, steps, **kwargs)
-
-    monkeypatch.setattr(prompt_parser, "parse_full", spy)
-    return seen
 
 
 def test_a_batch_job_draws_its_seeds_once_and_parses_once(services, seeds, parses):

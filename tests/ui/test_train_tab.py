@@ -4,25 +4,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from gradio_client import Client
 
-from app import build_app
-from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
+from tests.conftest import serve_train_ui
 from webui.ui.tabs.train import EXAMPLE_LYCORIS, GROUPS
 
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory, tiny_checkpoints, shapes_dataset):
-    from webui.core.settings import SecuritySettings
-    from webui.services import build_services
-
-    data_dir = make_data_dir(tmp_path_factory.mktemp("train-ui"), tiny_checkpoints, ("sd1",))
-    services = build_services(make_settings(data_dir, api=False,  # the dataset is outside the data folder
-                                            security=SecuritySettings(allowed_paths=(shapes_dataset,))))
-    with ServerThread(build_app(services), free_port()) as server:
-        yield services, Client(server.url, verbose=False)
-    services.runtime.training_worker.shutdown(terminate=True)
-    services.runtime.executor.shutdown()
+    yield from serve_train_ui(tmp_path_factory.mktemp("train-ui"), tiny_checkpoints, shapes_dataset)
 
 
 def form_args(services, dataset, **changes) -> list:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -136,27 +136,23 @@ class LycorisTrainingNetwork(TrainingNetwork):
         return name.split(":", 1)[0]
 
     def kohya_tensors(self) -> dict[str, torch.Tensor]:
-        tensors: dict[str, torch.Tensor] = {}
-        for component, lora in self._modules():
-            path = self.paths[component].get(id(lora.org_module[0]))
-            if path is None:
-                self.notes.append(f"LyCORIS module {lora.lora_name} has no model path; not saved.")
-                continue
-            name = self.namer.name(component, path)
-            for key, value in lora.state_dict().items():
-                tensors[f"{name}.{key}"] = saveable_tensor(value)
-        return tensors
+        return self._tensors(self.namer.name)
 
     def native_tensors(self) -> dict[str, torch.Tensor]:
         """LyCORIS's own names (`lycoris_<path with _>`), as SimpleTuner saves them; the prefix is fixed here, not
         read from `LycorisNetwork.LORA_PREFIX` (class-level state another job may have changed)."""
+        return self._tensors(lambda component, path: f"{LYCORIS_FILE_PREFIX}_{path}".replace(".", "_"))
+
+    def _tensors(self, module_name: Callable[[str, str], str]) -> dict[str, torch.Tensor]:
+        """Every module's tensors under `module_name(component, model path)`; a module without a known model path
+        is left out with a note (it could not be loaded back by name)."""
         tensors: dict[str, torch.Tensor] = {}
         for component, lora in self._modules():
             path = self.paths[component].get(id(lora.org_module[0]))
             if path is None:
                 self.notes.append(f"LyCORIS module {lora.lora_name} has no model path; not saved.")
                 continue
-            name = f"{LYCORIS_FILE_PREFIX}_{path}".replace(".", "_")
+            name = module_name(component, path)
             for key, value in lora.state_dict().items():
                 tensors[f"{name}.{key}"] = saveable_tensor(value)
         return tensors
