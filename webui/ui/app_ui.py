@@ -1,10 +1,15 @@
-"""Builds the Gradio Blocks from the services. Nothing here loads models; everything goes through services."""
+"""Builds the Gradio Blocks from the services. Nothing here loads models; everything goes through services.
+
+Why only here the whole container: each tab builder is handed exactly the services (and settings values) it
+uses, so what a tab can reach is read off its signature; the engine objects behind the services (`runtime`)
+are never handed out."""
 from __future__ import annotations
 
 import gradio as gr
 
 from webui.services import Services
 from webui.ui.components import build_quicksettings
+from webui.ui.generation_services import GenerationTabServices
 from webui.ui.tabs.extras import build_extras_tab
 from webui.ui.tabs.img2img import build_img2img_tab
 from webui.ui.tabs.png_info import build_png_info_tab
@@ -22,22 +27,36 @@ TXT2IMG_TAB_ID = "txt2img"
 IMG2IMG_TAB_ID = "img2img"
 
 
+def generation_tab_services(services: Services) -> GenerationTabServices:
+    """The part of the container txt2img and img2img call."""
+    return GenerationTabServices(models=services.models, generation=services.generation, queue=services.queue,
+                                 networks=services.networks, styles=services.styles, upscale=services.upscale,
+                                 scripts=services.scripts, options=services.options, info=services.info,
+                                 outputs_dir=services.settings.paths.outputs_dir)
+
+
 def build_ui(services: Services) -> gr.Blocks:
+    """The app's Blocks: quicksettings above the tabs, each tab built from its own part of `services`."""
+    generation = generation_tab_services(services)
+    hide_dir_config = services.settings.hide_dir_config
     with gr.Blocks(title="Stable Diffusion Studio", analytics_enabled=False) as blocks:
-        quick = build_quicksettings(services)
+        quick = build_quicksettings(services.models, services.options)
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id=TXT2IMG_TAB_ID, elem_id="tab_txt2img"):
-                txt2img = build_txt2img_tab(services, quick, blocks)
+                txt2img = build_txt2img_tab(generation, quick, blocks)
             with gr.Tab("img2img", id=IMG2IMG_TAB_ID, elem_id="tab_img2img"):
-                img2img = build_img2img_tab(services, quick, blocks)
+                img2img = build_img2img_tab(generation, quick, blocks)
             with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
-                build_extras_tab(services)
+                build_extras_tab(services.upscale, services.queue, services.settings.paths.outputs_dir,
+                                 hide_dir_config)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
-                build_png_info_tab(services, tabs, txt2img, TXT2IMG_TAB_ID, img2img, IMG2IMG_TAB_ID)
+                build_png_info_tab(services.info, services.models, tabs, txt2img, TXT2IMG_TAB_ID, img2img,
+                                   IMG2IMG_TAB_ID)
             with gr.Tab("Train", id="train", elem_id="tab_train"):
-                build_train_tab(services)
+                build_train_tab(services.training, services.models.checkpoint_titles(), hide_dir_config)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
-                build_settings_tab(services, quick, blocks)
-        blocks.load(lambda: services.models.startup_message() and f"**Start-up:** {services.models.startup_message()}",
+                build_settings_tab(services.options, services.info, hide_dir_config, quick, blocks)
+        models = services.models
+        blocks.load(lambda: models.startup_message() and f"**Start-up:** {models.startup_message()}",
                     outputs=[quick.message], api_name=False)
     return blocks

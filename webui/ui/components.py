@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from webui.core.errors import WebUIError
-from webui.services import Services
+from webui.services.model_service import ModelService
+from webui.services.option_service import OptionsService
 
 REFRESH_SYMBOL = "\U0001f504"  # 🔄
 DICE = "\U0001f3b2"  # 🎲
@@ -85,54 +86,55 @@ DEMO_NOTE = ("You are using the small **demo model** shipped with the app: it dr
              "(`.safetensors`) into `models/Stable-diffusion/` and press " + REFRESH_SYMBOL + ".")
 
 
-def build_quicksettings(services: Services) -> Quicksettings:
-    shown = quicksettings_visibility(services.options.get("quicksettings_list"))
+def build_quicksettings(models: ModelService, options: OptionsService) -> Quicksettings:
+    """Checkpoint, VAE and clip skip above the tabs, with the demo-model note and a message area."""
+    shown = quicksettings_visibility(options.get("quicksettings_list"))
     with gr.Row(elem_id="quicksettings"):
-        checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=services.models.checkpoint_titles(),
-                                 value=services.models.current_checkpoint(), elem_id="setting_sd_model_checkpoint",
+        checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=models.checkpoint_titles(),
+                                 value=models.current_checkpoint(), elem_id="setting_sd_model_checkpoint",
                                  scale=4)
         refresh_ckpt = gr.Button(REFRESH_SYMBOL, elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
-        vae = gr.Dropdown(label="SD VAE", choices=services.models.vae_titles(), value=services.models.current_vae(),
+        vae = gr.Dropdown(label="SD VAE", choices=models.vae_titles(), value=models.current_vae(),
                           elem_id="setting_sd_vae", scale=3, visible=shown[0]["visible"])
         refresh_vae = gr.Button(REFRESH_SYMBOL, elem_id="refresh_sd_vae", scale=0, min_width=40,
                                 visible=shown[1]["visible"])
         clip_skip = gr.Slider(label="Clip skip", minimum=1, maximum=12, step=1,
-                              value=int(services.options.get("CLIP_stop_at_last_layers") or 1),
+                              value=int(options.get("CLIP_stop_at_last_layers") or 1),
                               elem_id="setting_CLIP_stop_at_last_layers", scale=2, visible=shown[2]["visible"])
     message = gr.Markdown("", elem_id="quicksettings_message")
-    demo_note = gr.Markdown(DEMO_NOTE, visible=services.models.is_demo_model(services.models.current_checkpoint()),
+    demo_note = gr.Markdown(DEMO_NOTE, visible=models.is_demo_model(models.current_checkpoint()),
                             elem_id="demo_model_note")
 
     def on_refresh_checkpoints():
-        services.models.refresh_models()
-        return gr.update(choices=services.models.checkpoint_titles(), value=services.models.current_checkpoint())
+        models.refresh_models()
+        return gr.update(choices=models.checkpoint_titles(), value=models.current_checkpoint())
 
     def on_refresh_vae():
-        services.models.refresh_models()
-        return gr.update(choices=services.models.vae_titles(), value=services.models.current_vae())
+        models.refresh_models()
+        return gr.update(choices=models.vae_titles(), value=models.current_vae())
 
     def on_checkpoint(title: str):
-        if not title or title == services.models.current_checkpoint():
-            current = services.models.current_checkpoint()
-            return current, "", gr.update(visible=services.models.is_demo_model(current))
+        if not title or title == models.current_checkpoint():
+            current = models.current_checkpoint()
+            return current, "", gr.update(visible=models.is_demo_model(current))
         try:
-            services.models.select_checkpoint(title)
+            models.select_checkpoint(title)
             text = f"Loaded **{title}**."
         except WebUIError as exc:
             text = f"**Could not load {title}:** {exc}"
-        current = services.models.current_checkpoint()
-        return current, text, gr.update(visible=services.models.is_demo_model(current))
+        current = models.current_checkpoint()
+        return current, text, gr.update(visible=models.is_demo_model(current))
 
     def on_vae(title: str):
         try:
-            services.models.select_vae(title)
+            models.select_vae(title)
             text = ""
         except WebUIError as exc:
             text = f"**Could not use VAE {title}:** {exc}"
-        return services.models.current_vae(), text
+        return models.current_vae(), text
 
     def on_clip_skip(value: float):
-        services.options.update({"CLIP_stop_at_last_layers": int(value)})
+        options.update({"CLIP_stop_at_last_layers": int(value)})
 
     refresh_ckpt.click(on_refresh_checkpoints, outputs=[checkpoint], api_name="refresh_checkpoints")
     refresh_vae.click(on_refresh_vae, outputs=[vae], api_name="refresh_vae")

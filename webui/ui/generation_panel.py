@@ -11,7 +11,10 @@ from dataclasses import dataclass
 import gradio as gr
 
 from webui.core.requests import GenerationRequest
-from webui.services import Services
+from webui.services.info_service import InfoService
+from webui.services.option_service import OptionsService
+from webui.services.queue_service import QueueService
+from webui.services.style_service import StyleService
 from webui.ui.components import SeedWidgets
 from webui.ui.generation_ui import selected_info
 from webui.ui.prompt_bar import PromptBar
@@ -30,12 +33,14 @@ class SamplingWidgets:
     cfg_scale: gr.Slider
 
 
-def build_sampling_params(services: Services, tab: str, defaults: GenerationRequest) -> SamplingWidgets:
-    """Sampler and schedule, steps, size, batch count/size and CFG scale, starting at `defaults`."""
+def build_sampling_params(info: InfoService, default_sampler: str, tab: str,
+                          defaults: GenerationRequest) -> SamplingWidgets:
+    """Sampler (starting at the `default_sampler` option) and schedule, steps, size, batch count/size and CFG
+    scale, starting at `defaults`; `info` lists the samplers and schedule types."""
     with gr.Row():
-        sampler = gr.Dropdown(label="Sampling method", choices=services.info.sampler_names(),
-                              value=services.options.get("default_sampler"), elem_id=f"{tab}_sampling")
-        schedule = gr.Dropdown(label="Schedule type", choices=services.info.schedule_types(), value=defaults.scheduler,
+        sampler = gr.Dropdown(label="Sampling method", choices=info.sampler_names(),
+                              value=default_sampler, elem_id=f"{tab}_sampling")
+        schedule = gr.Dropdown(label="Schedule type", choices=info.schedule_types(), value=defaults.scheduler,
                                elem_id=f"{tab}_scheduler")
     steps = gr.Slider(label="Sampling steps", minimum=1, maximum=150, step=1, value=defaults.steps,
                       elem_id=f"{tab}_steps")
@@ -91,17 +96,17 @@ class EventNames:
     select_image: str
 
 
-def wire_shared_events(services: Services, bar: PromptBar, seeds: SeedWidgets, output: OutputWidgets,
-                       names: EventNames) -> None:
+def wire_shared_events(info: InfoService, queue: QueueService, bar: PromptBar, seeds: SeedWidgets,
+                       output: OutputWidgets, names: EventNames) -> None:
     """Interrupt/Skip, the seed buttons (dice sets -1; recycle reuses the last image's seed, or its variation seed
     from its infotext) and the gallery's infotext on select."""
 
     def last_subseed(texts: list[str]) -> int:
-        fields = services.info.infotext_fields(texts[0]) if texts else {}
+        fields = info.infotext_fields(texts[0]) if texts else {}
         return int(fields.get("subseed", -1))
 
-    bar.interrupt.click(lambda: services.queue.interrupt() and None, api_name=names.interrupt)
-    bar.skip.click(lambda: services.queue.skip() and None, api_name=names.skip)
+    bar.interrupt.click(lambda: queue.interrupt() and None, api_name=names.interrupt)
+    bar.skip.click(lambda: queue.skip() and None, api_name=names.skip)
     seeds.random_seed.click(lambda: -1, outputs=[seeds.seed], api_name=names.random_seed)
     seeds.reuse_seed.click(lambda values: values[0] if values else -1, inputs=[output.last_seeds],
                            outputs=[seeds.seed], api_name=names.reuse_seed)
@@ -111,11 +116,12 @@ def wire_shared_events(services: Services, bar: PromptBar, seeds: SeedWidgets, o
                           api_name=names.select_image)
 
 
-def wire_page_load(services: Services, blocks: gr.Blocks, sampler: gr.Dropdown, styles: StyleSelector) -> None:
+def wire_page_load(options: OptionsService, styles: StyleService, blocks: gr.Blocks, sampler: gr.Dropdown,
+                   selector: StyleSelector) -> None:
     """Settings that apply "at page load" (A1111's reload-UI settings): the default sampler; and the styles list,
     which may have changed in another tab or on disk since the app was built."""
 
     def load():
-        return services.options.get("default_sampler"), gr.update(choices=services.styles.style_names())
+        return options.get("default_sampler"), gr.update(choices=styles.style_names())
 
-    blocks.load(load, outputs=[sampler, styles.dropdown], api_name=False)
+    blocks.load(load, outputs=[sampler, selector.dropdown], api_name=False)

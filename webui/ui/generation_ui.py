@@ -15,7 +15,7 @@ import gradio as gr
 
 from webui.core.errors import WebUIError
 from webui.core.results import GenerationResult
-from webui.services import Services
+from webui.services.queue_service import QueueService
 from webui.ui.formatting import error_markdown, info_html, notes_markdown, progress_html
 
 POLL_SECONDS = 0.3
@@ -26,11 +26,13 @@ def busy(flag: bool) -> tuple[Any, Any, Any]:
     return gr.update(visible=not flag), gr.update(visible=flag), gr.update(visible=flag)
 
 
-def stream_generation(services: Services, submit: Callable[[], Future]) -> Iterator[tuple[Any, ...]]:
+def stream_generation(queue: QueueService, outputs_dir: Path,
+                      submit: Callable[[], Future]) -> Iterator[tuple[Any, ...]]:
     """Yields updates for (gallery, infotexts, seeds, progress, info, message, generate, interrupt, skip).
 
     `submit` builds the request and queues it; its `WebUIError`/`ValueError`/`TypeError` become a message (bad
-    widget values), as do errors of the job itself.
+    widget values), as do errors of the job itself. `queue` reports progress; images saved under `outputs_dir` are
+    shown from their files (`shown_image`).
     """
     idle = busy(False)
     try:
@@ -41,7 +43,7 @@ def stream_generation(services: Services, submit: Callable[[], Future]) -> Itera
     yield gr.update(), gr.update(), gr.update(), "", "", "", *busy(True)
     while not future.done():
         time.sleep(POLL_SECONDS)
-        yield (gr.update(), gr.update(), gr.update(), progress_html(services.queue.progress()), gr.update(),
+        yield (gr.update(), gr.update(), gr.update(), progress_html(queue.progress()), gr.update(),
                gr.update(), *busy(True))
     try:
         result: GenerationResult = future.result()
@@ -51,7 +53,7 @@ def stream_generation(services: Services, submit: Callable[[], Future]) -> Itera
     except OSError as exc:  # saving failed: an output folder that cannot be created, a full disk
         yield gr.update(), [], [], "", "", error_markdown(f"Could not save the images: {exc}"), *idle
         return
-    images = [(shown_image(services, img.path, img.image), f"Seed {img.seed}") for img in result.images]
+    images = [(shown_image(outputs_dir, img.path, img.image), f"Seed {img.seed}") for img in result.images]
     notes = list(result.warnings)
     if result.interrupted:
         notes.insert(0, "Interrupted: showing the images made so far.")
@@ -60,10 +62,10 @@ def stream_generation(services: Services, submit: Callable[[], Future]) -> Itera
            *idle)
 
 
-def shown_image(services: Services, path: Path | None, image: Any) -> Any:
+def shown_image(outputs_dir: Path, path: Path | None, image: Any) -> Any:
     """The saved file when Gradio may serve it (the outputs folder); otherwise the image itself. Why: a custom
     output folder outside `outputs/` is not in Gradio's allowed paths, and serving it must not fail the job."""
-    if path is not None and Path(path).resolve().is_relative_to(services.settings.paths.outputs_dir):
+    if path is not None and Path(path).resolve().is_relative_to(outputs_dir):
         return str(path)
     return image
 

@@ -12,7 +12,8 @@ from typing import Any
 import gradio as gr
 
 from webui.core.errors import WebUIError
-from webui.services import Services
+from webui.services.info_service import InfoService
+from webui.services.model_service import ModelService
 from webui.ui.components import Quicksettings
 from webui.ui.formatting import checkpoint_note, notes_markdown
 from webui.ui.paste_plan import PASTE_FIELDS, PastePlan, paste_plan
@@ -47,36 +48,37 @@ class PasteTargets:
                 if isinstance(comp, gr.Dropdown) and name not in ("sampler_name", "scheduler")}
 
 
-def fill_from_infotext(services: Services, targets: PasteTargets, text: str) -> list[Any]:
-    """Updates for `targets.outputs()`: every field the infotext names, the rest unchanged."""
+def fill_from_infotext(info: InfoService, models: ModelService, targets: PasteTargets, text: str) -> list[Any]:
+    """Updates for `targets.outputs()`: every field the infotext names, the rest unchanged. `info` parses the text
+    and finds its checkpoint, `models` switches to it."""
     if not (text or "").strip():
         return [gr.update() for _ in targets.outputs()[:-1]] + ["Nothing to paste: the prompt box is empty."]
-    plan = paste_plan(services.info.infotext_fields(text), samplers=services.info.sampler_names(),
-                      schedules=services.info.schedule_types(), limits=targets.limits(), choices=targets.choices())
+    plan = paste_plan(info.infotext_fields(text), samplers=info.sampler_names(),
+                      schedules=info.schedule_types(), limits=targets.limits(), choices=targets.choices())
     updates: list[Any] = [plan.values[name] if name in plan.values else gr.update() for name in targets.names]
     updates.append(True if plan.show_extra else gr.update())
-    checkpoint, note = _checkpoint(services, plan)
+    checkpoint, note = _checkpoint(info, models, plan)
     if note:
         plan.notes.append(note)
     updates.append(checkpoint)
-    updates.append(gr.update(visible=services.models.is_demo_model(services.models.current_checkpoint())))
+    updates.append(gr.update(visible=models.is_demo_model(models.current_checkpoint())))
     updates.append(notes_markdown(plan.notes))
     return updates
 
 
-def _checkpoint(services: Services, plan: PastePlan) -> tuple[Any, str]:
+def _checkpoint(info: InfoService, models: ModelService, plan: PastePlan) -> tuple[Any, str]:
     """Switch to the checkpoint the infotext names when we have it; otherwise keep the current one with a note."""
     if not plan.model and not plan.model_hash:
         return gr.update(), ""
-    title = services.info.find_checkpoint_title(plan.model, plan.model_hash)
+    title = info.find_checkpoint_title(plan.model, plan.model_hash)
     if title is None:
         return gr.update(), checkpoint_note(plan.model, plan.model_hash)
-    if title == services.models.current_checkpoint():
+    if title == models.current_checkpoint():
         return gr.update(), ""
     try:
-        loaded = services.models.select_checkpoint(title)
+        loaded = models.select_checkpoint(title)
         note = f"Switched the checkpoint to **{loaded}**."
     except WebUIError as exc:
         note = f"**Could not load {title}:** {exc}"
     # Choices too: this session's list may predate the file (Gradio refuses values outside the choices).
-    return gr.update(value=services.models.current_checkpoint(), choices=services.models.checkpoint_titles()), note
+    return gr.update(value=models.current_checkpoint(), choices=models.checkpoint_titles()), note

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from webui.services import Services
+from webui.services.model_service import ModelService
+from webui.services.network_service import NetworkService
+from webui.services.style_service import StyleService
 from webui.ui.components import Quicksettings
 from webui.ui.extra_networks import build_extra_networks
 from webui.ui.styles_ui import PASTE_SYMBOL, StyleSelector, build_style_editor, build_style_selector
@@ -34,9 +36,10 @@ class PromptBar:
         return [self.generate, self.interrupt, self.skip]
 
 
-def build_prompt_bar(services: Services, tab: str, quick: Quicksettings, paste_id: str) -> PromptBar:
-    """The bar, the Extra Networks panel and the styles editor; `tab` prefixes ids, `paste_id` is the paste
-    button's elem_id (txt2img's is A1111's plain "paste")."""
+def build_prompt_bar(styles: StyleService, networks: NetworkService, models: ModelService, tab: str,
+                     quick: Quicksettings, paste_id: str) -> PromptBar:
+    """The bar, the Extra Networks panel (its checkpoint cards load through `models`) and the styles editor; `tab`
+    prefixes ids, `paste_id` is the paste button's elem_id (txt2img's is A1111's plain "paste")."""
     with gr.Row():
         with gr.Column(scale=6):
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tab}_prompt", placeholder=PROMPT_PLACEHOLDER)
@@ -48,7 +51,7 @@ def build_prompt_bar(services: Services, tab: str, quick: Quicksettings, paste_i
                 skip = gr.Button("Skip", visible=False, elem_id=f"{tab}_skip")
             with gr.Row():
                 paste = gr.Button(PASTE_SYMBOL, elem_id=paste_id, scale=0, min_width=40)
-                styles = build_style_selector(services, tab)
-    build_extra_networks(services, tab, prompt, negative, quick)
-    build_style_editor(services, tab, styles, prompt, negative)
-    return PromptBar(prompt, negative, generate, interrupt, skip, paste, styles)
+                selector = build_style_selector(styles, tab)
+    build_extra_networks(networks, models, tab, prompt, negative, quick)
+    build_style_editor(styles, tab, selector, prompt, negative)
+    return PromptBar(prompt, negative, generate, interrupt, skip, paste, selector)

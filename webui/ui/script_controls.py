@@ -2,7 +2,7 @@
 upscale, whose controls the img2img tab passes in), their controls, and the widgets' `ScriptSpec` decoder.
 
 Why one module: a tab only places the controls (`build_script_controls`), adds `request_inputs()` to its Generate
-inputs and submits `spec(...)` through the script service (`services.scripts.submit`; the API decodes A1111's
+inputs and submits `spec(...)` through the script service (`ScriptService.submit`; the API decodes A1111's
 `script_args` into the same `ScriptSpec`). With "None" that is the plain generation. The scripts' results answer like a
 generation result (grids first), so the tab's gallery/progress code stays as it is.
 Enumerable axes (samplers, schedule types, checkpoints, VAEs, styles, hires upscalers) get a multi-select picker
@@ -26,7 +26,7 @@ from webui.core.xyz_axes import AxisInput
 from webui.core.xyz_axis_types import axis_type, axis_type_labels
 from webui.core.xyz_plan import SCRIPT_NAME as XYZ_SCRIPT
 from webui.core.xyz_plan import XyzOptions
-from webui.services import Services
+from webui.services.script_service import ScriptService
 from webui.ui.sentinels import NONE as SCRIPT_NONE
 from webui.ui.sentinels import NOTHING
 
@@ -40,8 +40,16 @@ MATRIX_OPTIONS = 5
 UPSCALE_OPTIONS = len(UPSCALE_SCRIPT_ARGS) - 1  # A1111's extension order without its leading info value
 # The upscaler dropdown's place among the upscale widgets (A1111's order without the info value).
 UPSCALER_WIDGET = [arg.label for arg in UPSCALE_SCRIPT_ARGS[1:]].index("Upscaler")
-# Builds the upscale script's group and widgets (in `UPSCALE_SCRIPT_ARGS` order without info) for a tab.
-UpscaleBuilder = Callable[[Services, str], tuple[gr.Group, tuple[Any, ...]]]
+
+
+@dataclass(frozen=True)
+class UpscaleScript:
+    """The Ultimate SD upscale controls a tab offers: `build` makes the group and its widgets (in
+    `UPSCALE_SCRIPT_ARGS` order without info) for a tab prefix; `upscaler_names` is re-read when the script is
+    chosen (a model file added a minute ago)."""
+
+    build: Callable[[str], tuple[gr.Group, tuple[Any, ...]]]
+    upscaler_names: Callable[[], list[str]]
 
 
 @dataclass(frozen=True)
@@ -108,24 +116,25 @@ def matrix_options(values: Sequence[Any]) -> PromptMatrixOptions:
                                prompt_type=str(prompt_type), separator=str(separator), margin_size=int(margin or 0))
 
 
-def axis_updates(services: Services, label: str) -> tuple[Any, Any, Any]:
+def axis_updates(scripts: ScriptService, label: str) -> tuple[Any, Any, Any]:
     """For a chosen axis type: the text box (hidden for enumerable axes), the picker (their current choices) and
     the fill button."""
     kind = axis_type(label)
-    choices = services.scripts.script_choices(kind.choices) if kind.choices else []
+    choices = scripts.script_choices(kind.choices) if kind.choices else []
     enumerable = bool(kind.choices)
     return (gr.update(visible=not enumerable and kind.label != NOTHING, info=kind.note),
             gr.update(visible=enumerable, choices=choices, value=[]), gr.update(visible=enumerable))
 
 
-def build_script_controls(services: Services, tab: str, upscale: UpscaleBuilder | None = None) -> ScriptControls:
-    """The Script dropdown and the scripts' controls (hidden until chosen); `tab` prefixes ids and api_names.
-    Ultimate SD upscale is offered only where the tab passes its controls (img2img: it redraws an input image)."""
+def build_script_controls(scripts: ScriptService, tab: str, upscale: UpscaleScript | None = None) -> ScriptControls:
+    """The Script dropdown and the scripts' controls (hidden until chosen); `tab` prefixes ids and api_names;
+    `scripts` fills the X/Y/Z pickers. Ultimate SD upscale is offered only where the tab passes its controls
+    (img2img: it redraws an input image)."""
     names = [*SCRIPT_NAMES, UPSCALE_SCRIPT] if upscale is not None else list(SCRIPT_NAMES)
     script = gr.Dropdown(label="Script", choices=names, value=SCRIPT_NONE, elem_id=f"{tab}_script")
     with gr.Group(visible=False, elem_id=f"{tab}_script_xyz") as xyz_group:
-        axes = tuple(_axis_row(services, tab, name, default) for name, default in zip(AXIS_NAMES, AXIS_DEFAULTS,
-                                                                                       strict=True))
+        axes = tuple(_axis_row(scripts, tab, name, default) for name, default in zip(AXIS_NAMES, AXIS_DEFAULTS,
+                                                                                      strict=True))
         xyz_options = _xyz_option_widgets(tab)
     with gr.Group(visible=False, elem_id=f"{tab}_script_prompt_matrix") as matrix_group:
         matrix = _matrix_option_widgets(tab)
@@ -133,20 +142,20 @@ def build_script_controls(services: Services, tab: str, upscale: UpscaleBuilder 
         script.change(lambda name: (gr.update(visible=name == XYZ_SCRIPT), gr.update(visible=name == MATRIX_SCRIPT)),
                       inputs=[script], outputs=[xyz_group, matrix_group], api_name=f"{tab}_script_select")
         return ScriptControls(script, axes, xyz_options, matrix)
-    upscale_group, upscale_widgets = upscale(services, tab)
+    upscale_group, upscale_widgets = upscale.build(tab)
     upscaler = upscale_widgets[UPSCALER_WIDGET]
 
     def select(name: str) -> tuple[Any, ...]:
         """Show the chosen script's controls; the upscaler list is re-read (a model file added a minute ago)."""
         return (gr.update(visible=name == XYZ_SCRIPT), gr.update(visible=name == MATRIX_SCRIPT),
-                gr.update(visible=name == UPSCALE_SCRIPT), gr.update(choices=services.upscale.upscaler_names()))
+                gr.update(visible=name == UPSCALE_SCRIPT), gr.update(choices=upscale.upscaler_names()))
 
     script.change(select, inputs=[script], outputs=[xyz_group, matrix_group, upscale_group, upscaler],
                   api_name=f"{tab}_script_select")
     return ScriptControls(script, axes, xyz_options, matrix, upscale_widgets)
 
 
-def _axis_row(services: Services, tab: str, name: str, default: str) -> AxisWidgets:
+def _axis_row(scripts: ScriptService, tab: str, name: str, default: str) -> AxisWidgets:
     with gr.Row():
         kind = gr.Dropdown(label=f"{name} type", choices=axis_type_labels(), value=default, scale=1,
                            elem_id=f"{tab}_xyz_{name.lower()}_type")
@@ -157,9 +166,9 @@ def _axis_row(services: Services, tab: str, name: str, default: str) -> AxisWidg
         picks = gr.Dropdown(label=f"{name} values", choices=[], value=[], multiselect=True, visible=False, scale=3,
                             allow_custom_value=True, elem_id=f"{tab}_xyz_{name.lower()}_picks")
         fill = gr.Button(FILL_SYMBOL, visible=False, scale=0, min_width=40, elem_id=f"{tab}_xyz_{name.lower()}_fill")
-    kind.change(lambda label: axis_updates(services, label), inputs=[kind], outputs=[values, picks, fill],
+    kind.change(lambda label: axis_updates(scripts, label), inputs=[kind], outputs=[values, picks, fill],
                 api_name=f"{tab}_xyz_{name.lower()}_type")
-    fill.click(lambda label: services.scripts.script_choices(axis_type(label).choices or ""),
+    fill.click(lambda label: scripts.script_choices(axis_type(label).choices or ""),
                inputs=[kind], outputs=[picks], api_name=f"{tab}_xyz_{name.lower()}_fill")
     return AxisWidgets(kind, values, picks, fill)
 

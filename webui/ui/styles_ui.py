@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from webui.core.errors import WebUIError
-from webui.services import Services
+from webui.services.style_service import StyleService
 from webui.ui.components import REFRESH_SYMBOL
 from webui.ui.formatting import error_markdown
 
@@ -28,30 +28,30 @@ class StyleSelector:
     refresh: gr.Button
 
 
-def build_style_selector(services: Services, tab: str) -> StyleSelector:
+def build_style_selector(styles: StyleService, tab: str) -> StyleSelector:
     """The buttons and the multi-select; the editor is built separately (it sits under the prompts)."""
     with gr.Row(elem_id=f"{tab}_styles_row"):
         apply = gr.Button(APPLY_SYMBOL, elem_id=f"{tab}_style_apply", scale=0, min_width=40)
         refresh = gr.Button(REFRESH_SYMBOL, elem_id=f"{tab}_styles_refresh", scale=0, min_width=40)
-    dropdown = gr.Dropdown(label="Styles", choices=services.styles.style_names(), value=[], multiselect=True,
+    dropdown = gr.Dropdown(label="Styles", choices=styles.style_names(), value=[], multiselect=True,
                            elem_id=f"{tab}_styles", info="Added to the prompt when generating.")
     return StyleSelector(dropdown, apply, refresh)
 
 
-def _choices(services: Services, selected: list[str] | None, picked: str | None = None) -> tuple[Any, Any]:
+def _choices(styles: StyleService, selected: list[str] | None, picked: str | None = None) -> tuple[Any, Any]:
     """Fresh choices for the multi-select (keeping the still-existing selection) and the editor's picker."""
-    names = services.styles.style_names()
+    names = styles.style_names()
     kept = [name for name in selected or () if name in names]
     return (gr.update(choices=names, value=kept),
             gr.update(choices=names, value=picked if picked in names else None))
 
 
-def build_style_editor(services: Services, tab: str, selector: StyleSelector, prompt: gr.Textbox,
+def build_style_editor(styles: StyleService, tab: str, selector: StyleSelector, prompt: gr.Textbox,
                        negative: gr.Textbox) -> None:
     """The "Styles" accordion: pick a style to edit it, save (add or replace), delete; and the wiring of the
     selector's apply and refresh buttons."""
     with gr.Accordion("Edit styles", open=False, elem_id=f"{tab}_styles_edit"):
-        picker = gr.Dropdown(label="Style to edit", choices=services.styles.style_names(), value=None,
+        picker = gr.Dropdown(label="Style to edit", choices=styles.style_names(), value=None,
                              elem_id=f"{tab}_edit_style_select")
         name = gr.Textbox(label="Style name", elem_id=f"{tab}_edit_style_name",
                           placeholder="Name for a new style, or the style being edited")
@@ -69,29 +69,28 @@ def build_style_editor(services: Services, tab: str, selector: StyleSelector, pr
 
     def saved(style_name: str, text: str, negative_text: str, selected: list[str]) -> list[Any]:
         try:
-            services.styles.save_style(style_name, text, negative_text)
+            styles.save_style(style_name, text, negative_text)
         except WebUIError as exc:
             return [gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), error_markdown(str(exc))]
         clean = style_name.strip()
-        return [*_choices(services, selected, clean), clean, text, negative_text, f"Saved style **{clean}**."]
+        return [*_choices(styles, selected, clean), clean, text, negative_text, f"Saved style **{clean}**."]
 
     def on_delete(style_name: str, selected: list[str]) -> list[Any]:
         clean = (style_name or "").strip()
-        if clean not in services.styles.style_names():
-            return [*_choices(services, selected), gr.update(), gr.update(), gr.update(),
+        if clean not in styles.style_names():
+            return [*_choices(styles, selected), gr.update(), gr.update(), gr.update(),
                     error_markdown(f"There is no style named '{clean}'.")]
-        services.styles.delete_style(clean)
-        return [*_choices(services, selected), "", "", "", f"Deleted style **{clean}**."]
+        styles.delete_style(clean)
+        return [*_choices(styles, selected), "", "", "", f"Deleted style **{clean}**."]
 
     def on_pick(style_name: str | None) -> list[Any]:
-        style = next((row for row in services.styles.style_rows() if row.name == style_name), None)
+        style = next((row for row in styles.style_rows() if row.name == style_name), None)
         if style is None:
             return [gr.update(), gr.update(), gr.update()]
         return [style.name, style.prompt, style.negative_prompt]
 
     def on_apply(text: str, negative_text: str, selected: list[str]) -> list[Any]:
-        merged, merged_negative = services.styles.apply_styles_to_prompt(text or "", negative_text or "",
-                                                                         selected or [])
+        merged, merged_negative = styles.apply_styles_to_prompt(text or "", negative_text or "", selected or [])
         return [merged, merged_negative, []]
 
     save_current.click(saved, inputs=[name, prompt, negative, selector.dropdown], outputs=[*lists, *editor, message],
@@ -103,5 +102,5 @@ def build_style_editor(services: Services, tab: str, selector: StyleSelector, pr
     picker.input(on_pick, inputs=[picker], outputs=editor, api_name=f"{tab}_edit_style")
     selector.apply.click(on_apply, inputs=[prompt, negative, selector.dropdown],
                          outputs=[prompt, negative, selector.dropdown], api_name=f"{tab}_apply_styles")
-    selector.refresh.click(lambda selected: list(_choices(services, selected)), inputs=[selector.dropdown],
+    selector.refresh.click(lambda selected: list(_choices(styles, selected)), inputs=[selector.dropdown],
                            outputs=lists, api_name=f"{tab}_refresh_styles")

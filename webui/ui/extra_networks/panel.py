@@ -17,7 +17,8 @@ from typing import Any
 import gradio as gr
 
 from webui.core.errors import WebUIError
-from webui.services import Services
+from webui.services.model_service import ModelService
+from webui.services.network_service import NetworkService
 from webui.ui.components import REFRESH_SYMBOL, Quicksettings
 from webui.ui.extra_networks.query import EXTRA_NETWORK_SORTS, SD_VERSIONS, extra_network_query
 from webui.ui.extra_networks.views import (
@@ -76,10 +77,11 @@ class ExtraNetworksPanel:
     tabs: dict[str, KindWidgets] = field(default_factory=dict)
 
 
-def build_extra_networks(services: Services, tab: str, prompt: gr.Textbox, negative: gr.Textbox,
-                         quick: Quicksettings | None = None) -> ExtraNetworksPanel:
+def build_extra_networks(networks: NetworkService, models: ModelService, tab: str, prompt: gr.Textbox,
+                         negative: gr.Textbox, quick: Quicksettings | None = None) -> ExtraNetworksPanel:
     """The toggle button (placed under the Generate column) and the hidden panel below it.
 
+    Cards, sidecars and LoRA lookups go through `networks`; a checkpoint card loads through `models`.
     `tab` prefixes elem_ids and api_names (`txt2img`, `img2img`); `quick`, when given, is updated when a checkpoint
     card switches the model.
     """
@@ -96,7 +98,7 @@ def build_extra_networks(services: Services, tab: str, prompt: gr.Textbox, negat
                     widgets[kind] = _build_kind(tab, kind)
         message = gr.Markdown("", elem_id=f"{tab}_extra_networks_message")
     result = ExtraNetworksPanel(toggle, panel, message, widgets)
-    _Panel(services, tab, prompt, negative, quick, result).wire(shown)
+    _Panel(networks, models, tab, prompt, negative, quick, result).wire(shown)
     return result
 
 
@@ -141,9 +143,10 @@ def _build_kind(tab: str, kind: str) -> KindWidgets:
 class _Panel:
     """The panel's event handlers, bound to one generation tab's prompt boxes."""
 
-    def __init__(self, services: Services, tab: str, prompt: gr.Textbox, negative: gr.Textbox,
-                 quick: Quicksettings | None, widgets: ExtraNetworksPanel):
-        self.services = services
+    def __init__(self, networks: NetworkService, models: ModelService, tab: str, prompt: gr.Textbox,
+                 negative: gr.Textbox, quick: Quicksettings | None, widgets: ExtraNetworksPanel):
+        self.networks = networks
+        self.models = models
         self.tab = tab
         self.prompt = prompt
         self.negative = negative
@@ -156,12 +159,12 @@ class _Panel:
                 refresh: bool = False) -> tuple[str, Any]:
         """(grid HTML, item choices) for the current search/sort/folder."""
         sort, folder_filter = extra_network_query(sort_label, folder)
-        cards = self.services.networks.extra_network_cards(kind, search or "", sort, bool(descending), folder_filter,
-                                                  refresh=refresh)
+        cards = self.networks.extra_network_cards(kind, search or "", sort, bool(descending), folder_filter,
+                                                 refresh=refresh)
         return cards_html(cards, kind, self.thumbnails), gr.update(choices=card_keys(cards))
 
     def folder_choices(self, kind: str, current: str | None) -> Any:
-        choices = [ALL_FOLDERS, *self.services.networks.extra_network_folders(kind)]
+        choices = [ALL_FOLDERS, *self.networks.extra_network_folders(kind)]
         return gr.update(choices=choices, value=current if current in choices else ALL_FOLDERS)
 
     # ----- actions ------------------------------------------------------------------------------------------
@@ -173,11 +176,11 @@ class _Panel:
             return prompt, negative, error_markdown("Pick an item first.")
         try:
             if kind == "lora":
-                parts = self.services.networks.lora_prompt_parts(key)
+                parts = self.networks.lora_prompt_parts(key)
                 prompt, added = toggle_lora(prompt, key, parts["tag"], parts["activation"])
                 negative = (add_text if added else remove_text)(negative, parts["negative"])
             else:
-                self.services.networks.extra_network_sidecar(kind, key)  # raises for an unknown name
+                self.networks.extra_network_sidecar(kind, key)  # raises for an unknown name
                 if to_negative:
                     negative, added = toggle_word(negative, key)
                 else:
@@ -191,13 +194,13 @@ class _Panel:
         if not key:
             return error_markdown("Pick a checkpoint first."), gr.update(), gr.update()
         try:
-            loaded = self.services.models.select_checkpoint(key)
+            loaded = self.models.select_checkpoint(key)
             text = f"Loaded **{loaded}**."
         except WebUIError as exc:
             text = f"**Could not load {key}:** {exc}"
-        current = self.services.models.current_checkpoint()
-        return (text, gr.update(choices=self.services.models.checkpoint_titles(), value=current),
-                gr.update(visible=self.services.models.is_demo_model(current)))
+        current = self.models.current_checkpoint()
+        return (text, gr.update(choices=self.models.checkpoint_titles(), value=current),
+                gr.update(visible=self.models.is_demo_model(current)))
 
     def show_details(self, kind: str, key: str) -> list[Any]:
         """[details box, metadata HTML, *editor values, message]."""
@@ -205,7 +208,7 @@ class _Panel:
         if not key:
             return [*keep, error_markdown("Pick an item first.")]
         try:
-            details = self.services.networks.extra_network_details(kind, key)
+            details = self.networks.extra_network_details(kind, key)
         except WebUIError as exc:
             return [*keep, error_markdown(str(exc))]
         sidecar = details["sidecar"]
@@ -218,7 +221,7 @@ class _Panel:
         if not key:
             return error_markdown("Pick an item first.")
         try:
-            self.services.networks.save_extra_network_sidecar(kind, key, dict(zip(EDITOR_KEYS, values, strict=True)))
+            self.networks.save_extra_network_sidecar(kind, key, dict(zip(EDITOR_KEYS, values, strict=True)))
         except WebUIError as exc:
             return error_markdown(str(exc))
         return f"Saved the notes of **{key}**."

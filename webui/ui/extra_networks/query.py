@@ -5,7 +5,7 @@ from collections.abc import Mapping
 
 from webui.ui.sentinels import ALL_FOLDERS
 
-# Sort widget label -> the services' sort key (`Services.extra_network_cards`).
+# Sort widget label -> the services' sort key (`NetworkService.extra_network_cards`).
 EXTRA_NETWORK_SORTS: Mapping[str, str] = {"Name": "name", "Date modified": "date", "Size": "size"}
 # A1111's choices for a sidecar's "sd version".
 SD_VERSIONS: tuple[str, ...] = ("Unknown", "SD1", "SD2", "SDXL")

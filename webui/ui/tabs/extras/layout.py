@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -17,7 +18,8 @@ from PIL import Image, UnidentifiedImageError
 
 from webui.core.errors import ValidationError, WebUIError
 from webui.core.limits import check_input_images
-from webui.services import Services
+from webui.services.queue_service import QueueService
+from webui.services.upscale_service import UpscaleService
 from webui.ui.components import REFRESH_SYMBOL
 from webui.ui.formatting import error_markdown, info_html, progress_html
 from webui.ui.generation_ui import POLL_SECONDS, shown_image
@@ -27,8 +29,9 @@ from webui.ui.tabs.extras.mapping import EXTRAS_RESIZE_MODES, EXTRAS_SOURCES, ex
 TAB = "extras"
 
 
-def _build_source_tabs(services: Services, source: gr.Textbox) -> tuple[Any, Any, Any, Any]:
-    """Single image, batch of files, or folder; selecting a sub-tab records it in `source`."""
+def _build_source_tabs(hide_dir_config: bool, source: gr.Textbox) -> tuple[Any, Any, Any, Any]:
+    """Single image, batch of files, or folder (not offered while server folders are hidden); selecting a sub-tab
+    records it in `source`."""
     with gr.Tabs(elem_id="mode_extras"):
         with gr.Tab("Single Image", id="extras_single_tab", elem_id="extras_single_tab") as tab_single:
             image = gr.Image(label="Source", type="pil", image_mode="RGB", format="png",
@@ -37,7 +40,7 @@ def _build_source_tabs(services: Services, source: gr.Textbox) -> tuple[Any, Any
             files = gr.File(label="Batch Process", file_count="multiple", file_types=["image"],
                             elem_id="extras_image_batch")
         with gr.Tab("Batch from Directory", id="extras_batch_directory_tab", elem_id="extras_batch_directory_tab",
-                    visible=not services.settings.hide_dir_config) as tab_dir:
+                    visible=not hide_dir_config) as tab_dir:
             input_dir = gr.Textbox(label="Input directory", elem_id="extras_batch_input_dir",
                                    placeholder="A folder inside the data folder (relative to it)")
             output_dir = gr.Textbox(label="Output directory", elem_id="extras_batch_output_dir",
@@ -65,9 +68,9 @@ def _build_resize_tabs(resize_mode: gr.Textbox) -> tuple[Any, Any, Any, Any]:
     return scale_by, width, height, crop
 
 
-def _build_upscalers(services: Services) -> tuple[Any, Any, Any]:
+def _build_upscalers(upscale: UpscaleService) -> tuple[Any, Any, Any]:
     """Upscaler 1 and 2 (the refresh button re-reads the model folders) and upscaler 2's visibility."""
-    names = services.upscale.upscaler_names()
+    names = upscale.upscaler_names()
     with gr.Row():
         upscaler_1 = gr.Dropdown(label="Upscaler 1", choices=names, value="Lanczos", elem_id="extras_upscaler_1")
         upscaler_2 = gr.Dropdown(label="Upscaler 2", choices=names, value=NO_UPSCALER, elem_id="extras_upscaler_2")
@@ -76,7 +79,7 @@ def _build_upscalers(services: Services) -> tuple[Any, Any, Any]:
                            elem_id="extras_upscaler_2_visibility")
 
     def on_refresh(first: str, second: str):
-        fresh = services.upscale.upscaler_names()
+        fresh = upscale.upscaler_names()
         return (gr.update(choices=fresh, value=first if first in fresh else "Lanczos"),
                 gr.update(choices=fresh, value=second if second in fresh else NO_UPSCALER))
 
@@ -85,15 +88,17 @@ def _build_upscalers(services: Services) -> tuple[Any, Any, Any]:
     return upscaler_1, upscaler_2, visibility
 
 
-def build_extras_tab(services: Services) -> dict[str, gr.components.Component]:
-    """Build the tab; returns its main widgets by name (for "send to extras" later and for tests)."""
+def build_extras_tab(upscale: UpscaleService, queue: QueueService, outputs_dir: Path,
+                     hide_dir_config: bool) -> dict[str, gr.components.Component]:
+    """Build the tab; returns its main widgets by name (for "send to extras" later and for tests). `upscale` runs
+    the jobs, `queue` reports their progress, results saved under `outputs_dir` are shown from their files."""
     source = gr.Textbox(value=EXTRAS_SOURCES[0], visible=False, elem_id="extras_selected_tab")
     resize_mode = gr.Textbox(value=EXTRAS_RESIZE_MODES[0], visible=False, elem_id="extras_resize_mode")
     with gr.Row(equal_height=False):
         with gr.Column(variant="panel"):
-            image, files, input_dir, output_dir = _build_source_tabs(services, source)
+            image, files, input_dir, output_dir = _build_source_tabs(hide_dir_config, source)
             scale_by, width, height, crop = _build_resize_tabs(resize_mode)
-            upscaler_1, upscaler_2, visibility = _build_upscalers(services)
+            upscaler_1, upscaler_2, visibility = _build_upscalers(upscale)
             generate = gr.Button("Generate", variant="primary", elem_id="extras_generate")
         with gr.Column(variant="panel"):
             progress = gr.HTML("", elem_id="extras_progress")
@@ -108,13 +113,13 @@ def build_extras_tab(services: Services) -> dict[str, gr.components.Component]:
             request = extras_request(resize_mode_v, scale_v, width_v, height_v, crop_v, upscaler_1_v,
                                      upscaler_2_v, visibility_v)
             if source_v == EXTRAS_SOURCES[2]:
-                future = services.upscale.submit_extras_folder(input_dir_v or "", output_dir_v or "", request)
+                future = upscale.submit_extras_folder(input_dir_v or "", output_dir_v or "", request)
             else:
-                future = services.upscale.submit_extras(_source_images(source_v, image_v, files_v), request)
+                future = upscale.submit_extras(_source_images(source_v, image_v, files_v), request)
         except (WebUIError, ValueError, TypeError) as exc:
             yield [], "", "", error_markdown(str(exc))
             return
-        yield from _stream(services, future)
+        yield from _stream(queue, outputs_dir, future)
 
     generate.click(run, inputs=[source, image, files, input_dir, output_dir, resize_mode, scale_by, width, height,
                                 crop, upscaler_1, upscaler_2, visibility],
@@ -151,11 +156,11 @@ def _read(path: str, use: Any) -> Any:
         raise ValidationError(f"'{path}' is not an image this app can read.") from exc
 
 
-def _stream(services: Services, future: Future):
+def _stream(queue: QueueService, outputs_dir: Path, future: Future):
     """Progress while the job runs, then the results (served from the outputs folder when saved there)."""
     while not future.done():
         time.sleep(POLL_SECONDS)
-        yield gr.update(), progress_html(services.queue.progress()), gr.update(), gr.update()
+        yield gr.update(), progress_html(queue.progress()), gr.update(), gr.update()
     try:
         results = future.result()
     except WebUIError as exc:
@@ -164,7 +169,7 @@ def _stream(services: Services, future: Future):
     except OSError as exc:
         yield [], "", "", error_markdown(f"Could not save the images: {exc}")
         return
-    shown = [shown_image(services, path, image) for image, path, _info in results]
+    shown = [shown_image(outputs_dir, path, image) for image, path, _info in results]
     first = results[0][2] if results else ""
     note = "" if results else "No images were processed."
     yield shown, "", info_html(first), note

@@ -8,11 +8,11 @@ Results are saved by the services into `outputs/img2img-images`. Widget values b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import gradio as gr
 
 from webui.core.requests import GenerationRequest
-from webui.services import Services
 from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
 from webui.ui.generation_panel import (
     EventNames,
@@ -23,12 +23,13 @@ from webui.ui.generation_panel import (
     wire_page_load,
     wire_shared_events,
 )
+from webui.ui.generation_services import GenerationTabServices
 from webui.ui.generation_ui import stream_generation
 from webui.ui.paste import PasteTargets, fill_from_infotext
 from webui.ui.paste_plan import IMG2IMG_PASTE_FIELDS
 from webui.ui.prompt_bar import PromptBar, build_prompt_bar
 from webui.ui.request_fields import SamplingValues, SeedValues
-from webui.ui.script_controls import ScriptControls, build_script_controls
+from webui.ui.script_controls import ScriptControls, UpscaleScript, build_script_controls
 from webui.ui.tabs.img2img.image_inputs import (
     ImageInputs,
     InpaintOptions,
@@ -74,22 +75,25 @@ class _Controls:
     scripts: ScriptControls
 
 
-def _build_controls(services: Services, defaults: GenerationRequest) -> _Controls:
+def _build_controls(services: GenerationTabServices, defaults: GenerationRequest) -> _Controls:
     """The left column: image sub-tabs, inpaint options, sampling settings, denoising, seed and scripts."""
     images = build_image_inputs()
     options = build_inpaint_options()
     wire_mode_tabs(images, options)
-    sampling = build_sampling_params(services, TAB, defaults)
+    sampling = build_sampling_params(services.info, services.options.get("default_sampler"), TAB, defaults)
     denoising = gr.Slider(label="Denoising strength", minimum=0, maximum=1, step=0.01,
                           value=defaults.denoising_strength, elem_id="img2img_denoising_strength")
     seeds = build_seed_inputs(TAB)
-    scripts = build_script_controls(services, TAB, build_upscale_controls)
+    upscale = UpscaleScript(partial(build_upscale_controls, services.upscale), services.upscale.upscaler_names)
+    scripts = build_script_controls(services.scripts, TAB, upscale)
     return _Controls(images, options, sampling, denoising, seeds, scripts)
 
 
-def build_img2img_tab(services: Services, quick: Quicksettings, blocks: gr.Blocks | None = None) -> Img2ImgTab:
+def build_img2img_tab(services: GenerationTabServices, quick: Quicksettings,
+                      blocks: gr.Blocks | None = None) -> Img2ImgTab:
     """Build the tab; returns what PNG Info's "Send to img2img" fills."""
-    bar = build_prompt_bar(services, TAB, quick, paste_id="img2img_paste")
+    bar = build_prompt_bar(services.styles, services.networks, services.models, TAB, quick,
+                           paste_id="img2img_paste")
     with gr.Row():
         with gr.Column(scale=1):
             controls = _build_controls(services, services.generation.default_request())
@@ -105,16 +109,16 @@ def build_img2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
                "denoising_strength": controls.denoising, "mask_blur": controls.options.mask_blur}
     targets = PasteTargets(widgets, seeds.extra, quick, message, names=IMG2IMG_PASTE_FIELDS)
     _wire_generate(services, bar, quick, controls, output)
-    wire_shared_events(services, bar, seeds, output, EVENT_NAMES)
-    bar.paste.click(lambda text: fill_from_infotext(services, targets, text), inputs=[bar.prompt],
+    wire_shared_events(services.info, services.queue, bar, seeds, output, EVENT_NAMES)
+    bar.paste.click(lambda text: fill_from_infotext(services.info, services.models, targets, text), inputs=[bar.prompt],
                     outputs=targets.outputs(), api_name="img2img_paste")
     if blocks is not None:
-        wire_page_load(services, blocks, sampling.sampler, bar.styles)
+        wire_page_load(services.options, services.styles, blocks, sampling.sampler, bar.styles)
     images = controls.images
     return Img2ImgTab(targets, images.init_image, images.mode, images.mode_tabs)
 
 
-def _wire_generate(services: Services, bar: PromptBar, quick: Quicksettings, controls: _Controls,
+def _wire_generate(services: GenerationTabServices, bar: PromptBar, quick: Quicksettings, controls: _Controls,
                    output: OutputWidgets) -> None:
     """Generate: the inputs' order is the "img2img" endpoint's public signature (gradio_client callers pass them
     positionally), so it never changes; trailing values may be left out by older callers."""
@@ -134,7 +138,7 @@ def _wire_generate(services: Services, bar: PromptBar, quick: Quicksettings, con
                                mask_blur_v, mask_mode_v, fill_v, area_v, padding_v))
             return services.scripts.submit(request, scripts.spec(script_v, services.upscale.upscaler_names))
 
-        yield from stream_generation(services, submit)
+        yield from stream_generation(services.queue, services.outputs_dir, submit)
 
     bar.generate.click(
         run,

@@ -16,7 +16,7 @@ from webui.core.tiled_upscale import (
     TARGET_SIZE_TYPES,
     TiledUpscaleOptions,
 )
-from webui.services import Services
+from webui.services.upscale_service import UpscaleService
 
 
 def _size_updates(kind: str) -> tuple[Any, Any, Any]:
@@ -83,14 +83,14 @@ def _seams_row(prefix: str, defaults: TiledUpscaleOptions) -> tuple[Any, Any, An
     return seams, denoise, width, blur, padding
 
 
-def build_upscale_controls(services: Services, tab: str) -> tuple[gr.Group, tuple[Any, ...]]:
+def build_upscale_controls(upscale: UpscaleService, tab: str) -> tuple[gr.Group, tuple[Any, ...]]:
     """The group (hidden until the script is chosen) and its widgets in `SCRIPT_ARGS` order (without info)."""
     defaults = TiledUpscaleOptions()
     prefix = f"{tab}_ultimate_upscale"
     with gr.Group(visible=False, elem_id=f"{tab}_script_ultimate_upscale") as group:
         gr.Markdown("Upscales the image to the target size, then redraws it tile by tile with the settings above.")
         size_type, width, height, scale = _target_size_row(prefix, defaults)
-        upscaler = gr.Dropdown(label="Upscaler", choices=services.upscale.upscaler_names(), value=defaults.upscaler,
+        upscaler = gr.Dropdown(label="Upscaler", choices=upscale.upscaler_names(), value=defaults.upscaler,
                                elem_id=f"{prefix}_upscaler_index")
         redraw, tile_w, tile_h, blur, padding = _redraw_row(prefix, defaults)
         seams, seams_denoise, seams_width, seams_blur, seams_padding = _seams_row(prefix, defaults)

@@ -14,7 +14,8 @@ import gradio as gr
 
 from webui.core.errors import WebUIError
 from webui.core.options import OPTION_SPECS, option_spec
-from webui.services import Services
+from webui.services.info_service import InfoService
+from webui.services.option_service import OptionsService
 from webui.ui.components import Quicksettings, quicksettings_visibility
 from webui.ui.formatting import error_markdown
 from webui.ui.tabs.settings.mapping import settings_message
@@ -39,13 +40,13 @@ def shown_sections(hide_dir_config: bool) -> tuple[tuple[str, tuple[str, ...]], 
 _SLIDERS: dict[str, tuple[int, int, int]] = {"ESRGAN_tile": (0, 512, 16), "ESRGAN_tile_overlap": (0, 48, 1)}
 
 
-def _widget(services: Services, key: str) -> gr.components.Component:
+def _widget(options: OptionsService, info: InfoService, key: str) -> gr.components.Component:
     """One option's widget, chosen by its key (the spec gives label, help and choices)."""
     spec = option_spec(key)
     if spec is None:
         raise KeyError(f"No option spec for settings key {key!r}.")
     common: dict[str, Any] = {"label": spec.label, "info": spec.help or None, "elem_id": f"setting_{key}",
-                              "value": services.options.get(key)}
+                              "value": options.get(key)}
     if key in ("samples_save", "grid_save"):
         return gr.Checkbox(**common)
     if spec.choices is not None:  # samples_format, training_device_policy
@@ -58,43 +59,45 @@ def _widget(services: Services, key: str) -> gr.components.Component:
         low, high, step = _SLIDERS[key]
         return gr.Slider(minimum=low, maximum=high, step=step, **common)
     if key == "default_sampler":
-        return gr.Dropdown(choices=services.info.sampler_names(), **common)
+        return gr.Dropdown(choices=info.sampler_names(), **common)
     if key == "quicksettings_list":
         return gr.Dropdown(choices=[s.key for s in OPTION_SPECS], multiselect=True, allow_custom_value=True,
                            **common)
     return gr.Textbox(**common)
 
 
-def build_settings_tab(services: Services, quick: Quicksettings, blocks: gr.Blocks | None = None) -> None:
+def build_settings_tab(options: OptionsService, info: InfoService, hide_dir_config: bool, quick: Quicksettings,
+                       blocks: gr.Blocks | None = None) -> None:
     """The tab, "Apply settings" (all values validated together; only changed keys reported), and with `blocks`
-    a page-load refresh so a reloaded page shows the stored values and the quicksettings the list asks for."""
+    a page-load refresh so a reloaded page shows the stored values and the quicksettings the list asks for.
+    `info` lists the samplers; `hide_dir_config` leaves out the output folders."""
     # A config.json that could not be used at startup: say so where the settings are (the next save replaces it).
-    warning = services.options.options_warning()
+    warning = options.options_warning()
     gr.Markdown(f"**Warning:** {warning}" if warning else "", visible=bool(warning), elem_id="settings_warning")
     with gr.Row():
         apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
     result = gr.Markdown("", elem_id="settings_result")
     widgets: dict[str, gr.components.Component] = {}
-    sections = shown_sections(services.settings.hide_dir_config)
+    sections = shown_sections(hide_dir_config)
     for title, keys in sections:
         with gr.Accordion(title, open=True, elem_id=f"settings_section_{title.split()[0].lower()}"):
             for key in keys:
-                widgets[key] = _widget(services, key)
+                widgets[key] = _widget(options, info, key)
     setting_keys = tuple(key for _, keys in sections for key in keys)
     components = [widgets[key] for key in setting_keys]
 
     def current() -> list[Any]:
-        return [services.options.get(key) for key in setting_keys]
+        return [options.get(key) for key in setting_keys]
 
     def on_apply(*values: Any) -> list[Any]:
         """Validate all, store all (or none), report what changed; never raise into Gradio."""
         try:
-            before = {key: services.options.get(key) for key in setting_keys}
-            services.options.set_options(dict(zip(setting_keys, values, strict=True)))
+            before = {key: options.get(key) for key in setting_keys}
+            options.set_options(dict(zip(setting_keys, values, strict=True)))
         except WebUIError as exc:
             return [error_markdown(str(exc)), *(gr.update() for _ in components), gr.update()]
-        changed = [key for key in setting_keys if services.options.get(key) != before[key]]
-        return [settings_message(changed), *current(), services.options.get("CLIP_stop_at_last_layers")]
+        changed = [key for key in setting_keys if options.get(key) != before[key]]
+        return [settings_message(changed), *current(), options.get("CLIP_stop_at_last_layers")]
 
     # Name the API parameters after the option keys (A1111's names) instead of param_0, param_1, ...
     on_apply.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -106,5 +109,5 @@ def build_settings_tab(services: Services, quick: Quicksettings, blocks: gr.Bloc
     quick.clip_skip.release(lambda value: value, inputs=[quick.clip_skip],
                            outputs=[widgets["CLIP_stop_at_last_layers"]], api_name=False)
     if blocks is not None:
-        blocks.load(lambda: [*current(), *quicksettings_visibility(services.options.get("quicksettings_list"))],
+        blocks.load(lambda: [*current(), *quicksettings_visibility(options.get("quicksettings_list"))],
                     outputs=[*components, *quick.visibility_outputs()], api_name=False)

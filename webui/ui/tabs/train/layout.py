@@ -2,7 +2,7 @@
 SimpleTuner import, and a job list with live progress, loss plot, samples, log, cancel and resume.
 
 Why a field table: the form is the preset JSON of `webui.training.config`, one widget per key, so "save preset",
-"import" and "train" all read or fill the same list in the same order. Everything goes through `services`.
+"import" and "train" all read or fill the same list in the same order. Everything goes through the training service.
 
 Folder fields are client paths, confined by the services to the data folder. While server folders are hidden (an
 exposed server) the output folder is not shown (results go to models/Lora or models/LyCORIS) and the base model is
@@ -18,8 +18,7 @@ from typing import Any
 import gradio as gr
 
 from webui.core.errors import WebUIError
-from webui.services import Services
-from webui.services.training_service import TrainingJob
+from webui.services.training_service import TrainingJob, TrainingService
 
 EXAMPLE_LYCORIS = {"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 16,
                    "apply_preset": {"target_module": ["Attention", "FeedForward"],
@@ -120,17 +119,17 @@ class TrainForm:
             gr.update(value=json.dumps(lycoris, indent=2)) if lycoris else gr.update()]
 
 
-def _build_form(services: Services) -> TrainForm:
-    defaults = services.training.defaults()
-    choices = services.training.choices()
-    hidden = services.settings.hide_dir_config
+def _build_form(training: TrainingService, base_models: list[str], hidden: bool) -> TrainForm:
+    """The form; `base_models` are the checkpoint titles offered (free values too unless folders are `hidden`)."""
+    defaults = training.defaults()
+    choices = training.choices()
     keys, widgets = [], []
     with gr.Row():
         keys.append("output_name")
         widgets.append(gr.Textbox(label="Output name", value=defaults["output_name"], elem_id="train_output_name"))
         keys.append("base_model")
-        titles = services.models.checkpoint_titles()
-        widgets.append(gr.Dropdown(label="Base model", choices=titles, value=titles[0] if titles else None,
+        widgets.append(gr.Dropdown(label="Base model", choices=base_models,
+                                   value=base_models[0] if base_models else None,
                                    allow_custom_value=not hidden, elem_id="train_base_model"))
         keys.append("dataset_dir")
         widgets.append(gr.Textbox(label="Dataset folder (<repeats>_<name>/ sub-folders)", elem_id="train_dataset"))
@@ -173,18 +172,20 @@ def _loss_frame(losses: list[tuple[int, float]]):
     return pd.DataFrame({"step": [s for s, _ in losses], "loss": [v for _, v in losses]})
 
 
-def _samples(services: Services, job_id: str) -> list[tuple[str, str]]:
+def _samples(training: TrainingService, job_id: str) -> list[tuple[str, str]]:
     found = []
-    for event in services.training.events(job_id)[0]:
+    for event in training.events(job_id)[0]:
         if event["type"] == "sample":
             found += [(path, f"step {event['step']}") for path in event["paths"]]
     return found[-12:]
 
 
-def build_train_tab(services: Services) -> None:
+def build_train_tab(training: TrainingService, base_models: list[str], hide_dir_config: bool) -> None:
+    """The tab: the form with its buttons, the jobs list with the selected job's view, and "Compare epochs".
+    `base_models` are the checkpoint titles the form offers; `hide_dir_config` refuses free base-model values."""
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, variant="panel"):
-            form = _build_form(services)
+            form = _build_form(training, base_models, hide_dir_config)
             with gr.Row():
                 train = gr.Button("Train", variant="primary", elem_id="train_start")
                 preview_button = gr.Button("Preview dataset", elem_id="train_preview")
@@ -213,13 +214,13 @@ def build_train_tab(services: Services) -> None:
                     compare = gr.Button("Compare epochs", scale=1, elem_id="train_compare")
                 compare_grid = gr.Image(label="Epochs", type="pil", interactive=False, elem_id="train_compare_grid")
             log = gr.Textbox(label="Log", lines=8, max_lines=8, elem_id="train_log")
-    _wire_form(services, form, train, preview_button, preview, preset_text, save_preset, import_preset, message,
+    _wire_form(training, form, train, preview_button, preview, preset_text, save_preset, import_preset, message,
                jobs)
-    _wire_jobs(services, jobs, refresh, cancel, resume, message, [status, plot, gallery, log])
-    _wire_compare(services, jobs, compare_prompt, compare, compare_grid, message)
+    _wire_jobs(training, jobs, refresh, cancel, resume, message, [status, plot, gallery, log])
+    _wire_compare(training, jobs, compare_prompt, compare, compare_grid, message)
 
 
-def _wire_compare(services: Services, jobs, prompt, button, grid, message) -> None:
+def _wire_compare(training: TrainingService, jobs, prompt, button, grid, message) -> None:
     """"Compare epochs": the job's saved files side by side on its base model (an X/Y/Z grid, saved with the
     X/Y/Z plot's grids); errors (no job, fewer than two files) go to the message line."""
 
@@ -227,7 +228,7 @@ def _wire_compare(services: Services, jobs, prompt, button, grid, message) -> No
         if not job_id:
             return [None, "Select a job first."]
         try:
-            result = services.training.compare_epochs(job_id, text or "").result()
+            result = training.compare_epochs(job_id, text or "").result()
         except WebUIError as err:
             return [None, f"**Cannot compare:** {err}"]
         if not result.grids:
@@ -238,41 +239,41 @@ def _wire_compare(services: Services, jobs, prompt, button, grid, message) -> No
     button.click(on_compare, inputs=[jobs, prompt], outputs=[grid, message], api_name="train_compare_epochs")
 
 
-def _job_choices(services: Services, selected: str | None = None) -> gr.Dropdown:
+def _job_choices(training: TrainingService, selected: str | None = None) -> gr.Dropdown:
     """The jobs list, keeping `selected` when it still exists (else the newest job)."""
-    rows = services.training.jobs()
+    rows = training.jobs()
     choices = [(_job_label(job), job.record.id) for job in rows]
     value = selected if selected in {job.record.id for job in rows} else (rows[0].record.id if rows else None)
     return gr.Dropdown(choices=choices, value=value)
 
 
-def _wire_form(services: Services, form: TrainForm, train, preview_button, preview, preset_text, save_preset,
+def _wire_form(training: TrainingService, form: TrainForm, train, preview_button, preview, preset_text, save_preset,
                import_preset, message, jobs) -> None:
     """Train, dataset preview, and presets out of / into the form."""
     inputs = [*form.widgets, form.lycoris]
 
     def on_train(*raw: Any) -> list[Any]:
         try:
-            job = services.training.submit(services.training.form_config(form.values(raw[:-1], raw[-1])))
+            job = training.submit(training.form_config(form.values(raw[:-1], raw[-1])))
         except WebUIError as err:
             return [f"**Not started:** {err}", gr.update()]
-        return [f"Queued job `{job.record.id}`.", _job_choices(services, job.record.id)]
+        return [f"Queued job `{job.record.id}`.", _job_choices(training, job.record.id)]
 
     def on_preview(*raw: Any) -> list[Any]:
         try:
-            return [services.training.dataset_preview(form.values(raw[:-1], raw[-1])), ""]
+            return [training.dataset_preview(form.values(raw[:-1], raw[-1])), ""]
         except WebUIError as err:
             return [None, f"**Preview failed:** {err}"]
 
     def on_save(*raw: Any) -> list[Any]:
         try:
-            return [services.training.preset_json(form.values(raw[:-1], raw[-1])), ""]
+            return [training.preset_json(form.values(raw[:-1], raw[-1])), ""]
         except WebUIError as err:
             return [gr.update(), f"**Cannot save:** {err}"]
 
     def on_import(text: str) -> list[Any]:
         try:
-            imported = services.training.import_config(text or "")
+            imported = training.import_config(text or "")
         except WebUIError as err:
             return [*(gr.update() for _ in inputs), f"**Cannot import:** {err}"]
         notes = list(imported.notes) + ([f"Ignored keys: {', '.join(imported.ignored)}"] if imported.ignored
@@ -285,18 +286,18 @@ def _wire_form(services: Services, form: TrainForm, train, preview_button, previ
     import_preset.click(on_import, inputs=[preset_text], outputs=[*inputs, message], api_name="train_import_preset")
 
 
-def _wire_jobs(services: Services, jobs, refresh, cancel, resume, message, view_outputs: list[Any]) -> None:
+def _wire_jobs(training: TrainingService, jobs, refresh, cancel, resume, message, view_outputs: list[Any]) -> None:
     """The jobs list and the selected job's view (status, loss plot, samples, log), refreshed on a timer."""
 
     def job_view(job_id: str | None) -> list[Any]:
         if not job_id:
             return ["No job selected.", _loss_frame([]), [], ""]
         try:
-            job = services.training.job(job_id)
+            job = training.job(job_id)
         except WebUIError as err:
             return [str(err), _loss_frame([]), [], ""]
-        return [_job_markdown(job), _loss_frame(services.training.losses(job_id)), _samples(services, job_id),
-                services.training.log(job_id)]
+        return [_job_markdown(job), _loss_frame(training.losses(job_id)), _samples(training, job_id),
+                training.log(job_id)]
 
     def on_action(action: Callable[[str], TrainingJob], job_id: str | None) -> list[Any]:
         if not job_id:
@@ -305,15 +306,15 @@ def _wire_jobs(services: Services, jobs, refresh, cancel, resume, message, view_
             action(job_id)
         except WebUIError as err:
             return [str(err), gr.update()]
-        return ["", _job_choices(services, job_id)]
+        return ["", _job_choices(training, job_id)]
 
-    refresh.click(lambda selected: _job_choices(services, selected), inputs=[jobs], outputs=[jobs],
+    refresh.click(lambda selected: _job_choices(training, selected), inputs=[jobs], outputs=[jobs],
                   api_name="train_jobs")
     jobs.change(job_view, inputs=[jobs], outputs=view_outputs, api_name="train_job_view")
-    cancel.click(lambda j: on_action(services.training.cancel, j), inputs=[jobs], outputs=[message, jobs],
+    cancel.click(lambda j: on_action(training.cancel, j), inputs=[jobs], outputs=[message, jobs],
                  api_name="train_cancel")
-    resume.click(lambda j: on_action(services.training.resume, j), inputs=[jobs], outputs=[message, jobs],
+    resume.click(lambda j: on_action(training.resume, j), inputs=[jobs], outputs=[message, jobs],
                  api_name="train_resume")
     timer = gr.Timer(REFRESH_SECONDS)
-    timer.tick(lambda j: [_job_choices(services, j), *job_view(j)], inputs=[jobs], outputs=[jobs, *view_outputs],
+    timer.tick(lambda j: [_job_choices(training, j), *job_view(j)], inputs=[jobs], outputs=[jobs, *view_outputs],
                api_name=False, show_progress="hidden")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from webui.services import Services
+from webui.services.upscale_service import UpscaleService
 from webui.ui.paste_plan import HIRES_PASTE_FIELDS
 from webui.ui.tabs.txt2img.mapping import HIRES_DEFAULT_DENOISING
 
@@ -36,9 +36,10 @@ class HiresWidgets:
                                                      self.scale, self.resize_x, self.resize_y), strict=True))
 
 
-def build_hires_section(services: Services, tab: str) -> HiresWidgets:
-    """The checkbox and the (hidden until ticked) settings; `tab` prefixes elem_ids and api_names."""
-    choices = services.upscale.hires_upscaler_names()
+def build_hires_section(upscale: UpscaleService, tab: str) -> HiresWidgets:
+    """The checkbox and the (hidden until ticked) settings; `tab` prefixes elem_ids and api_names; `upscale`
+    lists the hires upscalers (latent modes first)."""
+    choices = upscale.hires_upscaler_names()
     enable = gr.Checkbox(label="Hires. fix", value=False, elem_id=f"{tab}_enable_hr")
     with gr.Group(visible=False, elem_id=f"{tab}_hires_fix") as group:
         with gr.Row():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webui.services import Services
 from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
 from webui.ui.generation_panel import (
     EventNames,
@@ -15,6 +14,7 @@ from webui.ui.generation_panel import (
     wire_page_load,
     wire_shared_events,
 )
+from webui.ui.generation_services import GenerationTabServices
 from webui.ui.generation_ui import stream_generation
 from webui.ui.paste import PasteTargets, fill_from_infotext
 from webui.ui.prompt_bar import PromptBar, build_prompt_bar
@@ -30,15 +30,17 @@ EVENT_NAMES = EventNames(interrupt="interrupt", skip="skip", random_seed="random
                          reuse_subseed="txt2img_reuse_subseed", select_image="txt2img_select_image")
 
 
-def build_txt2img_tab(services: Services, quick: Quicksettings, blocks: gr.Blocks | None = None) -> PasteTargets:
+def build_txt2img_tab(services: GenerationTabServices, quick: Quicksettings,
+                      blocks: gr.Blocks | None = None) -> PasteTargets:
     """Build the tab; returns the widgets an infotext fills, for PNG Info's "Send to txt2img"."""
-    bar = build_prompt_bar(services, TAB, quick, paste_id="paste")
+    bar = build_prompt_bar(services.styles, services.networks, services.models, TAB, quick, paste_id="paste")
     with gr.Row():
         with gr.Column(scale=1):
-            sampling = build_sampling_params(services, TAB, services.generation.default_request())
+            sampling = build_sampling_params(services.info, services.options.get("default_sampler"), TAB,
+                                             services.generation.default_request())
             seeds = build_seed_inputs(TAB)
-            hires = build_hires_section(services, TAB)
-            scripts = build_script_controls(services, TAB)
+            hires = build_hires_section(services.upscale, TAB)
+            scripts = build_script_controls(services.scripts, TAB)
         with gr.Column(scale=1):
             progress, gallery, info, message = build_output_column(TAB)
     output = OutputWidgets(progress, gallery, info, message, gr.State([]), gr.State([]))
@@ -50,15 +52,15 @@ def build_txt2img_tab(services: Services, quick: Quicksettings, blocks: gr.Block
                **hires.paste_fields()}
     targets = PasteTargets(widgets, seeds.extra, quick, message)
     _wire_generate(services, bar, sampling, quick, hires, scripts, seeds, output)
-    wire_shared_events(services, bar, seeds, output, EVENT_NAMES)
-    bar.paste.click(lambda text: fill_from_infotext(services, targets, text), inputs=[bar.prompt],
+    wire_shared_events(services.info, services.queue, bar, seeds, output, EVENT_NAMES)
+    bar.paste.click(lambda text: fill_from_infotext(services.info, services.models, targets, text), inputs=[bar.prompt],
                     outputs=targets.outputs(), api_name="txt2img_paste")
     if blocks is not None:
-        wire_page_load(services, blocks, sampling.sampler, bar.styles)
+        wire_page_load(services.options, services.styles, blocks, sampling.sampler, bar.styles)
     return targets
 
 
-def _wire_generate(services: Services, bar: PromptBar, sampling: SamplingWidgets, quick: Quicksettings,
+def _wire_generate(services: GenerationTabServices, bar: PromptBar, sampling: SamplingWidgets, quick: Quicksettings,
                    hires: HiresWidgets, scripts: ScriptControls, seeds: SeedWidgets, output: OutputWidgets) -> None:
     """Generate: the inputs' order is the "txt2img" endpoint's public signature (gradio_client callers pass them
     positionally), so it never changes; trailing values may be left out by older callers."""
@@ -76,7 +78,7 @@ def _wire_generate(services: Services, bar: PromptBar, sampling: SamplingWidgets
                             hr_resize_y_v))
             return services.scripts.submit(request, scripts.spec(script_v, services.upscale.upscaler_names))
 
-        yield from stream_generation(services, submit)
+        yield from stream_generation(services.queue, services.outputs_dir, submit)
 
     bar.generate.click(
         run,
