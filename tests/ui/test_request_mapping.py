@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
-from types import SimpleNamespace
 
 from PIL import Image
 
@@ -27,17 +26,8 @@ from webui.ui.tabs.txt2img.mapping import HiresValues, txt2img_request
 UPSCALERS = ["None", "Lanczos", "Nearest"]
 
 
-class _Generation:
-    """The one thing the API mapping asks the services for: the generation service's default request (its clip
-    skip)."""
-
-    def default_request(self) -> GenerationRequest:
-        return GenerationRequest(clip_skip=1)
-
-
-def _services() -> SimpleNamespace:
-    """Stands in for the services container."""
-    return SimpleNamespace(generation=_Generation())
+# The generation service's default request as the API mapping receives it (the configured clip skip).
+API_DEFAULTS = GenerationRequest(clip_skip=1)
 
 
 def _png_b64(image: Image.Image) -> str:
@@ -55,13 +45,13 @@ def test_txt2img_widgets_and_body_give_the_same_request():
                        subseed=7, subseed_strength=0.25, seed_resize_from_w=512, seed_resize_from_h=384,
                        enable_hr=True, hr_upscaler="Lanczos", hr_second_pass_steps=5, denoising_strength=0.4,
                        hr_scale=1.5, save_images=True)
-    assert txt2img_request(sampling, seeds, hires) == _request_from_body(body, _services())
+    assert txt2img_request(sampling, seeds, hires) == _request_from_body(body, API_DEFAULTS)
 
 
 def test_defaults_agree_between_a_bare_body_and_untouched_widgets():
     """What neither side sets comes from the one table (save_images aside: the API does not save by default)."""
     from_ui = txt2img_request(SamplingValues(), SeedValues())
-    from_api = _request_from_body(Txt2ImgBody(save_images=True), _services())
+    from_api = _request_from_body(Txt2ImgBody(save_images=True), API_DEFAULTS)
     assert from_ui == from_api == GenerationRequest()
 
 
@@ -76,7 +66,7 @@ def test_img2img_widgets_and_body_give_the_same_request():
                        denoising_strength=0.6, init_images=[_png_b64(image)], mask=_png_b64(mask), resize_mode=1,
                        mask_blur=6, inpainting_fill=2, inpaint_full_res=True, inpaint_full_res_padding=16,
                        inpainting_mask_invert=1, save_images=True)
-    from_api = _img2img_request(body, _services())
+    from_api = _img2img_request(body, API_DEFAULTS)
     assert from_ui.img2img is not None and from_api.img2img is not None
     assert from_ui.img2img.init_images[0].tobytes() == from_api.img2img.init_images[0].tobytes()
     assert from_ui.img2img.mask.tobytes() == from_api.img2img.mask.convert("L").tobytes()
