@@ -110,3 +110,24 @@ def test_an_exposed_server_trains_on_listed_checkpoints_into_the_lora_folder(tmp
         assert config.output_dir == str(settings.paths.lora_dir) and config.base_model.endswith("tiny-sd1.safetensors")
     finally:
         services.runtime.executor.shutdown()
+
+
+def test_an_exposed_server_shows_jobs_without_server_paths(tmp_path, tiny_checkpoints, shapes_dataset):
+    """The Train tab's job view (command line, result file) shows data-relative paths when folders are hidden."""
+    from webui.services import build_services
+
+    data_dir = make_data_dir(tmp_path / "data", tiny_checkpoints, ("sd1",))
+    for host, hidden in (("0.0.0.0", True), ("127.0.0.1", False)):
+        services = build_services(make_settings(data_dir, host=host,
+                                                security=SecuritySettings(allowed_paths=(shapes_dataset,))))
+        try:
+            job = submit_form(services, form(services, shapes_dataset, output_name=f"shown-{hidden}",
+                                             max_train_steps=1))
+            shown = services.training.job(job.record.id)
+            assert (str(data_dir) in shown.command_text) is not hidden
+            if hidden:
+                assert " /" not in shown.command_text and not shown.command_text.startswith("/")
+            services.training.cancel(job.record.id)
+        finally:
+            services.runtime.training_worker.shutdown(terminate=True)
+            services.runtime.executor.shutdown()

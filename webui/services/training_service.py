@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import re
+import shlex
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from webui.jobs.job_store import QUEUED, RESUMABLE_STATES, RUNNING, JobRecord
 from webui.jobs.training_worker import TrainingWorker
 from webui.services.generation_service import GenerationService
 from webui.services.script_service import ScriptService
+from webui.services.shown_paths import ShownPaths
 from webui.services.training_forms import ImportedTrainingConfig, TrainingForms
 from webui.training.config import TrainingConfig
 from webui.training.samples import SamplePrompt, parse_prompt_text
@@ -40,10 +42,12 @@ _NUMBERED_SUFFIX = re.compile(r"-(\d{6}|step\d{8})")
 
 @dataclass(frozen=True)
 class TrainingJob:
-    """A training job as the Train tab shows it: the stored record and its command line as text."""
+    """A training job as the Train tab shows it: the stored record, its command line and its result file as text
+    (with data-relative paths when server folders are hidden: an exposed server does not reveal its file system)."""
 
     record: JobRecord
     command_text: str
+    final_file_text: str = ""
 
     @property
     def config(self) -> dict[str, Any]:
@@ -221,4 +225,9 @@ class TrainingService:
                                       "another output name, or resume that job.")
 
     def _job(self, record: JobRecord) -> TrainingJob:
-        return TrainingJob(record, self._worker.command_text(record))
+        final = str(record.final_file) if record.final_file else ""
+        if not self._policy.hide_dir_config:
+            return TrainingJob(record, self._worker.command_text(record), final)
+        shown = ShownPaths(self._policy, self._paths)
+        args = [shown(Path(arg)) if Path(arg).is_absolute() else arg for arg in record.command_args]
+        return TrainingJob(record, shlex.join(args), shown(Path(final)) if final else "")

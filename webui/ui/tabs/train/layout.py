@@ -161,8 +161,8 @@ def _job_markdown(job: TrainingJob) -> str:
              f"{record.epoch}/{record.total_epochs} · loss {fmt(record.loss, '{:.4f}')} · "
              f"{fmt(record.its, '{:.2f}')} it/s · ETA {eta}", record.message or "",
              f"`{job.command_text}`"]
-    if record.final_file:
-        lines.append(f"Result: `{record.final_file}`")
+    if job.final_file_text:
+        lines.append(f"Result: `{job.final_file_text}`")
     return "\n\n".join(line for line in lines if line)
 
 
