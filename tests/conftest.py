@@ -190,3 +190,13 @@ def serve_train_ui(root: Path, checkpoints: dict[str, Path], dataset: Path):
     services.runtime.training_worker.shutdown(terminate=True)
     services.runtime.executor.shutdown()
 
+
+def b64_png(image) -> str:
+    """A PIL image as the plain base64 PNG A1111 clients send in API bodies."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from app import build_app
-from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
+from tests.conftest import ServerThread, b64_png, free_port, make_data_dir, make_settings
 from webui.core.errors import ModelLoadError
 from webui.testing.lora_files import write_adapter
 from webui.testing.tiny_models import write_tiny_vae
@@ -46,12 +46,6 @@ def server(services):
 def api(server):
     with httpx.Client(base_url=server.url, timeout=120) as client:
         yield client
-
-
-def b64_png(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def decode(data: str) -> Image.Image:

@@ -4,7 +4,6 @@ header, a huge X/Y/Z plot is refused at once, and afterwards the server still ge
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
 import select
@@ -17,7 +16,7 @@ from gradio_client import Client
 from PIL import Image
 
 from app import build_app
-from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
+from tests.conftest import ServerThread, b64_png, free_port, make_data_dir, make_settings
 from tests.ui.test_scripts_ui import txt2img_args, xyz
 from webui.core.limits import LIMITS, MIB
 from webui.testing.attack_run import bomb_png
@@ -41,12 +40,6 @@ def app_server(tmp_path_factory, tiny_checkpoints):
 def api(app_server):
     with httpx.Client(base_url=app_server.url, timeout=60) as client:
         yield client
-
-
-def b64_png(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,11 @@ through the UI mapping (widget values) and the API mapping (an A1111 body), and 
 widget decoder and the `script_name`/`script_args` decoder."""
 from __future__ import annotations
 
-import base64
 import dataclasses
-import io
 
 from PIL import Image
 
+from tests.conftest import b64_png
 from webui.api.models import Img2ImgBody, Txt2ImgBody
 from webui.api.routes import _img2img_request, _request_from_body
 from webui.api.script_args import script_spec
@@ -28,12 +27,6 @@ UPSCALERS = ["None", "Lanczos", "Nearest"]
 
 # The generation service's default request as the API mapping receives it (the configured clip skip).
 API_DEFAULTS = GenerationRequest(clip_skip=1)
-
-
-def _png_b64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def test_txt2img_widgets_and_body_give_the_same_request():
@@ -63,7 +56,7 @@ def test_img2img_widgets_and_body_give_the_same_request():
                              "latent noise", "Only masked", 16)
     from_ui = img2img_request(sampling, SeedValues(5.0), 0.6, widgets)
     body = Img2ImgBody(prompt="a cat", sampler_name="Euler", steps=10, width=64, height=64, seed=5,
-                       denoising_strength=0.6, init_images=[_png_b64(image)], mask=_png_b64(mask), resize_mode=1,
+                       denoising_strength=0.6, init_images=[b64_png(image)], mask=b64_png(mask), resize_mode=1,
                        mask_blur=6, inpainting_fill=2, inpaint_full_res=True, inpaint_full_res_padding=16,
                        inpainting_mask_invert=1, save_images=True)
     from_api = _img2img_request(body, API_DEFAULTS)
