@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from webui.core.control import ControlUnit, validate_units
 from webui.core.errors import ValidationError
 from webui.core.limits import LIMITS, check_input_images, image_size_problems, is_finite, job_images_problems
 
@@ -78,6 +79,7 @@ class GenerationRequest:
     hr_resize_x: int = 0
     hr_resize_y: int = 0
     img2img: Img2ImgInputs | None = None
+    control_units: tuple[ControlUnit, ...] = ()
 
     @property
     def hires_size(self) -> tuple[int, int]:
@@ -115,6 +117,7 @@ class GenerationRequest:
             problems += self._hires_problems()
         if self.img2img is not None:
             problems += self.img2img.validate()
+        problems += validate_units(self.control_units)
         if not 0.0 <= self.subseed_strength <= 1.0:
             problems.append(f"Variation strength must be between 0 and 1 (got {self.subseed_strength}).")
         for name in ("seed_resize_from_w", "seed_resize_from_h"):
