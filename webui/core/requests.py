@@ -6,6 +6,7 @@ from typing import Any
 
 from webui.core.control import ControlUnit, validate_units
 from webui.core.errors import ValidationError
+from webui.core.extension_args import ExtensionArgs
 from webui.core.limits import LIMITS, check_input_images, image_size_problems, is_finite, job_images_problems
 
 MAX_SIZE = LIMITS.max_side
@@ -80,6 +81,8 @@ class GenerationRequest:
     hr_resize_y: int = 0
     img2img: Img2ImgInputs | None = None
     control_units: tuple[ControlUnit, ...] = ()
+    # Each extension's arguments (its generation controls, alwayson_scripts["<name>"]); see webui/extensions/api.py.
+    extension_args: tuple[ExtensionArgs, ...] = ()
 
     @property
     def hires_size(self) -> tuple[int, int]:
