@@ -1,0 +1,75 @@
+"""Tiny ControlNets for the tiny test checkpoints, written in every layout users bring.
+
+Why: the ControlNet path (file layouts, family checks, the pipelines, modes, start/end) must be tested on the CPU
+on real files. `ControlNetModel.from_unet` copies the tiny UNet's encoder; its zero convolutions (the outputs
+into the UNet) start at zero, so they are perturbed to give the model an effect. The hint encoder downsamples by
+2 (one strided block), because the tiny VAE's latents are half the image size. Layouts:
+- `diffusers`: one `.safetensors` with diffusers keys,
+- `ldm`: one `.safetensors` with the original release's `control_model.*` keys,
+- `folder`: a diffusers folder (`config.json` + `diffusion_pytorch_model.safetensors`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import ControlNetModel
+from safetensors.torch import save_file
+
+from webui.engine.models.ldm_convert import unet_key_map
+from webui.testing.tiny_models import build_tiny_components
+
+HINT_CHANNELS = (16, 32)
+LAYOUTS = ("diffusers", "ldm", "folder")
+
+
+def build_tiny_controlnet(family: str = "sd1", seed: int = 0, checkpoint_seed: int = 0) -> ControlNetModel:
+    """A ControlNet fitting `write_tiny_checkpoint(family, seed=checkpoint_seed)`, with non-zero outputs."""
+    unet = build_tiny_components(family, checkpoint_seed)["unet"]
+    model = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=HINT_CHANNELS)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        zero_convs = [*model.controlnet_down_blocks, model.controlnet_mid_block,
+                      model.controlnet_cond_embedding.conv_out]
+        for conv in zero_convs:
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.2)
+            conv.bias.copy_(torch.randn(conv.bias.shape, generator=generator) * 0.05)
+    return model.eval()
+
+
+def _contiguous(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    return {key: value.detach().to(dtype).contiguous().clone() for key, value in state.items()}
+
+
+def controlnet_to_ldm(model: ControlNetModel) -> dict[str, torch.Tensor]:
+    """The original release's layout: `control_model.` + LDM UNet names, `zero_convs.N.0`, `middle_block_out.0`
+    and `input_hint_block.K` (a Sequential with an activation between convolutions, so even indices)."""
+    state = model.state_dict()
+    unet_keys = [k for k in state if not k.startswith(("controlnet_", "controlnet_cond_embedding."))]
+    names = unet_key_map(unet_keys, model.config)
+    out = {names[key]: state[key] for key in unet_keys}
+    blocks = len(model.controlnet_cond_embedding.blocks)
+    hint = {"conv_in": 0, **{f"blocks.{i}": 2 * (i + 1) for i in range(blocks)}, "conv_out": 2 * (blocks + 1)}
+    for name, position in hint.items():
+        for part in ("weight", "bias"):
+            out[f"input_hint_block.{position}.{part}"] = state[f"controlnet_cond_embedding.{name}.{part}"]
+    for index in range(len(model.controlnet_down_blocks)):
+        for part in ("weight", "bias"):
+            out[f"zero_convs.{index}.0.{part}"] = state[f"controlnet_down_blocks.{index}.{part}"]
+    for part in ("weight", "bias"):
+        out[f"middle_block_out.0.{part}"] = state[f"controlnet_mid_block.{part}"]
+    return {f"control_model.{key}": value for key, value in out.items()}
+
+
+def write_tiny_controlnet(path: str | Path, family: str = "sd1", *, layout: str = "diffusers", seed: int = 0,
+                          dtype: torch.dtype = torch.float32) -> Path:
+    """Write a tiny ControlNet in `layout` ("diffusers", "ldm" or "folder") at `path`."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model = build_tiny_controlnet(family, seed)
+    if layout == "folder":
+        model.to(dtype).save_pretrained(target, safe_serialization=True)
+        return target
+    state = controlnet_to_ldm(model) if layout == "ldm" else model.state_dict()
+    save_file(_contiguous(state, dtype), str(target))
+    return target
