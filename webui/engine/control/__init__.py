@@ -1,0 +1,1 @@
+"""ControlNet: units on the shared pipeline (engine side), and the preprocessors that make control maps."""
