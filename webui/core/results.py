@@ -30,6 +30,7 @@ class GenerationResult:
     interrupted: bool = False
     warnings: tuple[str, ...] = field(default_factory=tuple)
     job_timestamp: str = ""
+    control_maps: tuple[Any, ...] = ()  # ControlNet detected maps (PIL images), one per enabled unit with a module
 
     @property
     def seeds(self) -> list[int]:
