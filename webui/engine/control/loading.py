@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from webui.engine.models.detection import SD1, SD2, SDXL
 from webui.engine.models.safetensors_header import header_shapes
 
 LDM_PREFIX = "control_model."
+_ADDED_EMBEDDING = (("label_emb.0.0", "add_embedding.linear_1"), ("label_emb.0.2", "add_embedding.linear_2"))
 _HINT_RE = re.compile(r"^input_hint_block\.(\d+)\.(weight|bias)$")
 _FAMILY_NAMES = {SD1: "SD 1.x", SD2: "SD 2.x", SDXL: "SDXL"}
 _FOLDER_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors")
@@ -94,12 +96,30 @@ def folder_facts(folder: Path) -> ControlNetFacts:
     return ControlNetFacts("folder", SDXL if added else SD2 if context == 1024 else SD1, context)
 
 
+def read_state(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a single-file ControlNet. Pickles (`.pth`, `.ckpt`) only with `weights_only=True`: a file
+    that needs code to load is refused, never executed."""
+    if path.suffix.lower() == ".safetensors":
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError(f"'{path.name}' needs code execution to load and was refused; use a .safetensors "
+                             "file.") from exc
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"'{path.name}' holds no state dict.")
+    return {key: value for key, value in state.items() if torch.is_tensor(value)}
+
+
 def read_facts(path: Path) -> ControlNetFacts:
     try:
         if path.is_dir():
             return folder_facts(path)
-        return facts_from_shapes(header_shapes(path), path.name)
-    except (OSError, ValueError, KeyError) as exc:
+        if path.suffix.lower() == ".safetensors":
+            return facts_from_shapes(header_shapes(path), path.name)
+        return facts_from_shapes({k: tuple(v.shape) for k, v in read_state(path).items()}, path.name)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"The ControlNet '{path.name}' could not be read: {exc}") from exc
 
 
@@ -172,7 +192,7 @@ def ldm_to_diffusers(state: Mapping[str, torch.Tensor], layers_per_block: int) -
     hint = {key: value for key, value in bare.items() if key.startswith("input_hint_block.")}
     rest = {key: value for key, value in bare.items() if key not in hint}
     converted = convert_controlnet_checkpoint(rest, {"layers_per_block": layers_per_block})
-    for ldm, diffusers_name in (("label_emb.0.0", "add_embedding.linear_1"), ("label_emb.0.2", "add_embedding.linear_2")):
+    for ldm, diffusers_name in _ADDED_EMBEDDING:
         for part in ("weight", "bias"):
             if f"{ldm}.{part}" in rest:  # SDXL's size/crop embedding, which that converter leaves out
                 converted[f"{diffusers_name}.{part}"] = rest[f"{ldm}.{part}"]
@@ -216,7 +236,7 @@ def load_controlnet(path: Path, base_config: Mapping[str, object], dtype: torch.
     try:
         if path.is_dir():
             return ControlNetModel.from_pretrained(path, local_files_only=True, torch_dtype=dtype).eval()
-        state = load_file(str(path))
+        state = read_state(path)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"The ControlNet '{path.name}' could not be loaded: {exc}") from exc
     facts = facts_from_shapes({k: tuple(v.shape) for k, v in state.items()}, path.name)

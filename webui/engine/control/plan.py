@@ -1,0 +1,102 @@
+"""One job's ControlNet units, ready to run: models loaded, maps detected and fitted, and the pipeline views.
+
+Why `from_pipe`: the ControlNet pipelines of diffusers are built around the loaded pipeline's own modules (the
+UNet, VAE and text encoders are the same objects, never copies) with the units' models as one
+`ModedMultiControlNet` (per-unit weight, guidance start/end and control mode). The generation code asks this
+object for the view of a task (txt2img, img2img, inpaint) at a size; the hires pass asks again at its own size
+and gets the same detected maps fitted to it.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers import (
+    StableDiffusionControlNetImg2ImgPipeline,
+    StableDiffusionControlNetInpaintPipeline,
+    StableDiffusionControlNetPipeline,
+    StableDiffusionXLControlNetImg2ImgPipeline,
+    StableDiffusionXLControlNetInpaintPipeline,
+    StableDiffusionXLControlNetPipeline,
+)
+from PIL import Image
+
+from webui.core.control import NO_MODULE, ControlUnit, infotext_entries
+from webui.engine.control.images import fit_map, map_tensor
+from webui.engine.control.library import ControlNetEntry
+from webui.engine.control.modes import ModedMultiControlNet
+
+log = logging.getLogger(__name__)
+
+# (is_sdxl, task) -> the ControlNet pipeline class; txt2img/img2img on an inpainting checkpoint use inpaint.
+CONTROL_PIPELINES = {
+    (False, "txt2img"): StableDiffusionControlNetPipeline,
+    (False, "img2img"): StableDiffusionControlNetImg2ImgPipeline,
+    (False, "inpaint"): StableDiffusionControlNetInpaintPipeline,
+    (True, "txt2img"): StableDiffusionXLControlNetPipeline,
+    (True, "img2img"): StableDiffusionXLControlNetImg2ImgPipeline,
+    (True, "inpaint"): StableDiffusionXLControlNetInpaintPipeline,
+}
+# The argument that carries the control images: txt2img's `image` is the control image, the others have their own.
+_CONTROL_ARGUMENT = {"txt2img": "image", "img2img": "control_image", "inpaint": "control_image"}
+
+
+@dataclass
+class PreparedUnit:
+    """An enabled unit with its model and its detected map (before fitting to a size)."""
+
+    unit: ControlUnit
+    entry: ControlNetEntry
+    model: torch.nn.Module
+    detected: Image.Image
+    fitted: dict[tuple[int, int], Image.Image] = field(default_factory=dict)
+
+    def map_at(self, size: tuple[int, int]) -> Image.Image:
+        if size not in self.fitted:
+            self.fitted[size] = fit_map(self.detected, size, self.unit.resize_mode)
+        return self.fitted[size]
+
+
+class ControlRun:
+    """The units of one job. `first_size` is the first pass's size (the maps shown and saved are at it)."""
+
+    def __init__(self, units: list[PreparedUnit], first_size: tuple[int, int]):
+        self.units = units
+        self.first_size = first_size
+        self.net = ModedMultiControlNet([u.model for u in units], [u.unit.control_mode for u in units])
+
+    def detected_maps(self) -> list[Image.Image]:
+        """The maps of units with a preprocessor (module "none" only repeats the input), at the first size."""
+        return [u.map_at(self.first_size) for u in self.units if u.unit.module != NO_MODULE]
+
+    def infotext_params(self) -> dict[str, str]:
+        """`ControlNet N` entries, the model named by its title "name [hash]"."""
+        return dict(infotext_entries([u.unit for u in self.units], [u.entry.title for u in self.units]))
+
+    def view(self, pipe, task: str, is_inpaint_model: bool, cfg_scale: float, size: tuple[int, int],
+             task_kwargs: dict[str, Any], **replace) -> tuple[Any, dict[str, Any]]:
+        """The ControlNet pipeline for `task` on `pipe`'s modules and the call's arguments with the units added
+        (arguments that pipeline class does not take are dropped, with a log line)."""
+        if is_inpaint_model and task in ("txt2img", "img2img"):
+            task = "inpaint"
+        cls = CONTROL_PIPELINES[(getattr(pipe, "text_encoder_2", None) is not None, task)]
+        view = cls.from_pipe(pipe, controlnet=self.net, **replace)
+        view.set_progress_bar_config(disable=True)
+        self.net.cfg_batch = cfg_scale > 1.0  # diffusers runs CFG as [uncond, cond] only above 1
+        param = next(pipe.unet.parameters())
+        accepted = set(inspect.signature(cls.__call__).parameters)
+        dropped = [name for name in task_kwargs if name not in accepted]
+        if dropped:
+            log.info("The ControlNet %s pipeline does not take %s; left out.", task, ", ".join(dropped))
+        kwargs = {name: value for name, value in task_kwargs.items() if name in accepted}
+        kwargs[_CONTROL_ARGUMENT[task]] = [map_tensor(u.map_at(size), param.device, param.dtype) for u in self.units]
+        kwargs.update(controlnet_conditioning_scale=[float(u.unit.weight) for u in self.units],
+                      control_guidance_start=[float(u.unit.guidance_start) for u in self.units],
+                      control_guidance_end=[float(u.unit.guidance_end) for u in self.units], guess_mode=False)
+        if task != "txt2img":
+            kwargs.setdefault("width", size[0])
+            kwargs.setdefault("height", size[1])
+        return view, kwargs
