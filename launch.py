@@ -55,8 +55,12 @@ IMPLEMENTED_FLAGS = {
     "--medvram", "--medvram-sdxl", "--lowvram", "--no-half-vae", "--upcast-sampling", "--xformers",
     "--force-enable-xformers", "--opt-sdp-attention", "--opt-split-attention", "--disable-opt-split-attention",
     "--opt-channelslast", "--device-id",
+    # speed (webui/core/precision.py, webui/engine/runtime/fast_paths.py)
+    "--compile", "--cpu-precision",
     # which server folders clients may name (webui/core/path_policy.py)
     "--hide-ui-dir-config", "--enable-insecure-extension-access",
+    # extensions (webui/extensions/, the Extensions tab)
+    "--disable-all-extensions", "--disable-extra-extensions",
 }
 # Flags given as their own argparse arguments (typed or repeatable), not in the generic accepted lists.
 _TYPED_FLAGS = ("--gradio-allowed-path", "--timeout-keep-alive")
@@ -78,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api", action="store_true", help="serve the /sdapi/v1 HTTP API")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument("--no-demo-model", action="store_true", help="do not list the embedded demo model")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the UNet/transformer (GPU: inductor/triton; CPU: inductor with a C++ "
+                             "compiler); the first image at each size compiles, later ones are faster")
+    parser.add_argument("--cpu-precision", choices=("auto", "bfloat16", "float32"), default="auto",
+                        help="format of the UNet/transformer on a CPU: auto = bfloat16 when the CPU has native "
+                             "bfloat16 (avx512_bf16/amx), else float32; --no-half / --precision full force float32")
     parser.add_argument("--gradio-allowed-path", action="append", default=[],
                         help="extra folder whose files the UI may serve (repeatable)")
     parser.add_argument("--timeout-keep-alive", type=int, default=30, help="seconds an idle connection is kept")
@@ -178,7 +188,15 @@ def _memory_flags(args: argparse.Namespace):
         upcast_sampling=args.upcast_sampling, xformers=args.xformers or args.force_enable_xformers,
         opt_sdp_attention=args.opt_sdp_attention, opt_split_attention=args.opt_split_attention,
         disable_opt_split_attention=args.disable_opt_split_attention, opt_channelslast=args.opt_channelslast,
+        compile=args.compile,
     )
+
+
+def _extension_flags(args: argparse.Namespace):
+    from webui.core.settings import ExtensionFlags
+
+    return ExtensionFlags(disable_all=args.disable_all_extensions, disable_extra=args.disable_extra_extensions,
+                          insecure_access=args.enable_insecure_extension_access)
 
 
 def build_settings(argv: list[str]):
@@ -216,12 +234,14 @@ def build_settings(argv: list[str]):
         nowebui=args.nowebui,
         ckpt=_path(args.ckpt),
         device=device,
-        half_precision=device == "cuda" and not full_precision,
+        half_precision=device.startswith("cuda") and not full_precision,
+        cpu_precision="float32" if full_precision else args.cpu_precision,
         theme=args.theme,
         torch_threads=args.threads,
         include_demo_model=not args.no_demo_model,
         security=_security_settings(args),
         memory=_memory_flags(args),
+        extensions=_extension_flags(args),
         accepted_only_flags=accepted_only,
         unknown_flags=tuple(unknown),
         raw_flags=hide_secrets(vars(args)),

@@ -39,3 +39,8 @@ class GenerationError(WebUIError):
 
 class NoModelLoadedError(WebUIError):
     """A generation was asked for while no checkpoint is available."""
+
+
+class ExtensionAccessError(WebUIError):
+    """Installing, updating or enabling an extension was refused: the server is reachable from the network and
+    `--enable-insecure-extension-access` was not given (the API answers 403)."""

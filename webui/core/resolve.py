@@ -66,6 +66,10 @@ class ResolvedRequest:
     subseeds: tuple[int, ...]
     prompts: PassPrompts
     hires_prompts: PassPrompts | None = None
+    # Further requests generated in the same job after this one (an extension's before_generation hook split the
+    # request, e.g. dynamic prompts giving each image its own prompt), and notes from resolving (a failed hook).
+    more: tuple[ResolvedRequest, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def extra_networks(self) -> tuple[ExtraNetworkCall, ...]:

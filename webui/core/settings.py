@@ -88,6 +88,7 @@ class MemoryFlags:
     opt_split_attention: bool = False
     disable_opt_split_attention: bool = False
     opt_channelslast: bool = False
+    compile: bool = False  # --compile: torch.compile of the UNet/transformer (webui/engine/runtime/fast_paths.py)
 
     def given(self) -> tuple[str, ...]:
         """The flags that are on, spelled as on the command line (for messages)."""
@@ -149,6 +150,11 @@ class Paths:
         )
 
     @property
+    def extensions_dir(self) -> Path:
+        """Where installed extensions live (A1111's `extensions/` in the data folder)."""
+        return self.data_dir / "extensions"
+
+    @property
     def ckpt_dir(self) -> Path:
         return self.ckpt_dirs[0]
 
@@ -157,6 +163,18 @@ class Paths:
         for folder in (*self.ckpt_dirs, self.vae_dir, self.lora_dir, self.lycoris_dir, self.embeddings_dir,
                        self.esrgan_dir, self.outputs_dir, self.cache_dir):
             folder.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class ExtensionFlags:
+    """A1111's extension flags: `--disable-all-extensions`, `--disable-extra-extensions` (only the built-in ones
+    load), `--enable-insecure-extension-access` (installs allowed on an exposed server), and where the built-in
+    extensions are (None: the app's own `extensions-builtin/`; tests pass a folder or an empty one)."""
+
+    disable_all: bool = False
+    disable_extra: bool = False
+    insecure_access: bool = False
+    builtin_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -172,11 +190,15 @@ class Settings:
     ckpt: Path | None = None
     device: str = "cpu"
     half_precision: bool = False
+    # The denoiser's format on a CPU (webui/core/precision.py): launch.py passes "auto" unless --no-half /
+    # --precision full; the default here is float32 so a Settings built in code (tests) is exact and repeatable.
+    cpu_precision: str = "float32"
     theme: str | None = None
     torch_threads: int | None = None
     include_demo_model: bool = True
     security: SecuritySettings = field(default_factory=SecuritySettings)
     memory: MemoryFlags = field(default_factory=MemoryFlags)
+    extensions: ExtensionFlags = field(default_factory=ExtensionFlags)
     accepted_only_flags: tuple[str, ...] = ()
     unknown_flags: tuple[str, ...] = ()
     raw_flags: dict[str, object] = field(default_factory=dict, repr=False)
@@ -197,6 +219,17 @@ class Settings:
         other machines can reach the server: a visitor must not choose where it reads or writes."""
         explicit = self.security.hide_ui_dir_config
         return not self.is_loopback if explicit is None else explicit
+
+    @property
+    def extension_access_refused(self) -> str:
+        """Why installing, updating and enabling extensions is refused ("" when allowed): A1111 refuses them when the
+        server is reachable from the network (--listen, a non-loopback --server-name, --share), unless
+        --enable-insecure-extension-access. Exposure is decided as for the server folders (`hide_dir_config`)."""
+        if self.extensions.insecure_access or not self.hide_dir_config:
+            return ""
+        return ("Installing, updating and enabling extensions is turned off because this server is reachable from "
+                "the network (--listen, --server-name or --share) or hides server folders (--hide-ui-dir-config). "
+                "Start it with --enable-insecure-extension-access to allow it.")
 
     @property
     def scheme(self) -> str:

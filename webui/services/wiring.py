@@ -19,6 +19,9 @@ from webui.core.path_policy import PathPolicy
 from webui.core.resolve import system_seeds
 from webui.core.settings import Settings
 from webui.core.styles import StyleStore
+from webui.engine.control.engine import ControlEngine
+from webui.engine.control.library import ControlNetLibrary
+from webui.engine.families.loading import FlowParts
 from webui.engine.generation.live_preview import LatentPreview
 from webui.engine.models.hashing import HashCache
 from webui.engine.models.registry import ModelRegistry
@@ -29,12 +32,18 @@ from webui.engine.runtime.devices import DeviceConfig, configure_torch_threads
 from webui.engine.runtime.memory import MemoryOptimizer, MemoryOptions
 from webui.engine.runtime.pipeline_manager import PipelineManager
 from webui.engine.upscale.upscalers import UpscalerLibrary
+from webui.extensions.registry import ExtensionRegistry
 from webui.jobs.device_arbiter import DeviceShare
 from webui.jobs.executor import GpuExecutor
 from webui.jobs.job_store import JobStore
+from webui.jobs.task_queue import TaskQueue
+from webui.jobs.task_store import TaskStore
 from webui.jobs.training_worker import TrainingWorker, WorkerSettings
+from webui.services.control_service import ControlService
+from webui.services.extension_service import ExtensionService
 from webui.services.generation_service import GenerationParts, GenerationService
 from webui.services.info_service import InfoService
+from webui.services.model_defaults_service import ModelDefaultsService
 from webui.services.model_service import ModelService
 from webui.services.network_service import NetworkService
 from webui.services.option_service import OptionsService
@@ -42,10 +51,12 @@ from webui.services.queue_service import QueueService
 from webui.services.script_service import ScriptParts, ScriptService, ScriptUsing
 from webui.services.shown_paths import ShownPaths
 from webui.services.style_service import StyleService
+from webui.services.task_service import TaskService, TaskUsing
 from webui.services.training_forms import TrainingForms
 from webui.services.training_service import TrainingNeighbours, TrainingService
 from webui.services.upscale_service import UpscaleService
 
+EXTENSION_SERVICES = ("models", "generation", "queue", "networks", "styles", "upscale", "scripts", "options", "info")
 DEMO_MODEL_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo" / "demo-shapes.safetensors"
 
 
@@ -67,6 +78,7 @@ class Runtime:
     device_share: DeviceShare
     path_policy: PathPolicy
     seeds: random.Random
+    extensions: ExtensionRegistry  # the extensions' hooks; the generation service runs them
 
     def shutdown(self, terminate_training: bool = True) -> None:
         """Stop the training worker's watchers (and its children when asked) and the GPU executor."""
@@ -90,6 +102,10 @@ class Services:
     options: OptionsService
     info: InfoService
     runtime: Runtime
+    defaults: ModelDefaultsService  # native sizes and the device note for the UI
+    tasks: TaskService  # the persistent generation queue (task store + GPU executor)
+    extensions: ExtensionService  # extension folders, installs, and what the active ones registered
+    control: ControlService  # ControlNet model/module lists and detection (units run inside generation jobs)
 
 
 def checkpoint_cache_limits(options: Options) -> tuple[int, int]:
@@ -132,8 +148,11 @@ def build_services(settings: Settings, *, seeds: random.Random | None = None) ->
                       embeddings=EmbeddingLibrary(settings.paths.embeddings_dir),
                       loras=LoraLibrary((settings.paths.lora_dir, settings.paths.lycoris_dir)), upscalers=upscalers,
                       previews=LatentPreview(), training_worker=worker, device_share=share,
-                      path_policy=PathPolicy.from_settings(settings), seeds=seeds or system_seeds())
+                      path_policy=PathPolicy.from_settings(settings), seeds=seeds or system_seeds(),
+                      extensions=ExtensionRegistry())
     services = _services(settings, runtime)  # named: the two callbacks above read it
+    services.extensions.load({name: getattr(services, name) for name in EXTENSION_SERVICES})
+    services.tasks.start()  # tasks left by the previous run: a crashed one fails (or is retried), queued ones run
     return services
 
 
@@ -142,11 +161,15 @@ def _pipeline_manager(settings: Settings, options: Options) -> PipelineManager:
     builtin = (DEMO_MODEL_PATH,) if settings.include_demo_model and DEMO_MODEL_PATH.is_file() else ()
     registry = ModelRegistry(settings.paths.ckpt_dirs, settings.paths.vae_dir, builtin=builtin)
     hashes = HashCache(settings.paths.cache_dir / "hashes.json")
-    device = DeviceConfig.from_settings(settings.device, settings.half_precision)
+    device = DeviceConfig.from_settings(settings.device, settings.half_precision, settings.cpu_precision)
     memory = MemoryOptimizer(MemoryOptions.from_settings(settings, device), vae_options=lambda: (
-        option_flag(options, "vae_tiling"), option_flag(options, "vae_slicing")))
+        option_flag(options, "vae_tiling"), option_flag(options, "vae_slicing")),
+        compile_cache=settings.paths.cache_dir / "inductor")
     return PipelineManager(registry, device, settings.paths.cache_dir, hashes,
-                           limits=lambda: checkpoint_cache_limits(options), memory=memory)
+                           limits=lambda: checkpoint_cache_limits(options), memory=memory,
+                           flow_parts=lambda: FlowParts(settings.paths.models_dir / "text_encoder",
+                                                        settings.paths.vae_dir,
+                                                        tuple(options.get("forge_additional_modules") or ())))
 
 
 def _training_worker(settings: Settings, on_change: Callable[[str], None]) -> TrainingWorker:
@@ -166,9 +189,11 @@ def _services(settings: Settings, runtime: Runtime) -> Services:
     catalog = NetworkCatalog(runtime.registry, settings.paths.ckpt_dirs, runtime.loras, runtime.embeddings)
     networks = NetworkService(catalog, runtime.loras, runtime.embeddings, manager, models, shown)
     upscale = UpscaleService(settings, runtime.options, runtime.upscalers, executor, policy, shown)
+    control = _control_engine(settings, runtime)
     generation = GenerationService(
         GenerationParts(settings, runtime.options, manager, runtime.embeddings, runtime.upscalers, runtime.previews,
-                        runtime.device_share, runtime.seeds), executor, styles, networks)
+                        runtime.device_share, runtime.seeds, control), executor, styles, networks,
+        runtime.extensions)
     scripts = ScriptService(ScriptParts(settings, runtime.options, runtime.registry, manager, runtime.upscalers,
                                         runtime.seeds),
                             executor, ScriptUsing(generation, models, styles, upscale))
@@ -178,4 +203,27 @@ def _services(settings: Settings, runtime: Runtime) -> Services:
     return Services(settings=settings, models=models, generation=generation, queue=QueueService(executor,
                     runtime.previews), networks=networks, styles=styles, upscale=upscale, scripts=scripts,
                     training=training, options=OptionsService(runtime.options, models, manager, executor, policy),
-                    info=InfoService(runtime.registry, manager.hashes), runtime=runtime)
+                    info=InfoService(runtime.registry, manager.hashes), runtime=runtime,
+                    extensions=ExtensionService(settings, runtime.options, runtime.extensions),
+                    defaults=ModelDefaultsService(runtime.registry, manager, runtime.options),
+                    tasks=_task_service(settings, runtime, TaskUsing(generation, scripts, upscale, models,
+                                                                     runtime.device_share,
+                                                                     runtime.training_worker.jobs)),
+                    control=ControlService(control, manager, executor))
+
+
+def _control_engine(settings: Settings, runtime: Runtime) -> ControlEngine:
+    """ControlNet models from <models>/ControlNet (cached within the checkpoint cache's byte budget), annotator
+    weights from its `annotators` folder, placed on the device by the same memory flags as the pipeline."""
+    folder = settings.paths.models_dir / "ControlNet"
+    library = ControlNetLibrary(folder, budget=lambda: checkpoint_cache_limits(runtime.options)[1])
+    return ControlEngine(library, folder / "annotators", runtime.manager.memory)
+
+
+def _task_service(settings: Settings, runtime: Runtime, using: TaskUsing) -> TaskService:
+    """Generation tasks in the training job store's database (<data>/training/jobs.sqlite), their files in
+    <data>/queue, run by the GPU executor."""
+    data_dir, options = settings.paths.data_dir, runtime.options
+    store = TaskStore(data_dir / "training" / "jobs.sqlite", data_dir / "queue")
+    return TaskService(TaskQueue(store, runtime.executor,
+                                 retry_once=lambda: option_flag(options, "queue_retry_interrupted")), using)

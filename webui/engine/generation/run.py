@@ -24,15 +24,20 @@ from webui.core.progress import CancelToken, ProgressTracker
 from webui.core.requests import INPAINT_FILL, GenerationRequest
 from webui.core.resolve import ResolvedRequest
 from webui.core.results import GeneratedImage
+from webui.engine.control.plan import ControlRun
+from webui.engine.families.flow_run import build_flow_images
+from webui.engine.families.spec import flow_family_of
 from webui.engine.generation.composable import ComposableUNet
 from webui.engine.generation.conditioning import ConditioningPlan, plan_conditioning
 from webui.engine.generation.img2img_inputs import fill_masked, prepare_mask, resize_image
+from webui.engine.generation.job_hooks import JobHooks
 from webui.engine.generation.noise import batch_noise
 from webui.engine.generation.pipelines import is_sdxl, pipeline_for
 from webui.engine.generation.prompt_encoding import Conditioning
 from webui.engine.generation.scheduler_factory import make_scheduler
 from webui.engine.networks.adapters import AdapterRequest, AdapterSet
 from webui.engine.networks.embeddings import Embedding
+from webui.engine.runtime.fast_paths import working_dtype
 from webui.engine.upscale.upscalers import LATENT_MODES, UpscalerLibrary
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,8 @@ class GenerationContext:
     short_hash: Callable[[Path], str] | None = None
     adapters: tuple[AdapterSet, list[AdapterRequest]] | None = None
     upscalers: UpscalerLibrary | None = None
+    control: ControlRun | None = None  # the job's ControlNet units (webui.engine.control), built by the service
+    hooks: JobHooks | None = None  # extension hooks (step, image, infotext), built by the generation service
 
 
 def _latent_shape(pipe, width: int, height: int) -> tuple[int, int, int]:
@@ -86,12 +93,14 @@ def _set_parts(unet: ComposableUNet, plan: ConditioningPlan, step: int, count: i
 
 
 def _step_callback(plan: ConditioningPlan, count: int, token: CancelToken, progress: ProgressTracker,
-                   step_offset: int = 0):
+                   step_offset: int = 0, step_hook: Callable[[int], None] | None = None):
     """After step i: report progress, honour interrupt/skip, and swap in the conditioning of step i + 1 when the
     prompt schedule changes there (prompt editing, alternation)."""
 
     def on_step(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
         progress.update(sampling_step=step_offset + step + 1)
+        if step_hook is not None:
+            step_hook(step_offset + step + 1)
         if token.should_stop_batch():
             pipeline._interrupt = True  # diffusers' documented way to stop the denoising loop
         if not plan.changes_at(step + 1):
@@ -123,7 +132,8 @@ class _Batch:
 
 
 def _denoise(pipe, task: str, plan: ConditioningPlan, request: GenerationRequest, batch: _Batch,
-             ctx: GenerationContext, steps: int, step_offset: int = 0, **task_kwargs):
+             ctx: GenerationContext, steps: int, step_offset: int = 0, size: tuple[int, int] | None = None,
+             **task_kwargs):
     """One pipeline call for one batch, on a view of the loaded pipeline for `task`."""
     strength = task_kwargs.get("strength")
     if strength is not None and 0 < strength < 1 and int(steps * strength) < 1:
@@ -132,19 +142,26 @@ def _denoise(pipe, task: str, plan: ConditioningPlan, request: GenerationRequest
     scheduler, batch.sampler, batch.schedule = make_scheduler(
         ctx.scheduler_config, batch.sampler, batch.schedule, seed=batch.seeds[0])
     replace = {"unet": ComposableUNet(pipe.unet)} if plan.composable else {}
-    view = pipeline_for(pipe, task, ctx.is_inpaint_model, **replace)
+    if ctx.control is not None:  # ControlNet: its pipeline class on the same modules, the units' maps at `size`
+        if plan.composable:
+            raise GenerationError("AND (composable prompts) cannot be combined with ControlNet units yet.")
+        view, task_kwargs = ctx.control.view(pipe, task, ctx.is_inpaint_model, request.cfg_scale,
+                                             size or (request.width, request.height), task_kwargs)
+    else:
+        view = pipeline_for(pipe, task, ctx.is_inpaint_model, **replace)
     view.scheduler = scheduler
     count = len(batch.seeds)
     if plan.composable:
         _set_parts(view.unet, plan, 0, count)
-    dtype = next(pipe.unet.parameters()).dtype
+    dtype = working_dtype(pipe)
     inputs = ["latents", "prompt_embeds"] + (["add_text_embeds"] if is_sdxl(pipe) else [])
     try:
         with torch.inference_mode():
             return view(**_embeds(*plan.at(0), count, dtype), num_inference_steps=steps,
                         guidance_scale=request.cfg_scale,
                         generator=[torch.Generator("cpu").manual_seed(s) for s in batch.seeds],
-                        callback_on_step_end=_step_callback(plan, count, ctx.token, ctx.progress, step_offset),
+                        callback_on_step_end=_step_callback(plan, count, ctx.token, ctx.progress, step_offset,
+                                                            ctx.hooks and ctx.hooks.on_step),
                         callback_on_step_end_tensor_inputs=inputs, **task_kwargs).images
     except torch.OutOfMemoryError as exc:
         raise GenerationError("Out of memory while generating. Try a smaller size or batch, or start with "
@@ -153,12 +170,13 @@ def _denoise(pipe, task: str, plan: ConditioningPlan, request: GenerationRequest
 
 def _txt2img_batch(pipe, plan, request, batch, ctx, output_type: str):
     param = next(pipe.unet.parameters())
+    dtype = working_dtype(pipe)  # float32 latents around a bfloat16 UNet (the CPU fast path)
     shape = _latent_shape(pipe, request.width, request.height)
     resize_from = None
     if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0:
         resize_from = _latent_shape(pipe, request.seed_resize_from_w, request.seed_resize_from_h)
     latents = batch_noise(batch.seeds, shape, subseeds=batch.subseeds, subseed_strength=request.subseed_strength,
-                          resize_from=resize_from).to(param.device, param.dtype)
+                          resize_from=resize_from).to(param.device, dtype)
     kwargs = dict(width=request.width, height=request.height, latents=latents, output_type=output_type)
     if ctx.is_inpaint_model:
         # A1111 runs txt2img on inpainting models as inpainting of a fully masked blank canvas.
@@ -181,7 +199,7 @@ def _hires_batch(pipe, plan, request, batch, ctx, first_pass) -> list[Image.Imag
             raise GenerationError(f"Upscaler '{request.hr_upscaler}' is not available.")
         image = [ctx.upscalers.upscale(img, request.hr_upscaler, (width, height)) for img in first_pass]
     return _denoise(pipe, "img2img", plan, request, batch, ctx, plan.parsed.steps, step_offset=request.steps,
-                    image=image, strength=request.denoising_strength, output_type="pil")
+                    size=(width, height), image=image, strength=request.denoising_strength, output_type="pil")
 
 
 def _img2img_batch(pipe, plan, request, batch, ctx) -> list[Image.Image]:
@@ -291,6 +309,16 @@ def _with_hashes(request: GenerationRequest, ctx: GenerationContext, plan_embedd
     return dataclasses.replace(request, extra_params=tuple(extra))
 
 
+def _after_image(hooks: JobHooks | None, image: Image.Image, index: int, seed: int, subseed: int,
+                 params: dict[str, object]) -> Image.Image:
+    """Extensions' after-image hooks and infotext fields for image `index` of the job (before it is written)."""
+    if hooks is None:
+        return image
+    if hooks.infotext_fields is not None:
+        params.update(hooks.infotext_fields(index))
+    return hooks.after_image(image, index, seed, subseed) if hooks.after_image is not None else image
+
+
 def run_generation(pipe, resolved: ResolvedRequest,
                    ctx: GenerationContext) -> tuple[list[GeneratedImage], bool, list[str]]:
     """Run all batches of a resolved request (seeds, sampler and parsed prompts are decided before the job; the
@@ -303,11 +331,20 @@ def run_generation(pipe, resolved: ResolvedRequest,
     notes: list[str] = []
     if ctx.adapters is not None:
         notes += ctx.adapters[0].apply(ctx.adapters[1])  # before encoding: TE LoRA weights shape the conditioning
+    flow = flow_family_of(pipe)
+    if flow is not None:  # AuraFlow, Flux: the flow-matching path (engine/families/)
+        request = _with_hashes(request, ctx, ())
+        images, flow_notes = build_flow_images(
+            pipe, flow, dataclasses.replace(resolved, request=request), ctx, _extra_params(request),
+            lambda image, index, seed, subseed, params: _after_image(ctx.hooks, image, index, seed, subseed, params))
+        return images, ctx.token.interrupted, notes + flow_notes
     plan = plan_conditioning(pipe, resolved.prompts, request.clip_skip, ctx.embeddings)
     hires_plan = plan_conditioning(pipe, hires, request.clip_skip, ctx.embeddings) if hires is not None else None
     notes += plan.notes
     request = _with_hashes(request, ctx, plan.used_embeddings)
     extra = _extra_params(request)
+    if ctx.control is not None:
+        extra.update(ctx.control.infotext_params())
     results: list[GeneratedImage] = []
     for batch_no in range(request.n_iter):
         if ctx.token.interrupted:
@@ -332,6 +369,7 @@ def run_generation(pipe, resolved: ResolvedRequest,
                                        model_hash=ctx.labels.model_hash, vae_name=ctx.labels.vae_name,
                                        vae_hash=ctx.labels.vae_hash)
             params.update(extra)
+            image = _after_image(ctx.hooks, image, len(results), seed, batch.subseeds[index], params)
             infotext = build_infotext(request.prompt, request.negative_prompt, params)
             path = ctx.sink(image, seed, infotext) if ctx.sink is not None else None
             results.append(GeneratedImage(image=image, seed=seed, infotext=infotext, path=path))

@@ -1,0 +1,241 @@
+"""Extensions for the UI and the API: loading them at start-up, listing them (A1111's /sdapi/v1/extensions),
+installing from a git URL, requirements after confirmation, enabling/disabling, updates, the Available index,
+and what the active extensions registered (tabs, scripts, routes, settings, controls, request fields).
+
+Why every change goes through `_allow_changes`: installing or enabling an extension runs its code on the server,
+so it is refused when the server is reachable from the network unless `--enable-insecure-extension-access`
+(`Settings.extension_access_refused`), the same rule for the tab and the API.
+"""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from webui.core.errors import ExtensionAccessError, ValidationError, WebUIError
+from webui.core.extension_args import ExtensionArgs
+from webui.core.options import Options
+from webui.core.settings import Settings
+from webui.extensions import git_ops
+from webui.extensions.api import ExtensionContext, ExtensionPaths, Manifest, Registrations
+from webui.extensions.index import IndexResult, read_index
+from webui.extensions.loader import LoadPlan, discover, load_all, roots_for
+from webui.extensions.manifest import read_manifest
+from webui.extensions.registry import ExtensionRecord, ExtensionRegistry
+from webui.extensions.requirements import checked_requirements, pip_install
+
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "extensions-builtin"
+DISABLED_KEY = "disabled_extensions"  # A1111's config.json key
+INDEX_URL_KEY = "extensions_index_url"
+DEFAULT_INDEX_URL = "https://raw.githubusercontent.com/AUTOMATIC1111/stable-diffusion-webui-extensions/master/index.json"
+RESTART_NOTE = "Saved to config.json; takes effect when the server is restarted."
+
+
+@dataclass(frozen=True)
+class ExtensionInfo:
+    """One extension as the Extensions tab and the API show it."""
+
+    name: str
+    description: str
+    version: str
+    path: Path
+    builtin: bool
+    enabled: bool
+    status: str
+    requirements: tuple[str, ...]
+    repo: git_ops.RepoInfo
+    error: str = ""  # the traceback (or message) that switched it off
+
+    def a1111(self) -> dict[str, Any]:
+        """A1111's /sdapi/v1/extensions entry."""
+        return {"name": self.name, "remote": self.repo.remote, "branch": self.repo.branch,
+                "commit_hash": self.repo.commit_hash, "version": self.version or self.repo.commit_hash[:8],
+                "commit_date": self.repo.commit_date, "enabled": self.enabled}
+
+
+@dataclass(frozen=True)
+class Installed:
+    """The result of an install: where it went and the requirements the user may now confirm."""
+
+    name: str
+    path: Path
+    requirements: tuple[str, ...]
+    message: str
+
+
+class ExtensionService:
+    """The extensions of one app (its registry is shared with the generation service, which runs the hooks)."""
+
+    def __init__(self, settings: Settings, options: Options, registry: ExtensionRegistry):
+        self._settings = settings
+        self._options = options
+        self._registry = registry
+        self._services: Mapping[str, Any] = {}
+
+    # --- loading ---------------------------------------------------------------------------------------------
+    def load_plan(self) -> LoadPlan:
+        flags = self._settings.extensions
+        builtin = flags.builtin_dir if flags.builtin_dir is not None else BUILTIN_DIR
+        return LoadPlan(roots_for(self._settings.paths.extensions_dir, builtin), self._disabled(),
+                        flags.disable_all, flags.disable_extra)
+
+    def load(self, services: Mapping[str, Any]) -> None:
+        """Discover and set up the extensions (once, from `build_services`); `services` are those an extension may
+        ask for by name."""
+        self._services = services
+        load_all(self.load_plan(), self._registry, lambda manifest, folder: self._context(manifest, folder, services))
+
+    def _context(self, manifest: Manifest, folder: Path, services: Mapping[str, Any]) -> ExtensionContext:
+        paths = self._settings.paths
+        return ExtensionContext(manifest, ExtensionPaths(
+            extension_dir=folder, data_dir=paths.data_dir, outputs_dir=paths.outputs_dir,
+            wildcards_dir=paths.data_dir / "wildcards", models_dir=paths.models_dir,
+            lora_dirs=(paths.lora_dir, paths.lycoris_dir), embeddings_dir=paths.embeddings_dir),
+            services, self._options.get)
+
+    def _disabled(self) -> frozenset[str]:
+        value = self._options.get(DISABLED_KEY) or []
+        return frozenset(str(name) for name in value) if isinstance(value, list) else frozenset()
+
+    # --- what the active extensions registered --------------------------------------------------------------
+    def registrations(self) -> Iterator[tuple[str, Registrations]]:
+        return self._registry.registrations()
+
+    def script_services(self, uses: tuple[str, ...]) -> dict[str, Any]:
+        """The services a script asked for (`ScriptSpec.uses`), by name."""
+        return {name: self._services[name] for name in uses}
+
+    def request_args(self, alwayson: Mapping[str, Any] | None, extras: Mapping[str, Any]) -> tuple[ExtensionArgs, ...]:
+        """Each active extension's arguments in an API body: `alwayson_scripts["<name>"]` (`{"args": [...]}`,
+        `{"args": {...}}`, a list or a dict; names match case-insensitively, unknown names are left to others)
+        and its declared top-level fields in `extras`."""
+        given = {str(key).lower(): value for key, value in (alwayson or {}).items()}
+        found = []
+        for name, regs in self.registrations():
+            value = given.get(name.lower())
+            fields = {key: extras[key] for key in regs.api_fields if key in extras}
+            if value is None and not fields:
+                continue
+            found.append(_args_from(name, value, fields))
+        return tuple(found)
+
+    # --- listing ---------------------------------------------------------------------------------------------
+    def extensions(self) -> list[ExtensionInfo]:
+        """Every extension folder: those loaded at start-up (with their state) and those installed since (listed
+        as "installed, loads on restart")."""
+        records = self._registry.records()
+        known = {record.name for record in records}
+        fresh = ExtensionRegistry()
+        discover(self.load_plan(), fresh)
+        plan = self.load_plan()
+        infos = [self._info(record, plan) for record in records]
+        for record in fresh.records():
+            if record.name not in known:
+                infos.append(self._info(record, plan, status="installed; loads on restart"))
+        return infos
+
+    def _info(self, record: ExtensionRecord, plan: LoadPlan, status: str = "") -> ExtensionInfo:
+        """`enabled` is the saved choice (and the flags), which may differ from this session until a restart."""
+        manifest, failure = record.manifest, record.failure
+        return ExtensionInfo(record.name, manifest.description, manifest.version, record.path, record.builtin,
+                             plan.enabled(record.name, record.builtin), status or record.status,
+                             manifest.requirements, git_ops.repo_info(record.path),
+                             (failure.traceback or failure.message) if failure is not None else "")
+
+    def access_refused(self) -> str:
+        return self._settings.extension_access_refused
+
+    def _allow_changes(self) -> None:
+        reason = self.access_refused()
+        if reason:
+            raise ExtensionAccessError(reason)
+
+    # --- changes (refused on an exposed server) -----------------------------------------------------------
+    def set_enabled(self, enabled: list[str]) -> str:
+        """Save which extensions are on (config.json's `disabled_extensions` lists the others)."""
+        self._allow_changes()
+        names = {info.name for info in self.extensions()}
+        unknown = sorted(set(enabled) - names)
+        if unknown:
+            raise ValidationError(f"No extension named {', '.join(unknown)}.")
+        self._options.update({DISABLED_KEY: sorted(names - set(enabled))})
+        return RESTART_NOTE
+
+    def install(self, url: str, branch: str = "") -> Installed:
+        """`git clone` `url` into `extensions/`; the clone must hold a valid extension.toml (else it is removed).
+        Its requirements are not installed here: the caller shows them and calls `install_requirements`."""
+        self._allow_changes()
+        name = git_ops.folder_name_for(url)
+        target = self._settings.paths.extensions_dir / name
+        if target.exists():
+            raise ValidationError(f"An extension folder named '{name}' already exists ({target}).")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        git_ops.clone(url, target, branch)
+        try:
+            manifest = read_manifest(target)
+            checked_requirements(manifest.requirements)
+        except WebUIError:
+            _remove(target)
+            raise
+        needs = f" It needs {', '.join(manifest.requirements)}: install them when asked." \
+            if manifest.requirements else ""
+        return Installed(manifest.name, target, manifest.requirements,
+                         f"Installed '{manifest.name}' into {target.name}.{needs} It loads when the server is "
+                         "restarted.")
+
+    def install_requirements(self, name: str) -> str:
+        """pip-install the requirements `name` declares (after the user confirmed the list)."""
+        self._allow_changes()
+        info = self._find(name)
+        return pip_install(info.requirements)
+
+    def check_updates(self) -> dict[str, str]:
+        """For each git checkout: "up to date", "N commits behind" or why it could not tell (fetching is a change
+        of the folder, so it is refused on an exposed server too)."""
+        self._allow_changes()
+        report = {}
+        for info in self.extensions():
+            if not info.repo.remote:
+                report[info.name] = "not a git checkout"
+                continue
+            try:
+                behind = git_ops.behind_count(info.path)
+                report[info.name] = f"{behind} commits behind" if behind else "up to date"
+            except WebUIError as exc:
+                report[info.name] = str(exc)
+        return report
+
+    def update(self, name: str) -> str:
+        self._allow_changes()
+        info = self._find(name)
+        commit = git_ops.pull(info.path)
+        return f"Updated '{name}' to {commit[:8]}. {RESTART_NOTE}"
+
+    def available(self) -> IndexResult:
+        return read_index(str(self._options.get(INDEX_URL_KEY) or DEFAULT_INDEX_URL))
+
+    def _find(self, name: str) -> ExtensionInfo:
+        for info in self.extensions():
+            if info.name == name:
+                return info
+        raise ValidationError(f"No extension named '{name}'.")
+
+
+def _args_from(name: str, value: Any, fields: dict[str, Any]) -> ExtensionArgs:
+    """One extension's `ExtensionArgs` from its alwayson_scripts value and its top-level fields."""
+    if isinstance(value, Mapping) and "args" in value:
+        value = value["args"]
+    args: tuple[Any, ...] = ()
+    if isinstance(value, list | tuple):
+        args = tuple(value)
+    elif isinstance(value, Mapping):
+        fields = {**{str(k): v for k, v in value.items()}, **fields}
+    elif value is not None:
+        args = (value,)
+    return ExtensionArgs(name=name, args=args, fields=tuple(fields.items()))
+
+
+def _remove(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
