@@ -9,7 +9,7 @@ with the current set and does no work at all when nothing changed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,14 @@ import torch
 from webui.core.errors import ModelLoadError
 from webui.engine.models.ldm_convert import unet_key_map
 from webui.engine.models.state_dict import load_state_dict
+from webui.engine.networks.adapter_family import adapter_family, family_label, fits_family
+from webui.engine.networks.flow_layouts import (
+    COMFY_TEXT_PREFIXES,
+    DENOISER_FAMILIES,
+    KOHYA_TEXT_PREFIXES,
+    denoiser_names,
+    original_layout_names,
+)
 from webui.engine.networks.formats import ModuleAdapter, group_by_module
 
 log = logging.getLogger(__name__)
@@ -34,27 +42,53 @@ class AdapterRequest:
     unet_weight: float = 1.0
 
 
+DENOISER_COMPONENTS = ("unet", "transformer")
+
+
 @dataclass(frozen=True)
 class Target:
-    component: str  # "unet", "text_encoder" or "text_encoder_2"
+    """The layer an adapter module changes: one Linear/Conv, or for a name from a model's original fused layout
+    (Flux's BFL `img_attn.qkv`) several layers whose weights stack by rows into the fused one (`also` follow
+    `module`; `swap_halves`: the original's two row halves are in the other order, see `flow_layouts.py`)."""
+
+    component: str  # "unet", "transformer", "text_encoder" or "text_encoder_2"
     module: torch.nn.Module
     path: str
+    also: tuple[torch.nn.Module, ...] = ()
+    swap_halves: bool = False
+
+    @property
+    def modules(self) -> tuple[torch.nn.Module, ...]:
+        return (self.module, *self.also)
+
+    def shape(self) -> torch.Size:
+        """The shape of the weight the adapter's delta is for (the fused one for several layers)."""
+        shape = self.module.weight.shape
+        if not self.also:
+            return shape
+        return torch.Size((sum(m.weight.shape[0] for m in self.modules), *shape[1:]))
+
+    def split(self, delta: torch.Tensor) -> list[tuple[torch.nn.Module, torch.Tensor]]:
+        """Each layer with its rows of a delta shaped `shape()`."""
+        if self.swap_halves:
+            first, second = delta.chunk(2, dim=0)
+            delta = torch.cat([second, first], dim=0)
+        rows = [m.weight.shape[0] for m in self.modules]
+        return list(zip(self.modules, delta.split(rows, dim=0), strict=True))
 
 
 def _underscored(path: str) -> str:
     return path.replace(".", "_")
 
 
-def build_module_index(pipe) -> dict[str, Target]:
-    """Every name an adapter file may use for a Linear/Conv weight of this pipeline -> the module.
+def _is_adaptable(module: torch.nn.Module) -> bool:
+    return isinstance(module, torch.nn.Linear | torch.nn.Conv2d)
 
-    kohya names UNet modules by their diffusers path (SD1/SD2) or their LDM path (SDXL), text-encoder modules by
-    the HF path with `text_model.` (absent in transformers 5's CLIPTextModel, so both are indexed); PEFT and
-    diffusers files use dotted paths under `unet.` / `text_encoder.`; SimpleTuner writes `lycoris_` + path.
-    """
+
+def _unet_names(unet) -> dict[str, Target]:
+    """kohya names UNet modules by their diffusers path (SD1/SD2) or their LDM path (SDXL); PEFT and diffusers
+    files use dotted paths under `unet.`; SimpleTuner writes `lycoris_` + path."""
     index: dict[str, Target] = {}
-    is_sdxl = getattr(pipe, "text_encoder_2", None) is not None
-    unet = pipe.unet
     weight_keys = [k for k, _ in unet.named_parameters() if k.endswith(".weight")]
     try:
         ldm = unet_key_map(weight_keys, unet.config)
@@ -64,7 +98,7 @@ def build_module_index(pipe) -> dict[str, Target]:
     for key in weight_keys:
         path = key[: -len(".weight")]
         module = modules[path]
-        if not isinstance(module, torch.nn.Linear | torch.nn.Conv2d):
+        if not _is_adaptable(module):
             continue
         target = Target("unet", module, path)
         names = {f"lora_unet_{_underscored(path)}", f"lycoris_{_underscored(path)}", f"unet.{path}", path}
@@ -72,19 +106,69 @@ def build_module_index(pipe) -> dict[str, Target]:
             names.add(f"lora_unet_{_underscored(ldm[key][: -len('.weight')])}")
         for name in names:
             index.setdefault(name, target)
-    encoders = [("text_encoder", pipe.text_encoder, "lora_te1" if is_sdxl else "lora_te"),
-                ("text_encoder_2", getattr(pipe, "text_encoder_2", None), "lora_te2")]
-    for component, encoder, kohya in encoders:
+    return index
+
+
+def _transformer_names(transformer) -> dict[str, Target]:
+    """A flow transformer's layers under every trainer's names (`flow_layouts.py`), including names from the
+    model's original fused layout, which target several layers."""
+    index: dict[str, Target] = {}
+    modules = dict(transformer.named_modules())
+    for path, module in modules.items():
+        if _is_adaptable(module):
+            target = Target("transformer", module, path)
+            for name in denoiser_names(path):
+                index.setdefault(name, target)
+    for name, fused in original_layout_names(transformer).items():
+        parts = [modules.get(path) for path in fused.paths]
+        if any(part is None or not isinstance(part, torch.nn.Linear) for part in parts):
+            continue  # a pruned or variant model without some of these layers
+        if len({part.weight.shape[1:] for part in parts}) != 1:
+            continue
+        index.setdefault(name, Target("transformer", parts[0], fused.paths[0], tuple(parts[1:]), fused.swap_halves))
+    return index
+
+
+def _text_prefixes(pipe, denoiser) -> Mapping[str, str]:
+    special = KOHYA_TEXT_PREFIXES.get(type(denoiser).__name__)
+    if special is not None:
+        return special
+    is_sdxl = getattr(pipe, "text_encoder_2", None) is not None
+    return {"text_encoder": "lora_te1" if is_sdxl else "lora_te", "text_encoder_2": "lora_te2"}
+
+
+def _encoder_names(pipe, denoiser) -> dict[str, Target]:
+    """kohya names text-encoder modules by the HF path with `text_model.` (absent in transformers 5's
+    CLIPTextModel, so both are indexed); PEFT/diffusers files use `text_encoder.` + path; ComfyUI its own."""
+    index: dict[str, Target] = {}
+    kohya_prefixes = _text_prefixes(pipe, denoiser)
+    comfy_prefixes = COMFY_TEXT_PREFIXES.get(type(denoiser).__name__, {})
+    for component in ("text_encoder", "text_encoder_2"):
+        encoder = getattr(pipe, component, None)
         if encoder is None:
             continue
+        kohya = kohya_prefixes.get(component)
         for path, module in encoder.named_modules():
-            if not isinstance(module, torch.nn.Linear | torch.nn.Conv2d):
+            if not _is_adaptable(module):
                 continue
             target = Target(component, module, path)
             bare = path.removeprefix("text_model.")
             for variant in (bare, f"text_model.{bare}"):
-                for name in (f"{kohya}_{_underscored(variant)}", f"{component}.{variant}"):
+                names = [f"{component}.{variant}"] + ([f"{kohya}_{_underscored(variant)}"] if kohya else [])
+                if component in comfy_prefixes:
+                    names.append(comfy_prefixes[component] + variant)
+                for name in names:
                     index.setdefault(name, target)
+    return index
+
+
+def build_module_index(pipe) -> dict[str, Target]:
+    """Every name an adapter file may use for a Linear/Conv weight of this pipeline -> the layer(s) it changes."""
+    unet = getattr(pipe, "unet", None)
+    denoiser = unet if unet is not None else pipe.transformer
+    index = _unet_names(unet) if unet is not None else _transformer_names(denoiser)
+    for name, target in _encoder_names(pipe, denoiser).items():
+        index.setdefault(name, target)
     return index
 
 
@@ -96,8 +180,21 @@ class ParsedAdapter:
     unmatched: tuple[str, ...]
 
 
-def parse_adapter(path: Path, index: dict[str, Target]) -> ParsedAdapter:
+def pipeline_family(pipe) -> str | None:
+    """The adapter family group of a loaded pipeline, from its denoiser's class (None: not one we know)."""
+    unet = getattr(pipe, "unet", None)
+    denoiser = unet if unet is not None else getattr(pipe, "transformer", None)
+    return DENOISER_FAMILIES.get(type(denoiser).__name__)
+
+
+def parse_adapter(path: Path, index: dict[str, Target], model_family: str | None = None) -> ParsedAdapter:
+    """Match a file's modules to this pipeline's layers. A file whose names say it is for another family than
+    `model_family` is refused with a message naming both, before any shape is compared."""
     state = load_state_dict(path)
+    file_family = adapter_family(state, {})
+    if not fits_family(file_family, model_family):
+        raise ModelLoadError(f"'{path.name}' is made for {family_label(file_family)} and the loaded model is "
+                             f"{family_label(model_family)}: pick a LoRA made for this model.")
     adapters, unknown = group_by_module(state)
     if not adapters:
         raise ModelLoadError(f"'{path.name}' is not a LoRA/LyCORIS file (no lora_down/lora_up, hada_*, lokr_* "
@@ -108,7 +205,7 @@ def parse_adapter(path: Path, index: dict[str, Target]) -> ParsedAdapter:
         target = index.get(name)
         if target is None:
             unmatched.append(adapter.module)
-        elif not adapter.fits(target.module.weight.shape):
+        elif not adapter.fits(target.shape()):
             raise ModelLoadError(f"'{path.name}' does not fit this model: {adapter.module} has other sizes than "
                                  f"the model's layer (a file for another model family?).")
         else:
@@ -143,7 +240,7 @@ class AdapterSet:
     def _parse(self, request: AdapterRequest) -> ParsedAdapter:
         parsed = self._parsed.get(request.key)
         if parsed is None:
-            parsed = parse_adapter(request.path, self._module_index())
+            parsed = parse_adapter(request.path, self._module_index(), pipeline_family(self.pipe))
             self._parsed[request.key] = parsed
         return parsed
 
@@ -185,14 +282,16 @@ class AdapterSet:
         self.merge_calls += 1
         with torch.no_grad():
             for target, module_adapter in adapter.targets:
-                multiplier = request.unet_weight if target.component == "unet" else request.te_weight
+                is_denoiser = target.component in DENOISER_COMPONENTS
+                multiplier = request.unet_weight if is_denoiser else request.te_weight
                 if multiplier == 0:
                     continue
-                weight = target.module.weight
-                if id(weight) not in self._backup:
-                    self._backup[id(weight)] = (target.module, weight.detach().clone())
-                delta = module_adapter.delta(weight.shape).to(weight.device)
-                weight.copy_((weight.to(torch.float32) + multiplier * delta).to(weight.dtype))
+                delta = module_adapter.delta(target.shape())
+                for module, part in target.split(delta):
+                    weight = module.weight
+                    if id(weight) not in self._backup:
+                        self._backup[id(weight)] = (module, weight.detach().clone())
+                    weight.copy_((weight.to(torch.float32) + multiplier * part.to(weight.device)).to(weight.dtype))
 
     def restore(self) -> None:
         """Copy every touched weight back: the base model, bit for bit."""

@@ -32,7 +32,12 @@ FORMATS: tuple[AdapterFormat, ...] = (
     AdapterFormat("full", ("diff",), ("diff_b",)),
     AdapterFormat("peft", ("lora_A.weight", "lora_B.weight"), ("alpha",)),
     AdapterFormat("diffusers", ("lora.down.weight", "lora.up.weight"), ("alpha",)),
+    # XLabs' Flux LoRAs (`double_blocks.0.processor.qkv_lora1.down.weight`): no alpha, scale 1.
+    AdapterFormat("xlabs", ("down.weight", "up.weight")),
 )
+# The down / up tensor of the low-rank formats, kohya's first.
+_DOWN_KEYS = ("lora_down.weight", "lora_A.weight", "lora.down.weight", "down.weight")
+_UP_KEYS = ("lora_up.weight", "lora_B.weight", "lora.up.weight", "up.weight")
 _SUFFIXES = sorted({s for f in FORMATS for s in (*f.required, *f.optional)}, key=len, reverse=True)
 IGNORED_SUFFIXES = ("dora_scale", "scale", "on_input", "w_norm", "b_norm")
 
@@ -49,9 +54,9 @@ class ModuleAdapter:
         """(output rows, elements per output row) of the delta, from the tensor shapes alone (no math), so a
         file for another architecture is refused before any weight changes."""
         t = self.tensors
-        if self.fmt in ("lora", "peft", "diffusers"):
-            down = t.get("lora_down.weight", t.get("lora_A.weight", t.get("lora.down.weight")))
-            up = t.get("lora_up.weight", t.get("lora_B.weight", t.get("lora.up.weight")))
+        if self.fmt in ("lora", "peft", "diffusers", "xlabs"):
+            down = next(t[k] for k in _DOWN_KEYS if k in t)
+            up = next(t[k] for k in _UP_KEYS if k in t)
             mid = t.get("lora_mid.weight")
             kernel = mid.shape[2:] if mid is not None else down.shape[2:]
             return up.shape[0], down.shape[1] * torch.Size(kernel).numel()
@@ -94,8 +99,8 @@ def _lora_delta(t: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def _peft_delta(t: dict[str, torch.Tensor]) -> torch.Tensor:
-    down = t.get("lora_A.weight", t.get("lora.down.weight"))
-    up = t.get("lora_B.weight", t.get("lora.up.weight"))
+    down = next(t[k] for k in _DOWN_KEYS[1:] if k in t)
+    up = next(t[k] for k in _UP_KEYS[1:] if k in t)
     return locon.diff_weight(down, up, None, gamma=_alpha_scale(t, down.shape[0]))
 
 
@@ -120,7 +125,7 @@ def _full_delta(t: dict[str, torch.Tensor]) -> torch.Tensor:
 
 _DELTAS: dict[str, Callable[[dict[str, torch.Tensor]], torch.Tensor]] = {
     "lora": _lora_delta, "loha": _loha_delta, "lokr": _lokr_delta, "full": _full_delta,
-    "peft": _peft_delta, "diffusers": _peft_delta,
+    "peft": _peft_delta, "diffusers": _peft_delta, "xlabs": _peft_delta,
 }
 
 
