@@ -31,11 +31,12 @@ def processed_info(result: GenerationResult) -> dict[str, Any]:
     request = result.request
     count = len(result.images)
     params = parse_infotext(result.infotexts[0]).params if result.images else {}
+    prompts, negatives = _image_prompts(result)
     return {
         "prompt": request.prompt,
-        "all_prompts": [request.prompt] * count,
+        "all_prompts": prompts,
         "negative_prompt": request.negative_prompt,
-        "all_negative_prompts": [request.negative_prompt] * count,
+        "all_negative_prompts": negatives,
         "seed": request.seed,
         "all_seeds": result.seeds,
         "subseed": request.subseed,
@@ -67,6 +68,15 @@ def processed_info(result: GenerationResult) -> dict[str, Any]:
         "interrupted": result.interrupted,
         "warnings": list(result.warnings),
     }
+
+
+def _image_prompts(result: GenerationResult) -> tuple[list[str], list[str]]:
+    """Each image's own prompt and negative prompt, read from its infotext: an extension such as dynamic prompts
+    may give every image another prompt (A1111's `all_prompts` lists them); the request's when there is none."""
+    request = result.request
+    parsed = [parse_infotext(text) if text else None for text in result.infotexts]
+    return ([p.prompt if p else request.prompt for p in parsed],
+            [p.negative_prompt if p else request.negative_prompt for p in parsed])
 
 
 def extra_generation_params(params: dict[str, str]) -> dict[str, Any]:
