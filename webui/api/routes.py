@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 import logging
@@ -16,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 from starlette.requests import Request
 
+from webui.api.extension_routes import extension_args_of, install_extension_list_routes
 from webui.api.models import (
     ExtrasBaseBody,
     ExtrasBatchBody,
@@ -27,6 +29,7 @@ from webui.api.models import (
     Txt2ImgBody,
 )
 from webui.api.processed_info import processed_info
+from webui.api.queue_routes import QueueApi, install_queue_routes
 from webui.api.script_args import script_names, script_spec
 from webui.api.security import basic_auth
 from webui.core.errors import ModelNotFoundError, ValidationError, WebUIError
@@ -44,6 +47,7 @@ from webui.services.option_service import OptionsService
 from webui.services.queue_service import QueueService
 from webui.services.script_service import ScriptService
 from webui.services.style_service import StyleService
+from webui.services.task_service import TaskService
 from webui.services.upscale_service import UpscaleService
 
 log = logging.getLogger(__name__)
@@ -145,8 +149,9 @@ def _plain_png(image: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _progress_payload(queue: QueueService, skip_current_image: bool) -> dict[str, Any]:
-    """A1111's progress shape; `current_image` is a small live preview of the running job's latents."""
+def _progress_payload(queue: QueueService, skip_current_image: bool, task_id: str | None = None) -> dict[str, Any]:
+    """A1111's progress shape; `current_image` is a small live preview of the running job's latents; `task_id`
+    (ours) names the queued task it reports (None when no task runs)."""
     snap = queue.progress()
     preview = None if skip_current_image or not snap.active else queue.current_preview()
     return {
@@ -157,7 +162,8 @@ def _progress_payload(queue: QueueService, skip_current_image: bool) -> dict[str
                   "sampling_step": snap.sampling_step, "sampling_steps": snap.sampling_steps},
         "current_image": _plain_png(preview) if preview is not None else None,
         "textinfo": snap.textinfo or None,
-        "current_task": None,
+        "current_task": task_id,
+        "task_id": task_id,
     }
 
 
@@ -180,6 +186,12 @@ class _GenerationApi:
     upscaler_names: Callable[[], list[str]]
     current_checkpoint: Callable[[], str | None]
     queue: QueueService
+    tasks: TaskService
+    extension_args: Callable[[Any], tuple] = lambda body: ()  # body -> each extension's ExtensionArgs
+
+    def defaults_for(self, body: Txt2ImgBody) -> GenerationRequest:
+        """The request defaults carrying the body's extension arguments (alwayson_scripts, declared fields)."""
+        return dataclasses.replace(self.defaults(), extension_args=self.extension_args(body))
 
 
 async def _generate(api: _GenerationApi, request: GenerationRequest, script_name: str | None = None,
@@ -188,7 +200,9 @@ async def _generate(api: _GenerationApi, request: GenerationRequest, script_name
     try:
         # Off the event loop: a script's plan is expanded and every cell checked (files read) before it queues.
         spec = await asyncio.to_thread(script_spec, script_name, script_args, api.upscaler_names)
-        result = await asyncio.wrap_future(await asyncio.to_thread(api.scripts.submit, request, spec))
+        # Through the task store like every generation: the task is queued, this request waits for it.
+        task = await asyncio.to_thread(api.tasks.submit_generation, request, spec, "api")
+        result = await asyncio.wrap_future(task.future)
         if spec.is_plain:
             return result
     except (WebUIError, ValueError, TypeError) as exc:
@@ -207,7 +221,7 @@ def _generation_routes(router: APIRouter, api: _GenerationApi) -> None:
     @router.post("/txt2img", response_model=ImagesResponse)
     async def txt2img(body: Txt2ImgBody) -> ImagesResponse:
         try:
-            request = _request_from_body(body, api.defaults())
+            request = _request_from_body(body, api.defaults_for(body))
         except WebUIError as exc:
             raise _http_error(exc) from exc
         result = await _generate(api, request, body.script_name, body.script_args)
@@ -216,7 +230,7 @@ def _generation_routes(router: APIRouter, api: _GenerationApi) -> None:
     @router.post("/img2img", response_model=ImagesResponse)
     async def img2img(body: Img2ImgBody) -> ImagesResponse:
         try:
-            request = await asyncio.to_thread(_img2img_request, body, api.defaults())
+            request = await asyncio.to_thread(_img2img_request, body, api.defaults_for(body))
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         except WebUIError as exc:
@@ -229,7 +243,7 @@ def _generation_routes(router: APIRouter, api: _GenerationApi) -> None:
 
     @router.get("/progress")
     def progress(skip_current_image: bool = False) -> dict[str, Any]:
-        return _progress_payload(api.queue, skip_current_image)
+        return _progress_payload(api.queue, skip_current_image, api.tasks.running_task_id())
 
     @router.post("/interrupt")
     def interrupt() -> dict[str, Any]:
@@ -241,10 +255,11 @@ def _generation_routes(router: APIRouter, api: _GenerationApi) -> None:
         api.queue.skip()
 
 
-def _extras_routes(router: APIRouter, upscale: UpscaleService) -> None:
+def _extras_routes(router: APIRouter, tasks: TaskService) -> None:
     async def run(images: list[Any], body: ExtrasBaseBody) -> list[tuple[Any, Any, str]]:
-        try:
-            return await asyncio.wrap_future(upscale.submit_extras(images, _extras_request(body), save=False))
+        try:  # a queued task like every generation; this request waits for it
+            task = await asyncio.to_thread(tasks.submit_extras, images, _extras_request(body), False, "api")
+            return await asyncio.wrap_future(task.future)
         except WebUIError as exc:
             raise _http_error(exc) from exc
 
@@ -383,12 +398,38 @@ def build_router(services: Services, auth: Callable[..., None] | None = None) ->
     router = APIRouter(prefix="/sdapi/v1", tags=["sdapi"], dependencies=[Depends(auth)] if auth else [])
     _generation_routes(router, _GenerationApi(services.generation.default_request, services.scripts,
                                               services.upscale.upscaler_names, services.models.current_checkpoint,
-                                              services.queue))
-    _extras_routes(router, services.upscale)
+                                              services.queue, services.tasks, extension_args_of(services.extensions)))
+    _extras_routes(router, services.tasks)
+    install_extension_list_routes(router, services.extensions)
+    install_queue_routes(router, _queue_api(services))
     _model_routes(router, services.models, services.networks, services.options)
     _table_routes(router, services.info, services.upscale, services.styles)
     _info_routes(router, services.info, services.models, services.settings.public_flags)
     return router
+
+
+def _queue_api(services: Services) -> QueueApi:
+    """The queue routes' bundle: the task service and this module's body and answer conversions."""
+    defaults = services.generation.default_request
+
+    def generation_answer(result: GenerationResult) -> tuple[list[str], str]:
+        return [encode_png(img.image, img.infotext) for img in result.images], _info_json(result)
+
+    def image_answer(path: str) -> str:
+        with Image.open(path) as image:
+            return _plain_png(image)
+
+    with_args = extension_args_of(services.extensions)
+
+    def defaults_for(body: Txt2ImgBody) -> GenerationRequest:
+        return dataclasses.replace(defaults(), extension_args=with_args(body))
+
+    return QueueApi(tasks=services.tasks, txt2img_request=lambda body: _request_from_body(body, defaults_for(body)),
+                    img2img_request=lambda body: _img2img_request(body, defaults_for(body)),
+                    extras_request=_extras_request,
+                    decode_images=decode_images,
+                    script_spec=lambda name, args: script_spec(name, args, services.upscale.upscaler_names),
+                    generation_answer=generation_answer, image_answer=image_answer, http_error=_http_error)
 
 
 def install_api(app: FastAPI, services: Services) -> None:

@@ -73,6 +73,16 @@ def _int_range(low: int, high: int) -> Normalizer:
     return normalize
 
 
+def _float_range(low: float, high: float) -> Normalizer:
+    def normalize(value: Any) -> float:
+        number = float(value)
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return number
+
+    return normalize
+
+
 def _known_filename_tokens(pattern: str) -> None:
     unknown = unknown_filename_tokens(pattern)
     if unknown:
@@ -144,11 +154,29 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                help="Training runs in its own process with its own copy of the model. 'Move ... to RAM' keeps "
                     "generation usable (the model visits the device only while it generates); 'waits' holds "
                     "generations until training ends; 'Keep both' leaves both in device memory."),
+    OptionSpec("queue_retry_interrupted", False, "Retry a queued task once when the server stopped while it ran",
+               normalize=_as_bool,
+               help="After a crash or a kill, a generation task that was running is marked failed; with this on it "
+                    "is queued again once instead (never shown as done)."),
+    OptionSpec("control_net_unit_count", 3, "ControlNet: number of units", normalize=_int_range(1, 10),
+               help="How many ControlNet units txt2img and img2img show (the extension's 'Multi-ControlNet: "
+                    "ControlNet unit number'). Takes effect after a restart of the UI."),
+    OptionSpec("control_net_detectmap_autosaving", False, "ControlNet: save detected maps next to the images",
+               normalize=_as_bool),
+    OptionSpec("control_net_no_detectmap", False, "ControlNet: do not append detected maps to the output",
+               normalize=_as_bool, help="Applies to the UI's gallery and the API's `images` (the extension's key)."),
     OptionSpec("ESRGAN_tile", 192, "Tile size for ESRGAN upscalers", normalize=_int_range(0, 512),
                help="Model upscalers (ESRGAN, Real-ESRGAN, SwinIR ...) run tile by tile to bound memory. "
                     "0 = no tiling."),
     OptionSpec("ESRGAN_tile_overlap", 8, "Tile overlap for ESRGAN upscalers", normalize=_int_range(0, 48),
                help="Pixels shared by neighbouring tiles. Low values = visible seam."),
+    OptionSpec("forge_additional_modules", [], "VAE / Text Encoder", normalize=_as_list,
+               help="For a Flux file that holds only the transformer: the text encoders (models/text_encoder) and "
+                    "VAE (models/VAE) files to use, comma-separated (Forge's selector, same key). Empty: found "
+                    "by their contents. Takes effect at the next model load."),
+    OptionSpec("flow_shift", 0.0, "Flow-matching shift (AuraFlow, Flux)", normalize=_float_range(0.0, 100.0),
+               help="The default 'Shift' of flow-matching samplers: more steps at high noise for higher values. "
+                    "0 = the model's own (AuraFlow 1.73, Flux dev by image size, Flux schnell 1)."),
 )
 _SPECS = {spec.key: spec for spec in OPTION_SPECS}
 

@@ -91,6 +91,11 @@ class ScriptService:
         self._using = using
         self._grids = ScriptGrids(parts.options, parts.settings.paths)
 
+    def with_executor(self, executor: JobRunner) -> ScriptService:
+        """The same service queueing its script jobs on `executor` (a task runs its script inline, inside the
+        task's own executor job). A plain request (no script) still goes to the generation service's executor."""
+        return ScriptService(self._parts, executor, self._using)
+
     def submit(self, request: GenerationRequest, spec: ScriptSpec) -> Future:
         """Queue `spec`'s script over `request`, or the plain generation when no script is chosen: the one place
         the UI's script widgets and the API's `script_name`/`script_args` (both decoded to a `ScriptSpec`) run.

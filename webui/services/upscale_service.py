@@ -60,12 +60,20 @@ class UpscaleService:
                   "scale": None} for path in self._upscalers.model_files()]
         return rows
 
-    def submit_extras(self, images: list[Any], request: ExtrasRequest, save: bool = True) -> Future:
-        """Upscale images on the GPU executor; the future yields [(image, path or None, parameters)]."""
+    def with_executor(self, executor: JobRunner) -> UpscaleService:
+        """The same service running its jobs through `executor` (a queued task's inline executor)."""
+        return UpscaleService(self._settings, self._options, self._upscalers, executor, self._policy, self._shown)
+
+    def check_extras(self, images: list[Any], request: ExtrasRequest) -> None:
+        """Refuse a bad Extras request before it is queued (no image, a bad factor, an unknown upscaler)."""
         if not images:
             raise ValidationError("Extras needs at least one image.")
         check_extras_request(request, [image.size for image in images])
         self._check_upscalers(request)
+
+    def submit_extras(self, images: list[Any], request: ExtrasRequest, save: bool = True) -> Future:
+        """Upscale images on the GPU executor; the future yields [(image, path or None, parameters)]."""
+        self.check_extras(images, request)
         writer = OutputWriter.from_options(self._options, self._settings.paths.data_dir, "outdir_extras_samples")
         upscalers = self._upscalers
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from webui.services.control_service import ControlService
 from webui.services.generation_service import GenerationService
 from webui.services.info_service import InfoService
 from webui.services.model_service import ModelService
@@ -17,6 +18,7 @@ from webui.services.option_service import OptionsService
 from webui.services.queue_service import QueueService
 from webui.services.script_service import ScriptService
 from webui.services.style_service import StyleService
+from webui.services.task_service import TaskService
 from webui.services.upscale_service import UpscaleService
 
 
@@ -34,3 +36,5 @@ class GenerationTabServices:
     options: OptionsService
     info: InfoService
     outputs_dir: Path
+    tasks: TaskService  # Generate queues a task and waits for it (the one queue)
+    control: ControlService | None = None  # the ControlNet section's model list and preview (None: no section)

@@ -6,7 +6,7 @@ and keep the server serving whatever happens to one request.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,13 @@ def busy(flag: bool) -> tuple[Any, Any, Any]:
 
 
 def stream_generation(queue: QueueService, outputs_dir: Path,
-                      submit: Callable[[], Future]) -> Iterator[tuple[Any, ...]]:
+                      submit: Callable[[], Future]) -> Generator[tuple[Any, ...], None, bool]:
     """Yields updates for (gallery, infotexts, seeds, progress, info, message, generate, interrupt, skip).
 
     `submit` builds the request and queues it; its `WebUIError`/`ValueError`/`TypeError` become a message (bad
     widget values), as do errors of the job itself. `queue` reports progress; images saved under `outputs_dir` are
-    shown from their files (`shown_image`).
+    shown from their files (`shown_image`). Returns True when a result came and was not interrupted ("Generate
+    forever" goes on only then).
     """
     idle = busy(False)
     try:
@@ -60,6 +61,7 @@ def stream_generation(queue: QueueService, outputs_dir: Path,
     first = result.infotexts[0] if result.infotexts else ""
     yield (images, result.infotexts, result.seeds, "", info_html(first), notes_markdown(notes),
            *idle)
+    return not result.interrupted
 
 
 def shown_image(outputs_dir: Path, path: Path | None, image: Any) -> Any:

@@ -15,6 +15,7 @@ from webui.services.network_service import NetworkService
 from webui.services.style_service import StyleService
 from webui.ui.components import Quicksettings
 from webui.ui.extra_networks import build_extra_networks
+from webui.ui.generate_forever import ForeverSwitch, build_forever_toggle
 from webui.ui.styles_ui import PASTE_SYMBOL, StyleSelector, build_style_editor, build_style_selector
 
 PROMPT_PLACEHOLDER = ("Prompt (press Generate). Paste an infotext here and press " + PASTE_SYMBOL
@@ -37,7 +38,7 @@ class PromptBar:
 
 
 def build_prompt_bar(styles: StyleService, networks: NetworkService, models: ModelService, tab: str,
-                     quick: Quicksettings, paste_id: str) -> PromptBar:
+                     quick: Quicksettings, paste_id: str, forever: ForeverSwitch | None = None) -> PromptBar:
     """The bar, the Extra Networks panel (its checkpoint cards load through `models`) and the styles editor; `tab`
     prefixes ids, `paste_id` is the paste button's elem_id (txt2img's is A1111's plain "paste")."""
     with gr.Row():
@@ -49,6 +50,8 @@ def build_prompt_bar(styles: StyleService, networks: NetworkService, models: Mod
             with gr.Row():
                 interrupt = gr.Button("Interrupt", visible=False, elem_id=f"{tab}_interrupt")
                 skip = gr.Button("Skip", visible=False, elem_id=f"{tab}_skip")
+            if forever is not None:  # "Generate forever" under the button (a phone has no right-click)
+                build_forever_toggle(tab, forever)
             with gr.Row():
                 paste = gr.Button(PASTE_SYMBOL, elem_id=paste_id, scale=0, min_width=40)
                 selector = build_style_selector(styles, tab)

@@ -14,6 +14,7 @@ import gradio as gr
 
 from webui.core.requests import GenerationRequest
 from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
+from webui.ui.controlnet import ControlNetSection, build_controlnet_section, unit_count
 from webui.ui.generation_panel import (
     EventNames,
     OutputWidgets,
@@ -73,9 +74,11 @@ class _Controls:
     denoising: gr.Slider
     seeds: SeedWidgets
     scripts: ScriptControls
+    controlnet: ControlNetSection | None = None
 
 
-def _build_controls(services: GenerationTabServices, defaults: GenerationRequest) -> _Controls:
+def _build_controls(services: GenerationTabServices, defaults: GenerationRequest,
+                    quick: Quicksettings | None = None) -> _Controls:
     """The left column: image sub-tabs, inpaint options, sampling settings, denoising, seed and scripts."""
     images = build_image_inputs()
     options = build_inpaint_options()
@@ -84,9 +87,12 @@ def _build_controls(services: GenerationTabServices, defaults: GenerationRequest
     denoising = gr.Slider(label="Denoising strength", minimum=0, maximum=1, step=0.01,
                           value=defaults.denoising_strength, elem_id="img2img_denoising_strength")
     seeds = build_seed_inputs(TAB)
+    controlnet = build_controlnet_section(services.control, TAB,
+                                          unit_count(services.options.get("control_net_unit_count")),
+                                          images.init_image, quick) if services.control else None
     upscale = UpscaleScript(partial(build_upscale_controls, services.upscale), services.upscale.upscaler_names)
     scripts = build_script_controls(services.scripts, TAB, upscale)
-    return _Controls(images, options, sampling, denoising, seeds, scripts)
+    return _Controls(images, options, sampling, denoising, seeds, scripts, controlnet)
 
 
 def build_img2img_tab(services: GenerationTabServices, quick: Quicksettings,
@@ -96,7 +102,7 @@ def build_img2img_tab(services: GenerationTabServices, quick: Quicksettings,
                            paste_id="img2img_paste")
     with gr.Row():
         with gr.Column(scale=1):
-            controls = _build_controls(services, services.generation.default_request())
+            controls = _build_controls(services, services.generation.default_request(), quick)
         with gr.Column(scale=1):
             progress, gallery, info, message = build_output_column(TAB)
     output = OutputWidgets(progress, gallery, info, message, gr.State([]), gr.State([]))
@@ -107,7 +113,8 @@ def build_img2img_tab(services: GenerationTabServices, quick: Quicksettings,
                "subseed": seeds.subseed, "subseed_strength": seeds.subseed_strength,
                "seed_resize_from_w": seeds.seed_resize_from_w, "seed_resize_from_h": seeds.seed_resize_from_h,
                "denoising_strength": controls.denoising, "mask_blur": controls.options.mask_blur}
-    targets = PasteTargets(widgets, seeds.extra, quick, message, names=IMG2IMG_PASTE_FIELDS)
+    targets = PasteTargets(widgets, seeds.extra, quick, message, names=IMG2IMG_PASTE_FIELDS,
+                           sections=[controls.controlnet.paste_section()] if controls.controlnet else [])
     _wire_generate(services, bar, quick, controls, output)
     wire_shared_events(services.info, services.queue, bar, seeds, output, EVENT_NAMES)
     bar.paste.click(lambda text: fill_from_infotext(services.info, services.models, targets, text), inputs=[bar.prompt],
@@ -123,6 +130,7 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, quick: Quick
     """Generate: the inputs' order is the "img2img" endpoint's public signature (gradio_client callers pass them
     positionally), so it never changes; trailing values may be left out by older callers."""
     images, sampling, seeds, scripts = controls.images, controls.sampling, controls.seeds, controls.scripts
+    controlnet, script_count = controls.controlnet, len(scripts.request_inputs())  # units come after the scripts
 
     def run(mode_v, init_v, editor_v, inpaint_image_v, inpaint_mask_v, prompt_v, negative_v, sampler_v, schedule_v,
             steps_v, width_v, height_v, cfg_v, denoise_v, seed_v, count_v, size_v, clip_skip_v, styles_v=None,
@@ -136,7 +144,10 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, quick: Quick
                 SeedValues(seed_v, extra_v, subseed_v, strength_v, resize_w_v, resize_h_v), denoise_v,
                 InpaintWidgets(mode_v, init_v, editor_v, inpaint_image_v, inpaint_mask_v, resize_mode_v,
                                mask_blur_v, mask_mode_v, fill_v, area_v, padding_v))
-            return services.scripts.submit(request, scripts.spec(script_v, services.upscale.upscaler_names))
+            if controlnet is not None:
+                request = controlnet.apply(request, script_v[script_count:])
+            spec = scripts.spec(script_v[:script_count], services.upscale.upscaler_names)
+            return services.tasks.submit_generation(request, spec, source="ui").future  # the one queue
 
         yield from stream_generation(services.queue, services.outputs_dir, submit)
 
@@ -146,7 +157,8 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, quick: Quick
                 bar.prompt, bar.negative, sampling.sampler, sampling.schedule, sampling.steps, sampling.width,
                 sampling.height, sampling.cfg_scale, controls.denoising, seeds.seed, sampling.batch_count,
                 sampling.batch_size, quick.clip_skip, bar.styles.dropdown, *controls.options.inputs(),
-                *seeds.request_inputs(), *scripts.request_inputs()],
+                *seeds.request_inputs(), *scripts.request_inputs(),
+                *(controlnet.request_inputs() if controlnet else [])],
         outputs=output.stream_outputs(bar),
         api_name="img2img",
         concurrency_limit=None,

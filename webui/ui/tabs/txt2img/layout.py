@@ -5,6 +5,8 @@ from __future__ import annotations
 import gradio as gr
 
 from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
+from webui.ui.controlnet import ControlNetSection, build_controlnet_section, unit_count
+from webui.ui.generate_forever import ForeverSwitch, repeat_while_on
 from webui.ui.generation_panel import (
     EventNames,
     OutputWidgets,
@@ -33,13 +35,18 @@ EVENT_NAMES = EventNames(interrupt="interrupt", skip="skip", random_seed="random
 def build_txt2img_tab(services: GenerationTabServices, quick: Quicksettings,
                       blocks: gr.Blocks | None = None) -> PasteTargets:
     """Build the tab; returns the widgets an infotext fills, for PNG Info's "Send to txt2img"."""
-    bar = build_prompt_bar(services.styles, services.networks, services.models, TAB, quick, paste_id="paste")
+    forever = ForeverSwitch()
+    bar = build_prompt_bar(services.styles, services.networks, services.models, TAB, quick, paste_id="paste",
+                           forever=forever)
     with gr.Row():
         with gr.Column(scale=1):
             sampling = build_sampling_params(services.info, services.options.get("default_sampler"), TAB,
                                              services.generation.default_request())
             seeds = build_seed_inputs(TAB)
             hires = build_hires_section(services.upscale, TAB)
+            controlnet = build_controlnet_section(services.control, TAB,
+                                                  unit_count(services.options.get("control_net_unit_count")),
+                                                  quick=quick) if services.control else None
             scripts = build_script_controls(services.scripts, TAB)
         with gr.Column(scale=1):
             progress, gallery, info, message = build_output_column(TAB)
@@ -50,8 +57,9 @@ def build_txt2img_tab(services: GenerationTabServices, quick: Quicksettings,
                "subseed": seeds.subseed, "subseed_strength": seeds.subseed_strength,
                "seed_resize_from_w": seeds.seed_resize_from_w, "seed_resize_from_h": seeds.seed_resize_from_h,
                **hires.paste_fields()}
-    targets = PasteTargets(widgets, seeds.extra, quick, message)
-    _wire_generate(services, bar, sampling, quick, hires, scripts, seeds, output)
+    targets = PasteTargets(widgets, seeds.extra, quick, message,
+                           sections=[controlnet.paste_section()] if controlnet else [])
+    _wire_generate(services, bar, sampling, quick, hires, scripts, seeds, output, forever, controlnet)
     wire_shared_events(services.info, services.queue, bar, seeds, output, EVENT_NAMES)
     bar.paste.click(lambda text: fill_from_infotext(services.info, services.models, targets, text), inputs=[bar.prompt],
                     outputs=targets.outputs(), api_name="txt2img_paste")
@@ -61,31 +69,39 @@ def build_txt2img_tab(services: GenerationTabServices, quick: Quicksettings,
 
 
 def _wire_generate(services: GenerationTabServices, bar: PromptBar, sampling: SamplingWidgets, quick: Quicksettings,
-                   hires: HiresWidgets, scripts: ScriptControls, seeds: SeedWidgets, output: OutputWidgets) -> None:
+                   hires: HiresWidgets, scripts: ScriptControls, seeds: SeedWidgets, output: OutputWidgets,
+                   forever: ForeverSwitch, controlnet: ControlNetSection | None = None) -> None:
     """Generate: the inputs' order is the "txt2img" endpoint's public signature (gradio_client callers pass them
-    positionally), so it never changes; trailing values may be left out by older callers."""
+    positionally), so it never changes; trailing values may be left out by older callers. `request` is Gradio's
+    (not an input): "Generate forever" is read per browser session. Each run queues a task and waits for it.
+    The ControlNet units' values come after the script values."""
+    script_count = len(scripts.request_inputs())
 
-    def run(prompt_v, negative_v, sampler_v, schedule_v, steps_v, width_v, height_v, cfg_v, seed_v,
-            count_v, size_v, clip_skip_v, styles_v=None, extra_v=False, subseed_v=-1, strength_v=0.0,
+    def run(request: gr.Request, prompt_v, negative_v, sampler_v, schedule_v, steps_v, width_v, height_v, cfg_v,
+            seed_v, count_v, size_v, clip_skip_v, styles_v=None, extra_v=False, subseed_v=-1, strength_v=0.0,
             resize_w_v=0, resize_h_v=0, hr_enable_v=False, hr_upscaler_v=LATENT, hr_steps_v=0,
             hr_denoise_v=HIRES_DEFAULT_DENOISING, hr_scale_v=2.0, hr_resize_x_v=0, hr_resize_y_v=0, *script_v):
         def submit():
-            request = txt2img_request(
+            generation_request = txt2img_request(
                 SamplingValues(prompt_v, negative_v, sampler_v, schedule_v, steps_v, width_v, height_v, cfg_v,
                                count_v, size_v, clip_skip_v, styles_v),
                 SeedValues(seed_v, extra_v, subseed_v, strength_v, resize_w_v, resize_h_v),
                 HiresValues(hr_enable_v, hr_upscaler_v, hr_steps_v, hr_denoise_v, hr_scale_v, hr_resize_x_v,
                             hr_resize_y_v))
-            return services.scripts.submit(request, scripts.spec(script_v, services.upscale.upscaler_names))
+            if controlnet is not None:
+                generation_request = controlnet.apply(generation_request, script_v[script_count:])
+            spec = scripts.spec(script_v[:script_count], services.upscale.upscaler_names)
+            return services.tasks.submit_generation(generation_request, spec, source="ui").future
 
-        yield from stream_generation(services.queue, services.outputs_dir, submit)
+        yield from repeat_while_on(forever, request, lambda: stream_generation(services.queue, services.outputs_dir,
+                                                                                 submit))
 
     bar.generate.click(
         run,
         inputs=[bar.prompt, bar.negative, sampling.sampler, sampling.schedule, sampling.steps, sampling.width,
                 sampling.height, sampling.cfg_scale, seeds.seed, sampling.batch_count, sampling.batch_size,
                 quick.clip_skip, bar.styles.dropdown, *seeds.request_inputs(), *hires.request_inputs(),
-                *scripts.request_inputs()],
+                *scripts.request_inputs(), *(controlnet.request_inputs() if controlnet else [])],
         outputs=output.stream_outputs(bar),
         api_name="txt2img",
         concurrency_limit=None,
