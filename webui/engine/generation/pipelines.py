@@ -1,7 +1,11 @@
 """Which diffusers pipeline class serves a task, for the loaded model's family, as a view sharing its weights.
 
-Why `from_pipe`: img2img, inpaint and hires passes need other pipeline classes, but never a second copy of the
-weights; `from_pipe` builds a pipeline object around the same modules (tested: parameters are shared).
+Why a view: img2img, inpaint and hires passes need other pipeline classes, but never a second copy of the
+weights; `share_modules` builds a pipeline object around the same modules (tested: parameters are shared).
+Why not diffusers' `from_pipe` itself: it ends with `pipeline.to(dtype=...)`, float32 when no dtype is given, and the
+modules are shared, so the first img2img or hires pass turned a float16 GPU model (or the CPU fast path's bfloat16
+UNet) into float32 for good: twice the memory, slower steps. Mixed dtypes (float16 UNet with a float32
+`--no-half-vae` VAE) have no single dtype to pass, so the view is built without any cast.
 """
 from __future__ import annotations
 
@@ -36,6 +40,17 @@ def pipeline_for(pipe, task: str, is_inpaint_model: bool, **replace):
     cls = PIPELINE_CLASSES[(is_sdxl(pipe), task)]
     if type(pipe) is cls and not replace:
         return pipe
-    view = cls.from_pipe(pipe, **replace)
+    return share_modules(cls, pipe, **replace)
+
+
+def share_modules(cls, pipe, **replace):
+    """A `cls` pipeline over `pipe`'s own modules (those `cls` takes; `replace` adds or swaps some, e.g. a
+    ControlNet) and its config flags, with no dtype or device change (see the module docstring)."""
+    expected, optional = cls._get_signature_keys(cls)
+    components = pipe.components
+    kwargs = {name: replace[name] if name in replace else components.get(name) for name in expected
+              if name in replace or name in components}
+    kwargs.update({name: pipe.config[name] for name in optional if name in pipe.config})
+    view = cls(**kwargs)
     view.set_progress_bar_config(disable=True)
     return view

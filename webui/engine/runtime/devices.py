@@ -7,17 +7,38 @@ from dataclasses import dataclass
 import psutil
 import torch
 
+from webui.core.precision import FLOAT32, choose_cpu_precision
+from webui.engine.runtime.cpu_features import cpu_flags
+
 
 @dataclass(frozen=True)
 class DeviceConfig:
+    """The device, the dtype pipelines load in, and the denoiser's own dtype where it differs (the CPU fast path:
+    a bfloat16 UNet/transformer inside a float32 pipeline, see `webui/core/precision.py`)."""
+
     device: torch.device
     dtype: torch.dtype
+    denoiser_dtype: torch.dtype | None = None
+    precision_note: str = ""
 
     @classmethod
-    def from_settings(cls, device: str, half_precision: bool) -> DeviceConfig:
-        # fp16 only where it is fast and supported (CUDA); CPU fp16/bf16 was measured ~10x slower than fp32.
-        dtype = torch.float16 if half_precision and device.startswith("cuda") else torch.float32
-        return cls(torch.device(device), dtype)
+    def from_settings(cls, device: str, half_precision: bool, cpu_precision: str = FLOAT32,
+                      flags: frozenset[str] | None = None) -> DeviceConfig:
+        """fp16 where it is fast and supported (CUDA); on a CPU float32, or the bfloat16 fast path for the
+        denoiser when `cpu_precision` allows it (CPU fp16 is not offered: it was measured ~10x slower)."""
+        if device.startswith("cuda"):
+            dtype = torch.float16 if half_precision else torch.float32
+            return cls(torch.device(device), dtype, precision_note=str(dtype).removeprefix("torch."))
+        if device != "cpu":
+            return cls(torch.device(device), torch.float32, precision_note="float32")
+        choice = choose_cpu_precision(cpu_precision, cpu_flags() if flags is None else flags)
+        denoiser = torch.bfloat16 if choice.fast_path else None
+        return cls(torch.device(device), torch.float32, denoiser, choice.reason)
+
+    @property
+    def split_denoiser(self) -> bool:
+        """True when the denoiser runs in another dtype than the rest of the pipeline."""
+        return self.denoiser_dtype is not None and self.denoiser_dtype != self.dtype
 
 
 def configure_torch_threads(threads: int | None) -> None:

@@ -24,12 +24,14 @@ import importlib.util
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from webui.core.settings import MemoryFlags, Settings
 from webui.engine.models.detection import SDXL
 from webui.engine.runtime.devices import DeviceConfig
+from webui.engine.runtime.fast_paths import compile_denoiser, denoiser_of, run_in_dtype, working_dtype
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ CLASSIC_ATTENTION = "classic_attention"
 CHANNELS_LAST = "channels_last"
 VAE_TILING = "vae_tiling"
 VAE_SLICING = "vae_slicing"
+DENOISER_BF16 = "denoiser_bfloat16"
+COMPILE = "compile"
 
 ATTENTION_ACTIONS = (XFORMERS, ATTENTION_SLICING, SDP_ATTENTION, CLASSIC_ATTENTION)
 OFFLOAD_ACTIONS = (MODEL_OFFLOAD, SEQUENTIAL_OFFLOAD)
@@ -62,10 +66,12 @@ class MemoryOptions:
     half: bool = False
     vae_tiling: bool = False
     vae_slicing: bool = False
+    denoiser_bf16: bool = False  # the CPU fast path (webui/core/precision.py)
 
     @classmethod
     def from_settings(cls, settings: Settings, device: DeviceConfig) -> MemoryOptions:
-        return cls(flags=settings.memory, device=str(device.device), half=device.dtype == torch.float16)
+        return cls(flags=settings.memory, device=str(device.device), half=device.dtype == torch.float16,
+                   denoiser_bf16=device.split_denoiser and device.denoiser_dtype == torch.bfloat16)
 
     @property
     def device_type(self) -> str:
@@ -132,6 +138,8 @@ def plan_memory(options: MemoryOptions, family: str, *, xformers_available: bool
             actions.append(UPCAST_ATTENTION)
         else:
             notes.append("--upcast-sampling has no effect: the model already runs in float32.")
+    if options.denoiser_bf16:
+        actions.append(DENOISER_BF16)
     if flags.opt_channelslast:
         actions.append(CHANNELS_LAST)
     if options.vae_tiling:
@@ -139,6 +147,8 @@ def plan_memory(options: MemoryOptions, family: str, *, xformers_available: bool
     if options.vae_slicing:
         actions.append(VAE_SLICING)
     actions.append(_placement(flags, device_type, family, notes))
+    if flags.compile:
+        actions.append(COMPILE)  # last: it wraps the forward of the weights as placed
     return MemoryPlan(tuple(actions), tuple(notes))
 
 
@@ -204,7 +214,8 @@ def set_attention(pipe, action: str) -> None:
         pipe.enable_attention_slicing("auto")
     else:
         processor = AttnProcessor2_0 if action == SDP_ATTENTION else AttnProcessor
-        for model in (pipe.unet, pipe.vae):
+        # A flow transformer (AuraFlow, Flux) keeps its own attention processors; only UNets and the VAE switch.
+        for model in (m for m in (getattr(pipe, "unet", None), pipe.vae) if m is not None):
             if _attention_modules(model):
                 model.set_attn_processor(processor())
 
@@ -226,8 +237,9 @@ class MemoryOptimizer:
     switch). `vae_options` reads the runtime options (`vae_tiling`, `vae_slicing`) at each apply."""
 
     def __init__(self, options: MemoryOptions, vae_options: Callable[[], tuple[bool, bool]] | None = None,
-                 xformers_check: Callable[[], bool] = xformers_available):
+                 xformers_check: Callable[[], bool] = xformers_available, compile_cache: Path | None = None):
         self.options = options
+        self._compile_cache = compile_cache
         self._vae_options = vae_options or (lambda: (False, False))
         self._xformers_check = xformers_check
         self._reported: set[str] = set()
@@ -280,13 +292,17 @@ class MemoryOptimizer:
         elif action == SEQUENTIAL_OFFLOAD:
             pipe.enable_sequential_cpu_offload(device=self.device)
         elif action == VAE_FP32:
-            keep_vae_fp32(pipe.vae, next(pipe.unet.parameters()).dtype)
+            keep_vae_fp32(pipe.vae, working_dtype(pipe))
         elif action in ATTENTION_ACTIONS:
             set_attention(pipe, action)
         elif action == UPCAST_ATTENTION:
-            upcast_attention(pipe.unet)
-        elif action == CHANNELS_LAST:
+            upcast_attention(denoiser_of(pipe))
+        elif action == CHANNELS_LAST and getattr(pipe, "unet", None) is not None:  # a UNet-only layout choice
             pipe.unet.to(memory_format=torch.channels_last)
+        elif action == DENOISER_BF16:
+            run_in_dtype(denoiser_of(pipe), torch.bfloat16, io_dtype=torch.float32)
+        elif action == COMPILE:
+            compile_denoiser(denoiser_of(pipe), self.options.device_type, self._compile_cache)
         elif action == VAE_TILING:
             pipe.vae.enable_tiling()
         elif action == VAE_SLICING:
