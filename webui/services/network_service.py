@@ -71,9 +71,15 @@ class NetworkService:
     def extra_network_cards(self, kind: str, search: str = "", sort: str = "name", descending: bool = False,
                             folder: str = "", refresh: bool = False) -> list[dict[str, Any]]:
         """The cards of one Extra Networks tab, filtered and sorted (see `NetworkCatalog.cards`); the loaded
-        checkpoint's card is marked active."""
+        checkpoint's card is marked active, and LoRA cards are those made for the loaded model's family (or of
+        unknown family)."""
         active = self._models.current_checkpoint() if kind == "checkpoints" else None
-        return self._catalog.cards(kind, search, sort, descending, folder, refresh, active)
+        return self._catalog.cards(kind, search, sort, descending, folder, refresh, active, self.loaded_family())
+
+    def loaded_family(self) -> str | None:
+        """The loaded checkpoint's family (LoRA cards are listed for it only); None when no model is loaded."""
+        active = self._manager.active
+        return active.loaded.family if active is not None else None
 
     def extra_network_folders(self, kind: str) -> list[str]:
         """Every folder label of a tab with its parents ("Lora", "Lora/styles", ...), for the folder filter."""

@@ -18,6 +18,7 @@ from webui.core.errors import ModelLoadError, ModelNotFoundError, ValidationErro
 from webui.engine.models.registry import ModelRegistry
 from webui.engine.models.safetensors_header import read_safetensors_header
 from webui.engine.models.sidecars import CompanionFinder, read_sidecar, tag_frequency, training_summary
+from webui.engine.networks.adapter_family import fits_family
 from webui.engine.networks.embeddings import EmbeddingLibrary
 from webui.engine.networks.lora_library import LoraLibrary
 
@@ -99,11 +100,21 @@ class NetworkCatalog:
         raise ModelNotFoundError(f"No {KIND_LABELS[kind]} named '{key}'. Press refresh in the Extra Networks "
                                  f"panel to rescan the folders.")
 
+    def fits(self, kind: str, item: NetworkFile, model_family: str | None) -> bool:
+        """Whether a LoRA card fits a model of `model_family` (files of unknown family always do; other kinds
+        are not filtered)."""
+        if kind != "lora" or model_family is None:
+            return True
+        entry = self.loras.find(item.key)
+        return entry is None or fits_family(self.loras.family(entry), model_family)
+
     def cards(self, kind: str, search: str = "", sort: str = "name", descending: bool = False, folder: str = "",
-              refresh: bool = False, active: str | None = None) -> list[dict[str, Any]]:
+              refresh: bool = False, active: str | None = None,
+              model_family: str | None = None) -> list[dict[str, Any]]:
         """The cards of one tab, filtered and sorted. `search` matches every word against name, folder,
         description and activation text; `folder` matches a folder label and its sub-folders; `refresh` rescans
-        the disk first; the card whose key is `active` (the loaded checkpoint) is marked."""
+        the disk first; the card whose key is `active` (the loaded checkpoint) is marked; with `model_family`,
+        LoRAs made for another family are left out (SD LoRAs for AuraFlow, Flux LoRAs for SD, ...)."""
         if sort not in EXTRA_NETWORK_SORTS:
             raise ValidationError(f"Unknown sort '{sort}'. Use one of: {', '.join(EXTRA_NETWORK_SORTS)}.")
         finder = CompanionFinder()
@@ -111,6 +122,8 @@ class NetworkCatalog:
         cards = []
         for item in self.files(kind, refresh):
             if folder and item.folder != folder and not item.folder.startswith(folder + "/"):
+                continue
+            if not self.fits(kind, item, model_family):
                 continue
             sidecar = finder.sidecar(item.path)
             description = str(sidecar.get("description") or "")

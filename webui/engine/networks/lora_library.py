@@ -15,6 +15,7 @@ from pathlib import Path
 
 from webui.core.errors import ModelLoadError
 from webui.engine.models.safetensors_header import read_safetensors_header
+from webui.engine.networks.adapter_family import adapter_family
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,18 @@ class LoraEntry:
             return {}
         return dict(meta or {})
 
+    def family(self) -> str | None:
+        """The model family group the file is for (`adapter_family.py`), from the safetensors header's tensor names
+        and metadata; None when unknown (also for pickled `.pt`/`.ckpt` files, which are not opened to list)."""
+        if self.path.suffix != ".safetensors":
+            return None
+        try:
+            meta, tensors = read_safetensors_header(self.path)
+        except ModelLoadError as exc:
+            log.warning("%s", exc)
+            return None
+        return adapter_family(tensors, meta)
+
     def sidecar(self) -> dict:
         """A1111's `name.json` next to the file (description, activation text, preferred weight, notes)."""
         path = self.path.with_suffix(".json")
@@ -59,6 +72,7 @@ class LoraLibrary:
         self.folders = folders
         self._lock = threading.Lock()
         self._entries: dict[str, LoraEntry] = {}
+        self._families: dict[str, str | None] = {}  # version_key -> family (headers are read once per version)
         self.refresh()
 
     def refresh(self) -> None:
@@ -88,3 +102,13 @@ class LoraLibrary:
     def find(self, name: str) -> LoraEntry | None:
         with self._lock:
             return self._entries.get(name)
+
+    def family(self, entry: LoraEntry) -> str | None:
+        """`entry.family()`, cached per file version so listing reads each header once."""
+        with self._lock:
+            if entry.version_key in self._families:
+                return self._families[entry.version_key]
+        family = entry.family()
+        with self._lock:
+            self._families[entry.version_key] = family
+        return family
