@@ -13,6 +13,7 @@ from typing import Any
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from webui.core.control import ControlUnit
 from webui.core.extension_args import ExtensionArgs
 from webui.core.prompt_matrix import PromptMatrixOptions
 from webui.core.requests import GenerationRequest, Img2ImgInputs
@@ -26,7 +27,7 @@ from webui.engine.upscale.postprocess import ExtrasRequest
 
 KIND_TXT2IMG, KIND_IMG2IMG, KIND_EXTRAS = "txt2img", "img2img", "extras"
 TASK_CLASSES = class_table((GenerationRequest, Img2ImgInputs, ScriptSpec, XyzPlotOptions, AxisInput, XyzOptions,
-                            PromptMatrixOptions, TiledUpscaleOptions, ExtrasRequest, ExtensionArgs))
+                            PromptMatrixOptions, TiledUpscaleOptions, ExtrasRequest, ExtensionArgs, ControlUnit))
 _RESULT_FIELDS = ("model_name", "model_hash", "vae_name", "vae_hash", "inpainting_model", "interrupted",
                   "job_timestamp")
 

@@ -9,11 +9,13 @@ import gradio as gr
 
 from webui.services import Services
 from webui.ui.components import build_quicksettings
+from webui.ui.extension_parts import SendTargets, build_extension_settings, build_extension_tabs
 from webui.ui.generation_services import GenerationTabServices
 from webui.ui.layout_css import LAYOUT_CSS, LAYOUT_HEAD
 from webui.ui.model_defaults import SizeWidgets, build_device_note, wire_model_defaults
 from webui.ui.queue_panel import CSS as QUEUE_CSS
 from webui.ui.queue_panel import build_queue_panel
+from webui.ui.tabs.extensions import build_extensions_tab
 from webui.ui.tabs.extras import build_extras_tab
 from webui.ui.tabs.img2img import build_img2img_tab
 from webui.ui.tabs.png_info import build_png_info_tab
@@ -38,7 +40,7 @@ def generation_tab_services(services: Services) -> GenerationTabServices:
                                  networks=services.networks, styles=services.styles, upscale=services.upscale,
                                  scripts=services.scripts, options=services.options, info=services.info,
                                  outputs_dir=services.settings.paths.outputs_dir, tasks=services.tasks,
-                                 control=services.control)
+                                 control=services.control, extensions=services.extensions)
 
 
 def build_ui(services: Services) -> gr.Blocks:
@@ -54,8 +56,8 @@ def build_ui(services: Services) -> gr.Blocks:
             with gr.Tab("img2img", id=IMG2IMG_TAB_ID, elem_id="tab_img2img"):
                 img2img = build_img2img_tab(generation, quick, blocks)
             with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
-                build_extras_tab(services.upscale, services.queue, services.settings.paths.outputs_dir,
-                                 hide_dir_config)
+                extras = build_extras_tab(services.upscale, services.queue, services.settings.paths.outputs_dir,
+                                          hide_dir_config)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 build_png_info_tab(services.info, services.models, tabs, txt2img, TXT2IMG_TAB_ID, img2img,
                                    IMG2IMG_TAB_ID)
@@ -63,8 +65,14 @@ def build_ui(services: Services) -> gr.Blocks:
                 build_queue_panel(services.tasks)
             with gr.Tab("Train", id="train", elem_id="tab_train"):
                 build_train_tab(services.training, services.models.checkpoint_titles(), hide_dir_config)
+            build_extension_tabs(services.extensions, SendTargets(tabs, services.info, services.models, txt2img,
+                                                                  img2img, extras["image"],
+                                                                  services.settings.paths.outputs_dir))
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 build_settings_tab(services.options, services.info, hide_dir_config, quick, blocks)
+                build_extension_settings(services.extensions, services.options)
+            with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
+                build_extensions_tab(services.extensions)
         wire_model_defaults(services.defaults, quick, blocks, device_note, [
             SizeWidgets("txt2img", txt2img.fields["width"], txt2img.fields["height"], txt2img.fields["hr_scale"]),
             SizeWidgets("img2img", img2img.targets.fields["width"], img2img.targets.fields["height"])])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webui.services.control_service import ControlService
+from webui.services.extension_service import ExtensionService
 from webui.services.generation_service import GenerationService
 from webui.services.info_service import InfoService
 from webui.services.model_service import ModelService
@@ -38,3 +39,4 @@ class GenerationTabServices:
     outputs_dir: Path
     tasks: TaskService  # Generate queues a task and waits for it (the one queue)
     control: ControlService | None = None  # the ControlNet section's model list and preview (None: no section)
+    extensions: ExtensionService | None = None  # the extensions' always-visible controls (None: none)

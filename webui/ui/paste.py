@@ -6,6 +6,7 @@ the infotext names; A1111 users rely on "paste, then Generate" reproducing an im
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,15 @@ from webui.ui.formatting import checkpoint_note, notes_markdown
 from webui.ui.paste_plan import PASTE_FIELDS, PastePlan, paste_plan
 
 
+@dataclass(frozen=True)
+class SectionPaste:
+    """Widgets a tab section fills from the infotext itself (the ControlNet units): its outputs and a function
+    from the infotext text to their updates, in that order."""
+
+    outputs: list[gr.components.Component]
+    fill: Callable[[str], list[Any]]
+
+
 @dataclass
 class PasteTargets:
     """The widgets an infotext fills: one per name in `names` (txt2img: `paste_plan.PASTE_FIELDS`; img2img:
@@ -30,11 +40,13 @@ class PasteTargets:
     quick: Quicksettings
     message: gr.Markdown
     names: tuple[str, ...] = field(default=PASTE_FIELDS)
+    sections: list[SectionPaste] = field(default_factory=list)
 
     def outputs(self) -> list[Any]:
         """Output components, in the order `fill_from_infotext` returns values."""
         return [*(self.fields[name] for name in self.names), self.extra_seed, self.quick.checkpoint,
-                self.quick.demo_note, self.message]
+                self.quick.demo_note, *(widget for section in self.sections for widget in section.outputs),
+                self.message]
 
     def limits(self) -> dict[str, tuple[float, float]]:
         """The range of every slider target: Gradio refuses values outside it."""
@@ -62,6 +74,8 @@ def fill_from_infotext(info: InfoService, models: ModelService, targets: PasteTa
         plan.notes.append(note)
     updates.append(checkpoint)
     updates.append(gr.update(visible=models.is_demo_model(models.current_checkpoint())))
+    for section in targets.sections:
+        updates += section.fill(text)
     updates.append(notes_markdown(plan.notes))
     return updates
 

@@ -15,6 +15,7 @@ import gradio as gr
 from webui.core.requests import GenerationRequest
 from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
 from webui.ui.controlnet import ControlNetSection, build_controlnet_section, unit_count
+from webui.ui.extension_parts import ExtensionControls, build_extension_controls
 from webui.ui.generation_panel import (
     EventNames,
     OutputWidgets,
@@ -75,6 +76,7 @@ class _Controls:
     seeds: SeedWidgets
     scripts: ScriptControls
     controlnet: ControlNetSection | None = None
+    extensions: ExtensionControls | None = None  # the extensions' always-visible controls (values after the units)
 
 
 def _build_controls(services: GenerationTabServices, defaults: GenerationRequest,
@@ -92,7 +94,8 @@ def _build_controls(services: GenerationTabServices, defaults: GenerationRequest
                                           images.init_image, quick) if services.control else None
     upscale = UpscaleScript(partial(build_upscale_controls, services.upscale), services.upscale.upscaler_names)
     scripts = build_script_controls(services.scripts, TAB, upscale)
-    return _Controls(images, options, sampling, denoising, seeds, scripts, controlnet)
+    extensions = build_extension_controls(services.extensions, TAB)
+    return _Controls(images, options, sampling, denoising, seeds, scripts, controlnet, extensions)
 
 
 def build_img2img_tab(services: GenerationTabServices, quick: Quicksettings,
@@ -131,6 +134,7 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, quick: Quick
     positionally), so it never changes; trailing values may be left out by older callers."""
     images, sampling, seeds, scripts = controls.images, controls.sampling, controls.seeds, controls.scripts
     controlnet, script_count = controls.controlnet, len(scripts.request_inputs())  # units come after the scripts
+    unit_end = script_count + (len(controlnet.request_inputs()) if controlnet else 0)  # then the extensions'
 
     def run(mode_v, init_v, editor_v, inpaint_image_v, inpaint_mask_v, prompt_v, negative_v, sampler_v, schedule_v,
             steps_v, width_v, height_v, cfg_v, denoise_v, seed_v, count_v, size_v, clip_skip_v, styles_v=None,
@@ -145,7 +149,9 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, quick: Quick
                 InpaintWidgets(mode_v, init_v, editor_v, inpaint_image_v, inpaint_mask_v, resize_mode_v,
                                mask_blur_v, mask_mode_v, fill_v, area_v, padding_v))
             if controlnet is not None:
-                request = controlnet.apply(request, script_v[script_count:])
+                request = controlnet.apply(request, script_v[script_count:unit_end])
+            if controls.extensions is not None:
+                request = controls.extensions.apply(request, script_v[unit_end:])
             spec = scripts.spec(script_v[:script_count], services.upscale.upscaler_names)
             return services.tasks.submit_generation(request, spec, source="ui").future  # the one queue
 
@@ -158,7 +164,8 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, quick: Quick
                 sampling.height, sampling.cfg_scale, controls.denoising, seeds.seed, sampling.batch_count,
                 sampling.batch_size, quick.clip_skip, bar.styles.dropdown, *controls.options.inputs(),
                 *seeds.request_inputs(), *scripts.request_inputs(),
-                *(controlnet.request_inputs() if controlnet else [])],
+                *(controlnet.request_inputs() if controlnet else []),
+                *(controls.extensions.request_inputs() if controls.extensions else [])],
         outputs=output.stream_outputs(bar),
         api_name="img2img",
         concurrency_limit=None,

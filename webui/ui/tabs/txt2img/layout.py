@@ -6,6 +6,7 @@ import gradio as gr
 
 from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
 from webui.ui.controlnet import ControlNetSection, build_controlnet_section, unit_count
+from webui.ui.extension_parts import ExtensionControls, build_extension_controls
 from webui.ui.generate_forever import ForeverSwitch, repeat_while_on
 from webui.ui.generation_panel import (
     EventNames,
@@ -48,6 +49,7 @@ def build_txt2img_tab(services: GenerationTabServices, quick: Quicksettings,
                                                   unit_count(services.options.get("control_net_unit_count")),
                                                   quick=quick) if services.control else None
             scripts = build_script_controls(services.scripts, TAB)
+            extension_controls = build_extension_controls(services.extensions, TAB)
         with gr.Column(scale=1):
             progress, gallery, info, message = build_output_column(TAB)
     output = OutputWidgets(progress, gallery, info, message, gr.State([]), gr.State([]))
@@ -59,7 +61,8 @@ def build_txt2img_tab(services: GenerationTabServices, quick: Quicksettings,
                **hires.paste_fields()}
     targets = PasteTargets(widgets, seeds.extra, quick, message,
                            sections=[controlnet.paste_section()] if controlnet else [])
-    _wire_generate(services, bar, sampling, quick, hires, scripts, seeds, output, forever, controlnet)
+    _wire_generate(services, bar, sampling, quick, hires, scripts, seeds, output, forever, controlnet,
+                   extension_controls)
     wire_shared_events(services.info, services.queue, bar, seeds, output, EVENT_NAMES)
     bar.paste.click(lambda text: fill_from_infotext(services.info, services.models, targets, text), inputs=[bar.prompt],
                     outputs=targets.outputs(), api_name="txt2img_paste")
@@ -70,12 +73,14 @@ def build_txt2img_tab(services: GenerationTabServices, quick: Quicksettings,
 
 def _wire_generate(services: GenerationTabServices, bar: PromptBar, sampling: SamplingWidgets, quick: Quicksettings,
                    hires: HiresWidgets, scripts: ScriptControls, seeds: SeedWidgets, output: OutputWidgets,
-                   forever: ForeverSwitch, controlnet: ControlNetSection | None = None) -> None:
+                   forever: ForeverSwitch, controlnet: ControlNetSection | None = None,
+                   extension_controls: ExtensionControls | None = None) -> None:
     """Generate: the inputs' order is the "txt2img" endpoint's public signature (gradio_client callers pass them
     positionally), so it never changes; trailing values may be left out by older callers. `request` is Gradio's
     (not an input): "Generate forever" is read per browser session. Each run queues a task and waits for it.
-    The ControlNet units' values come after the script values."""
+    The ControlNet units' values come after the script values, the extensions' controls after those."""
     script_count = len(scripts.request_inputs())
+    unit_end = script_count + (len(controlnet.request_inputs()) if controlnet else 0)
 
     def run(request: gr.Request, prompt_v, negative_v, sampler_v, schedule_v, steps_v, width_v, height_v, cfg_v,
             seed_v, count_v, size_v, clip_skip_v, styles_v=None, extra_v=False, subseed_v=-1, strength_v=0.0,
@@ -89,7 +94,9 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, sampling: Sa
                 HiresValues(hr_enable_v, hr_upscaler_v, hr_steps_v, hr_denoise_v, hr_scale_v, hr_resize_x_v,
                             hr_resize_y_v))
             if controlnet is not None:
-                generation_request = controlnet.apply(generation_request, script_v[script_count:])
+                generation_request = controlnet.apply(generation_request, script_v[script_count:unit_end])
+            if extension_controls is not None:
+                generation_request = extension_controls.apply(generation_request, script_v[unit_end:])
             spec = scripts.spec(script_v[:script_count], services.upscale.upscaler_names)
             return services.tasks.submit_generation(generation_request, spec, source="ui").future
 
@@ -101,7 +108,8 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, sampling: Sa
         inputs=[bar.prompt, bar.negative, sampling.sampler, sampling.schedule, sampling.steps, sampling.width,
                 sampling.height, sampling.cfg_scale, seeds.seed, sampling.batch_count, sampling.batch_size,
                 quick.clip_skip, bar.styles.dropdown, *seeds.request_inputs(), *hires.request_inputs(),
-                *scripts.request_inputs(), *(controlnet.request_inputs() if controlnet else [])],
+                *scripts.request_inputs(), *(controlnet.request_inputs() if controlnet else []),
+                *(extension_controls.request_inputs() if extension_controls else [])],
         outputs=output.stream_outputs(bar),
         api_name="txt2img",
         concurrency_limit=None,

@@ -1,0 +1,113 @@
+"""The ControlNet section through gradio_client against the real app: a tiny SD1 ControlNet (and an SDXL one that
+the filter must hide), 64x64, 2 steps."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image, ImageDraw
+
+from app import build_app
+from tests.conftest import ServerThread, free_port, make_data_dir, make_settings
+from webui.core.control import INFOTEXT_KEY_PREFIX
+from webui.engine.output.png import read_infotext
+from webui.ui.controlnet.unit_values import UNIT_FIELDS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory, tiny_checkpoints):
+    from webui.services import build_services
+    from webui.testing.tiny_controlnet import write_tiny_controlnet
+
+    data_dir = make_data_dir(tmp_path_factory.mktemp("controlnet-ui"), tiny_checkpoints, ("sd1",))
+    control_dir = data_dir / "models" / "ControlNet"
+    write_tiny_controlnet(control_dir / "tiny-canny-sd1.safetensors", "sd1", layout="ldm")
+    write_tiny_controlnet(control_dir / "tiny-sdxl.safetensors", "sdxl")
+    services = build_services(make_settings(data_dir, api=False))
+    services.models.load_startup_model().result()
+    with ServerThread(build_app(services), free_port()) as server:
+        yield services, Client(server.url, verbose=False)
+    services.runtime.executor.shutdown()
+
+
+@pytest.fixture(scope="module")
+def control_image(tmp_path_factory) -> str:
+    image = Image.new("RGB", (64, 64), "black")
+    ImageDraw.Draw(image).rectangle((16, 16, 48, 48), outline="white", width=3)
+    path = tmp_path_factory.mktemp("control") / "square.png"
+    image.save(path)
+    return str(path)
+
+
+def _params(client: Client, api_name: str) -> list[dict]:
+    return client.view_api(return_format="dict", print_info=False)["named_endpoints"][api_name]["parameters"]
+
+
+def _txt2img(client: Client, units: list[dict] | None = None):
+    """txt2img with small defaults; each unit's values are `UNIT_FIELDS` in order, from unit 0's "Enable" on."""
+    params = _params(client, "/txt2img")
+    named = {"prompt_v": "a red circle", "negative_v": "", "sampler_v": "Euler", "steps_v": 2, "width_v": 64,
+             "height_v": 64, "cfg_v": 5, "seed_v": 5, "count_v": 1, "size_v": 1, "clip_skip_v": 1}
+    args = [named[p["parameter_name"]] if p["parameter_name"] in named
+            else p.get("parameter_default") if p.get("parameter_has_default") else None for p in params]
+    labels = [p.get("label") for p in params]
+    start = next(i for i in range(len(labels)) if labels[i:i + 2] == ["Enable", "Control image"])
+    for index, unit in enumerate(units or []):
+        for name, value in unit.items():
+            args[start + index * len(UNIT_FIELDS) + UNIT_FIELDS.index(name)] = value
+    return client.predict(*args, api_name="/txt2img")
+
+
+def _pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+def _unit(image: str, **changes) -> dict:
+    return {"enabled": True, "image": handle_file(image), "module": "canny", "model": "tiny-canny-sd1",
+            **changes}
+
+
+def test_model_dropdown_lists_only_the_loaded_familys_controlnets(ui):
+    _services, client = ui
+    models = client.predict(None, None, None, api_name="/txt2img_controlnet_refresh_0")
+    choices = [choice[0] if isinstance(choice, list | tuple) else choice
+               for choice in models[0]["choices"]]
+    assert choices[0] == "None"
+    assert any(name.startswith("tiny-canny-sd1 [") for name in choices)
+    assert not any(name.startswith("tiny-sdxl") for name in choices)
+
+
+def test_enabling_a_unit_changes_the_image_and_records_it(ui, control_image):
+    _services, client = ui
+    titles = client.predict(None, None, None, api_name="/txt2img_controlnet_refresh_0")[0]["choices"]
+    title = next(c[0] if isinstance(c, list | tuple) else c for c in titles
+                 if (c[0] if isinstance(c, list | tuple) else c).startswith("tiny-canny-sd1"))
+    plain, *_rest = _txt2img(client)
+    disabled, *_rest = _txt2img(client, [_unit(control_image, model=title, enabled=False)])
+    controlled, _progress, info, message = _txt2img(client, [_unit(control_image, model=title)])[:4]
+    assert message == ""
+    assert np.array_equal(_pixels(plain[0]["image"]), _pixels(disabled[0]["image"]))
+    assert not np.array_equal(_pixels(plain[0]["image"]), _pixels(controlled[0]["image"]))
+    saved = read_infotext(Image.open(controlled[0]["image"])) or info
+    assert f'{INFOTEXT_KEY_PREFIX}0: "Module: canny, Model: {title}' in saved
+
+
+def test_an_enabled_unit_without_an_image_is_a_message(ui):
+    _services, client = ui
+    result = _txt2img(client, [{"enabled": True, "module": "canny", "model": "None"}])
+    assert "no control image" in result[3]
+
+
+def test_preview_returns_the_detected_map(ui, control_image):
+    _services, client = ui
+    preview = client.predict("canny", handle_file(control_image), 128, 100, 200,
+                             api_name="/txt2img_controlnet_preview_0")
+    detected = Image.open(preview)
+    assert detected.size == (128, 128)
+    edges = np.asarray(detected.convert("L"))
+    assert edges.max() == 255 and edges[64, 64] == 0 and edges[:20, :20].max() == 0
+    inverted = Image.open(client.predict("invert (from white bg & black line)", handle_file(control_image), 64,
+                                         0, 0, api_name="/txt2img_controlnet_preview_0"))
+    assert np.asarray(inverted.convert("L"))[5, 5] == 255  # the black corner became white
