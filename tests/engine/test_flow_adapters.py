@@ -65,7 +65,8 @@ def auraflow_output(pipe) -> torch.Tensor:
 
 
 def state(pipe) -> dict[str, torch.Tensor]:
-    parts = {"transformer": pipe.transformer, "te": pipe.text_encoder}
+    parts = {"transformer": pipe.transformer, "te": pipe.text_encoder,
+             "te2": getattr(pipe, "text_encoder_2", None) or torch.nn.Module()}
     return {f"{name}.{k}": v.clone() for name, module in parts.items() for k, v in module.state_dict().items()}
 
 
@@ -88,11 +89,13 @@ def check_applies_and_restores(pipe, output, path: Path, name: str) -> dict[str,
 @pytest.mark.parametrize("layout", FLUX_LAYOUTS)
 def test_each_flux_layout_applies_and_restores_exactly(flux, files, layout):
     deltas = check_applies_and_restores(flux, flux_output, files[layout], layout)
-    if layout == "kohya":  # one fused `img_attn.qkv` pair reaches all three projections, and CLIP-L
+    if layout == "kohya":  # one fused `img_attn.qkv` pair reaches all three projections, CLIP-L and T5 too
         layers = ("transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_v",
                   "single_transformer_blocks.0.proj_mlp", "norm_out.linear")
         assert {f"transformer.{layer}.weight" for layer in layers} <= set(deltas)
         assert any(k.startswith("te.") for k in deltas)
+        assert {"te2.encoder.block.0.layer.0.SelfAttention.q.weight",
+                "te2.encoder.block.1.layer.1.DenseReluDense.wo.weight"} <= set(deltas)
 
 
 def _expected_from_diffusers(converted: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -120,7 +123,7 @@ def test_fused_layouts_mean_what_diffusers_reads(flux, files, layout):
 
     convert = _convert_kohya_flux_lora_to_diffusers if layout == "kohya" else _convert_xlabs_flux_lora_to_diffusers
     tensors = load_file(str(files[layout]))
-    converted = convert({k: v for k, v in tensors.items() if LINEAR1 not in k})
+    converted = convert({k: v for k, v in tensors.items() if LINEAR1 not in k and not k.startswith("lora_te")})
     expected = _expected_from_diffusers({k if k.startswith(("transformer.", "text_encoder.")) else f"transformer.{k}": v
                                          for k, v in converted.items()})
     if layout == "kohya":

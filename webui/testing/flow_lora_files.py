@@ -1,11 +1,11 @@
 """Write adapter files for the flow transformers (AuraFlow, Flux) in the real on-disk key layouts, random weights.
 
 Why: tests need the layouts users bring without downloading any: for Flux the diffusers/PEFT layout, kohya's
-(`lora_unet_` on Black Forest Labs' fused layers, `lora_te1_` for CLIP), ai-toolkit's `diffusion_model.` prefix,
-ComfyUI's `diffusion_model.` + BFL names, XLabs' `processor.qkv_lora1` layout and a kohya-named LoKr; for
-AuraFlow the PEFT layout and SimpleTuner's `lycoris_` LoKr/LoHa. Fused (BFL) layers get one low-rank pair over the
-whole fused weight, as the original trainers write it, so a reader must split it to apply it. The BFL layer names
-and their row sizes come from the model itself (`flow_layouts.original_layout_names`).
+(`lora_unet_` on Black Forest Labs' fused layers, `lora_te1_` for CLIP-L, `lora_te3_` for T5), ai-toolkit's
+`diffusion_model.` prefix, ComfyUI's `diffusion_model.` + BFL names, XLabs' `processor.qkv_lora1` layout and a
+kohya-named LoKr; for AuraFlow the PEFT layout and SimpleTuner's `lycoris_` LoKr/LoHa. Fused (BFL) layers get
+one low-rank pair over the whole fused weight, as the original trainers write it, so a reader must split it to
+apply it. The BFL layer names and their row sizes come from the model itself (`flow_layouts.original_layout_names`).
 """
 from __future__ import annotations
 
@@ -90,6 +90,12 @@ def flux_lora_tensors(pipe, layout: str, *, seed: int = 0, rank: int = 4) -> dic
                 tensors |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up}
             else:
                 tensors |= {f"text_encoder.{path}.lora_A.weight": down, f"text_encoder.{path}.lora_B.weight": up}
+    if layout == "kohya":  # sd-scripts names T5-XXL `lora_te3_`
+        for path in ("encoder.block.0.layer.0.SelfAttention.q", "encoder.block.1.layer.1.DenseReluDense.wo"):
+            weight = _linear(pipe.text_encoder_2, path).weight
+            down, up = _pair(weight.shape[0], weight.shape[1], rank, gen)
+            key = "lora_te3_" + path.replace(".", "_")
+            tensors |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up}
     return {k: v.contiguous() for k, v in tensors.items()}
 
 
