@@ -165,6 +165,14 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                normalize=_as_bool),
     OptionSpec("control_net_no_detectmap", False, "ControlNet: do not append detected maps to the output",
                normalize=_as_bool, help="Applies to the UI's gallery and the API's `images` (the extension's key)."),
+    OptionSpec("live_previews_enable", True, "Show live previews of the created image", normalize=_as_bool),
+    OptionSpec("show_progress_every_n_steps", 10, "Live preview display period", normalize=_int_range(-1, 32),
+               help="Show a new live preview image every N sampling steps. -1: only after each image is done."),
+    OptionSpec("show_progress_type", "Approx cheap", "Live preview method",
+               ("Full", "Approx NN", "Approx cheap", "TAESD"), normalize=_as_text,
+               help="Full: the model's VAE (slow); TAESD: the tiny decoder files in models/VAE-approx "
+                    "(taesd_decoder / taesdxl_decoder .safetensors or .pth; Approx cheap without them); Approx cheap: "
+                    "a fixed colour map of the latents (free). Approx NN reads as Approx cheap."),
     OptionSpec("ESRGAN_tile", 192, "Tile size for ESRGAN upscalers", normalize=_int_range(0, 512),
                help="Model upscalers (ESRGAN, Real-ESRGAN, SwinIR ...) run tile by tile to bound memory. "
                     "0 = no tiling."),

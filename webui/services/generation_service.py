@@ -107,7 +107,7 @@ class GenerationService:
                     adapters=(active.adapters, adapter_requests), upscalers=parts.upscalers, hooks=hooks,
                     control=control)
                 with parts.previews.capture(denoiser_of(active.pipeline), active.loaded.family,
-                                            active.pipeline.vae.config.latent_channels), \
+                                            active.pipeline.vae.config.latent_channels, vae=active.pipeline.vae), \
                         ControlEngine.placed_for(parts.control, control, active.loaded.family):
                     made, interrupted, notes = run_generation(active.pipeline, part, context)
                 maps += ControlEngine.finish(control, sink if save and parts.options.get(
@@ -119,7 +119,7 @@ class GenerationService:
                                     model_hash=first.model_hash, vae_name=first.labels.vae_name,
                                     vae_hash=first.labels.vae_hash, inpainting_model=first.loaded.is_inpaint,
                                     interrupted=interrupted, warnings=(*warnings, *share_notice),
-                                    control_maps=tuple(maps),
+                                    control_maps=() if parts.options.get("control_net_no_detectmap") else tuple(maps),
                                     job_timestamp=datetime.now().strftime("%Y%m%d%H%M%S"))
 
         return self._executor.submit(job, label="txt2img")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from webui.core.errors import ModelNotFoundError, ValidationError
@@ -21,7 +21,7 @@ from webui.engine.models.registry import ModelEntry, ModelRegistry
 from webui.training import config as training_config
 from webui.training.config import TrainingConfig, config_from_json, config_to_json
 from webui.training.config_files import load_config_data, load_config_file
-from webui.training.dataset import preview
+from webui.training.dataset import preview, scan_dataset
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,12 @@ class TrainingForms:
         """Images per folder, repeats, steps per epoch and in total, caption samples, buckets, notes."""
         config, _ = config_from_json({**values, "base_model": values.get("base_model") or "-"})
         return preview(self._confined_inputs(config))
+
+    def dataset_samples(self, values: dict[str, Any], limit: int) -> list[tuple[Path, str]]:
+        """The first `limit` images of the form's dataset with their captions (for the preview gallery)."""
+        config, _ = config_from_json({**values, "base_model": values.get("base_model") or "-"})
+        dataset = scan_dataset(self._confined_inputs(config))
+        return [(item.path, item.caption) for item in dataset.items[:limit]]
 
     @staticmethod
     def preset_json(values: dict[str, Any]) -> str:

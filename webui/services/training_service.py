@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from webui.core.device_policy import RunningTraining
 from webui.core.epoch_compare import plan_compare, saved_files
 from webui.core.errors import ValidationError
@@ -38,6 +40,7 @@ from webui.training.samples import SamplePrompt, parse_prompt_text
 
 # The numbered files a run saves beside `<name>.safetensors` (and prunes with "keep last K").
 _NUMBERED_SUFFIX = re.compile(r"-(\d{6}|step\d{8})")
+PREVIEW_THUMBNAIL_PX = 256
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,15 @@ class TrainingJob:
     def config(self) -> dict[str, Any]:
         """The job's settings as stored (preset JSON); {} when unreadable."""
         return self.record.config_data
+
+    @property
+    def can_cancel(self) -> bool:
+        """Queued or running: the Train tab shows Cancel only then."""
+        return self.record.status in (QUEUED, RUNNING)
+
+    @property
+    def can_resume(self) -> bool:
+        return self.record.status in RESUMABLE_STATES
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,19 @@ class TrainingService:
 
     def dataset_preview(self, values: dict[str, Any]) -> dict[str, Any]:
         return self._forms.dataset_preview(values)
+
+    def dataset_preview_images(self, values: dict[str, Any], limit: int = 24) -> list[tuple[Any, str]]:
+        """Thumbnails (PIL images, at most 256 px) of the dataset's first `limit` images with their captions: the
+        dataset folder is not one the UI may serve files from, so the pictures travel as images."""
+        shown = []
+        for path, caption in self._forms.dataset_samples(values, limit):
+            try:
+                with Image.open(path) as image:
+                    image.thumbnail((PREVIEW_THUMBNAIL_PX, PREVIEW_THUMBNAIL_PX))
+                    shown.append((image.convert("RGB"), caption))
+            except OSError as exc:  # a file the scan listed but PIL cannot read: say so in its caption
+                shown.append((Image.new("RGB", (64, 64), "gray"), f"{path.name}: unreadable ({exc})"))
+        return shown
 
     def preset_json(self, values: dict[str, Any]) -> str:
         return self._forms.preset_json(values)

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
 from webui.core.errors import WebUIError
+from webui.core.native_sizes import native_size
 from webui.services.model_service import ModelService
 from webui.services.option_service import OptionsService
 
-REFRESH_SYMBOL = "\U0001f504"  # 🔄
-DICE = "\U0001f3b2"  # 🎲
-RECYCLE = "\u267b\ufe0f"  # ♻️
+# Icon glyphs from fonts every desktop has (DejaVu), not emoji: without an emoji font those render as empty boxes.
+# U+FE0E asks for the text (not the emoji) form of the recycle sign.
+REFRESH_SYMBOL = "\u21bb"  # ↻
+DICE = "\u2684"  # ⚄
+RECYCLE = "\u267b\ufe0e"  # ♻ (text form)
 
 
 @dataclass
@@ -22,6 +26,8 @@ class Quicksettings:
     message: gr.Markdown
     demo_note: gr.Markdown
     refresh_vae: gr.Button | None = None
+    # The "select_checkpoint" event: tabs chain on it (`.then`) what follows a loaded model (native sizes).
+    selected: Any = None
 
     def visibility_outputs(self) -> list:
         """The widgets the quicksettings list shows or hides (the checkpoint is always shown, as in A1111)."""
@@ -81,8 +87,9 @@ def build_seed_inputs(tab: str) -> SeedWidgets:
                        subseed_strength, resize_w, resize_h)
 
 
-DEMO_NOTE = ("You are using the small **demo model** shipped with the app: it draws simple shapes (try "
-             "*a red circle on a blue background*). To use real models, put A1111-style checkpoints "
+DEMO_NOTE = ("You are using the small **demo model** shipped with the app: it draws simple shapes at "
+             f"**{native_size(None, demo=True).text}** "
+             "(try *a red circle on a blue background*). To use real models, put A1111-style checkpoints "
              "(`.safetensors`) into `models/Stable-diffusion/` and press " + REFRESH_SYMBOL + ".")
 
 
@@ -138,8 +145,8 @@ def build_quicksettings(models: ModelService, options: OptionsService) -> Quicks
 
     refresh_ckpt.click(on_refresh_checkpoints, outputs=[checkpoint], api_name="refresh_checkpoints")
     refresh_vae.click(on_refresh_vae, outputs=[vae], api_name="refresh_vae")
-    checkpoint.input(on_checkpoint, inputs=[checkpoint], outputs=[checkpoint, message, demo_note],
-                     api_name="select_checkpoint")
+    selected = checkpoint.input(on_checkpoint, inputs=[checkpoint], outputs=[checkpoint, message, demo_note],
+                                api_name="select_checkpoint")
     vae.input(on_vae, inputs=[vae], outputs=[vae, message], api_name="select_vae")
     clip_skip.release(on_clip_skip, inputs=[clip_skip], api_name="set_clip_skip")
-    return Quicksettings(checkpoint, vae, clip_skip, message, demo_note, refresh_vae)
+    return Quicksettings(checkpoint, vae, clip_skip, message, demo_note, refresh_vae, selected)

@@ -78,7 +78,7 @@ def build_output_column(tab: str) -> tuple[gr.HTML, gr.Gallery, gr.HTML, gr.Mark
     """Progress, gallery, infotext and message (placed inside the tab's right column)."""
     progress = gr.HTML("", elem_id=f"{tab}_progress")
     gallery = gr.Gallery(label="Output", columns=4, height="auto", elem_id=f"{tab}_gallery", format="png",
-                         interactive=False)
+                         interactive=False, object_fit="contain")
     info = gr.HTML("", elem_id=f"{tab}_info")
     message = gr.Markdown("", elem_id=f"{tab}_message")
     return progress, gallery, info, message

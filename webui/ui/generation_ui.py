@@ -16,7 +16,8 @@ import gradio as gr
 from webui.core.errors import WebUIError
 from webui.core.results import GenerationResult
 from webui.services.queue_service import QueueService
-from webui.ui.formatting import error_markdown, info_html, notes_markdown, progress_html
+from webui.ui.formatting import error_markdown, info_html, notes_markdown
+from webui.ui.live_preview_html import progress_with_preview
 
 POLL_SECONDS = 0.3
 
@@ -44,8 +45,8 @@ def stream_generation(queue: QueueService, outputs_dir: Path,
     yield gr.update(), gr.update(), gr.update(), "", "", "", *busy(True)
     while not future.done():
         time.sleep(POLL_SECONDS)
-        yield (gr.update(), gr.update(), gr.update(), progress_html(queue.progress()), gr.update(),
-               gr.update(), *busy(True))
+        yield (gr.update(), gr.update(), gr.update(), progress_with_preview(queue.progress(), queue.current_preview()),
+               gr.update(), gr.update(), *busy(True))
     try:
         result: GenerationResult = future.result()
     except WebUIError as exc:

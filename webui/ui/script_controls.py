@@ -33,7 +33,7 @@ from webui.ui.sentinels import NOTHING
 SCRIPT_NAMES = (SCRIPT_NONE, XYZ_SCRIPT, MATRIX_SCRIPT)
 AXIS_NAMES = ("X", "Y", "Z")
 AXIS_DEFAULTS = ("Seed", NOTHING, NOTHING)  # A1111's defaults
-FILL_SYMBOL = "\U0001f4d2"  # 📒 fills the picker with every choice, as in A1111
+FILL_SYMBOL = "\u2630"  # ☰ fills the picker with every choice (A1111's 📒; a DejaVu glyph, not an emoji)
 AXIS_VALUES = 3 * 3  # (type, text, picks) per axis
 XYZ_OPTIONS = 8
 MATRIX_OPTIONS = 5

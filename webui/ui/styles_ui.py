@@ -15,8 +15,8 @@ from webui.services.style_service import StyleService
 from webui.ui.components import REFRESH_SYMBOL
 from webui.ui.formatting import error_markdown
 
-APPLY_SYMBOL = "\U0001f4cb"  # 📋
-PASTE_SYMBOL = "\u2199\ufe0f"  # ↙️
+APPLY_SYMBOL = "\u270e"  # ✎ (DejaVu glyphs, not emoji: see components.REFRESH_SYMBOL)
+PASTE_SYMBOL = "\u2199"  # ↙
 
 
 @dataclass

@@ -28,6 +28,8 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Stable Diffusion", ("CLIP_stop_at_last_layers",)),
     ("User interface", ("quicksettings_list", "default_sampler")),
     ("Training", ("training_device_policy",)),
+    # last: apply_settings takes the keys in this order, and older callers pass them by position
+    ("Live previews", ("live_previews_enable", "show_progress_every_n_steps", "show_progress_type")),
 )
 SETTING_KEYS: tuple[str, ...] = tuple(key for _, keys in SECTIONS for key in keys)
 FOLDER_SECTION = "Paths for saving"
@@ -37,7 +39,8 @@ def shown_sections(hide_dir_config: bool) -> tuple[tuple[str, tuple[str, ...]], 
     """The sections this server shows: without the output folders while server folders are hidden."""
     return tuple(section for section in SECTIONS if not (hide_dir_config and section[0] == FOLDER_SECTION))
 # Numeric options shown as sliders: (minimum, maximum, step), A1111's ranges.
-_SLIDERS: dict[str, tuple[int, int, int]] = {"ESRGAN_tile": (0, 512, 16), "ESRGAN_tile_overlap": (0, 48, 1)}
+_SLIDERS: dict[str, tuple[int, int, int]] = {"ESRGAN_tile": (0, 512, 16), "ESRGAN_tile_overlap": (0, 48, 1),
+                                             "show_progress_every_n_steps": (-1, 32, 1)}
 
 
 def _widget(options: OptionsService, info: InfoService, key: str) -> gr.components.Component:
@@ -47,7 +50,7 @@ def _widget(options: OptionsService, info: InfoService, key: str) -> gr.componen
         raise KeyError(f"No option spec for settings key {key!r}.")
     common: dict[str, Any] = {"label": spec.label, "info": spec.help or None, "elem_id": f"setting_{key}",
                               "value": options.get(key)}
-    if key in ("samples_save", "grid_save"):
+    if key in ("samples_save", "grid_save", "live_previews_enable"):
         return gr.Checkbox(**common)
     if spec.choices is not None:  # samples_format, training_device_policy
         return gr.Radio(choices=list(spec.choices or ()), **common)

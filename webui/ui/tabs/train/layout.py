@@ -19,11 +19,14 @@ import gradio as gr
 
 from webui.core.errors import WebUIError
 from webui.services.training_service import TrainingJob, TrainingService
+from webui.ui.tabs.train.dataset_preview import build_dataset_preview, wire_preview_view
 
 EXAMPLE_LYCORIS = {"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 16,
                    "apply_preset": {"target_module": ["Attention", "FeedForward"],
                                     "module_algo_map": {"Attention": {"factor": 16}, "FeedForward": {"factor": 8}}}}
 REFRESH_SECONDS = 2.0
+CHECKBOX_MIN_WIDTH = 220
+LYCORIS = "lycoris"
 
 
 @dataclass(frozen=True)
@@ -35,16 +38,20 @@ class Field:
     kind: str = "int"
 
     def widget(self, value: Any, choices: dict[str, list[str]], visible: bool = True) -> gr.components.Component:
+        elem_id = f"train_field_{self.key}"
         if self.kind == "int":
-            return gr.Number(label=self.label, value=value, precision=0)
+            return gr.Number(label=self.label, value=value, precision=0, elem_id=elem_id)
         if self.kind == "float":
-            return gr.Number(label=self.label, value=value)
+            return gr.Number(label=self.label, value=value, elem_id=elem_id)
         if self.kind == "bool":
-            return gr.Checkbox(label=self.label, value=bool(value))
+            # min_width: in a row of number boxes a checkbox was squeezed until its label was cut ("Grad chec")
+            return gr.Checkbox(label=self.label, value=bool(value), min_width=CHECKBOX_MIN_WIDTH, elem_id=elem_id,
+                               elem_classes=["train-checkbox"])
         if self.kind.startswith("choice:"):
-            return gr.Dropdown(label=self.label, value=value, choices=choices[self.kind.split(":", 1)[1]])
+            return gr.Dropdown(label=self.label, value=value, choices=choices[self.kind.split(":", 1)[1]],
+                               elem_id=elem_id)
         return gr.Textbox(label=self.label, value=value or "", lines=3 if self.kind == "lines" else 1,
-                          visible=visible)
+                          visible=visible, elem_id=elem_id)
 
 
 GROUPS: tuple[tuple[str, tuple[Field, ...]], ...] = (
@@ -143,7 +150,12 @@ def _build_form(training: TrainingService, base_models: list[str], hidden: bool)
             if title == "Network":
                 lycoris = gr.Code(json.dumps(EXAMPLE_LYCORIS, indent=2), language="json",
                                   label="LyCORIS config (SimpleTuner lycoris_config.json; used when Network is "
-                                        "lycoris)", elem_id="train_lycoris_config")
+                                        "lycoris)", elem_id="train_lycoris_config",
+                                  visible=defaults["network_type"] == LYCORIS)
+    network_type = widgets[keys.index("network_type")]
+    # the LyCORIS editor only for LyCORIS networks (for plain LoRA it was a page of JSON that does nothing)
+    network_type.change(lambda kind: gr.update(visible=kind == LYCORIS), inputs=[network_type], outputs=[lycoris],
+                        api_name=False, show_progress="hidden")
     return TrainForm(keys, widgets, lycoris)
 
 
@@ -189,7 +201,7 @@ def build_train_tab(training: TrainingService, base_models: list[str], hide_dir_
             with gr.Row():
                 train = gr.Button("Train", variant="primary", elem_id="train_start")
                 preview_button = gr.Button("Preview dataset", elem_id="train_preview")
-            preview = gr.JSON(label="Dataset preview", elem_id="train_preview_json")
+            preview = build_dataset_preview()
             with gr.Accordion("Presets and SimpleTuner import", open=False):
                 preset_text = gr.Code(label="Preset JSON (paste a preset, a SimpleTuner config.json, or a path)",
                                       language="json", elem_id="train_preset_text")
@@ -203,9 +215,11 @@ def build_train_tab(training: TrainingService, base_models: list[str], hide_dir_
                 refresh = gr.Button("Refresh", elem_id="train_refresh", scale=1)
             status = gr.Markdown("No job selected.", elem_id="train_status")
             with gr.Row():
-                cancel = gr.Button("Cancel", variant="stop", elem_id="train_cancel")
-                resume = gr.Button("Resume", elem_id="train_resume")
-            plot = gr.LinePlot(x="step", y="loss", label="Loss", elem_id="train_loss_plot")
+                # shown only when they apply to the selected job (a red Cancel with no job looked like an error)
+                cancel = gr.Button("Cancel", variant="stop", elem_id="train_cancel", visible=False)
+                resume = gr.Button("Resume", elem_id="train_resume", visible=False)
+            # hidden until the job has losses: an empty Vega plot logs "Infinite extent" warnings
+            plot = gr.LinePlot(x="step", y="loss", label="Loss", elem_id="train_loss_plot", visible=False)
             gallery = gr.Gallery(label="Samples", columns=4, height=260, elem_id="train_samples")
             with gr.Accordion("Compare epochs (X/Y/Z plot over the saved files)", open=False):
                 with gr.Row():
@@ -216,7 +230,7 @@ def build_train_tab(training: TrainingService, base_models: list[str], hide_dir_
             log = gr.Textbox(label="Log", lines=8, max_lines=8, elem_id="train_log")
     _wire_form(training, form, train, preview_button, preview, preset_text, save_preset, import_preset, message,
                jobs)
-    _wire_jobs(training, jobs, refresh, cancel, resume, message, [status, plot, gallery, log])
+    _wire_jobs(training, jobs, refresh, (cancel, resume), message, [status, plot, gallery, log])
     _wire_compare(training, jobs, compare_prompt, compare, compare_grid, message)
 
 
@@ -281,22 +295,41 @@ def _wire_form(training: TrainingService, form: TrainForm, train, preview_button
         return [*form.fill(imported.values), "Loaded. " + " ".join(notes)]
 
     train.click(on_train, inputs=inputs, outputs=[message, jobs], api_name="train_submit")
-    preview_button.click(on_preview, inputs=inputs, outputs=[preview, message], api_name="train_preview")
+    previewed = preview_button.click(on_preview, inputs=inputs, outputs=[preview.summary_json, message],
+                                     api_name="train_preview")
+    wire_preview_view(training, previewed, lambda raw: form.values(raw[:-1], raw[-1]), inputs, preview)
     save_preset.click(on_save, inputs=inputs, outputs=[preset_text, message], api_name="train_save_preset")
     import_preset.click(on_import, inputs=[preset_text], outputs=[*inputs, message], api_name="train_import_preset")
 
 
-def _wire_jobs(training: TrainingService, jobs, refresh, cancel, resume, message, view_outputs: list[Any]) -> None:
-    """The jobs list and the selected job's view (status, loss plot, samples, log), refreshed on a timer."""
+def _loss_plot(losses: list[tuple[int, float]]) -> Any:
+    """The loss plot's update: hidden (and empty) until there is a loss to draw."""
+    return gr.update(value=_loss_frame(losses), visible=True) if losses else gr.update(value=None, visible=False)
+
+
+def _job_buttons(training: TrainingService, job_id: str | None) -> list[Any]:
+    """(Cancel, Resume) visibility for the selected job."""
+    try:
+        job = training.job(job_id) if job_id else None
+    except WebUIError:
+        job = None
+    return [gr.update(visible=bool(job and job.can_cancel)), gr.update(visible=bool(job and job.can_resume))]
+
+
+def _wire_jobs(training: TrainingService, jobs, refresh, buttons: tuple[gr.Button, gr.Button], message,
+               view_outputs: list[Any]) -> None:
+    """The jobs list and the selected job's view (status, loss plot, samples, log), refreshed on a timer; Cancel and
+    Resume show when they apply to the selected job."""
+    cancel, resume = buttons
 
     def job_view(job_id: str | None) -> list[Any]:
         if not job_id:
-            return ["No job selected.", _loss_frame([]), [], ""]
+            return ["No job selected.", _loss_plot([]), [], ""]
         try:
             job = training.job(job_id)
         except WebUIError as err:
-            return [str(err), _loss_frame([]), [], ""]
-        return [_job_markdown(job), _loss_frame(training.losses(job_id)), _samples(training, job_id),
+            return [str(err), _loss_plot([]), [], ""]
+        return [_job_markdown(job), _loss_plot(training.losses(job_id)), _samples(training, job_id),
                 training.log(job_id)]
 
     def on_action(action: Callable[[str], TrainingJob], job_id: str | None) -> list[Any]:
@@ -311,10 +344,12 @@ def _wire_jobs(training: TrainingService, jobs, refresh, cancel, resume, message
     refresh.click(lambda selected: _job_choices(training, selected), inputs=[jobs], outputs=[jobs],
                   api_name="train_jobs")
     jobs.change(job_view, inputs=[jobs], outputs=view_outputs, api_name="train_job_view")
+    jobs.change(lambda j: _job_buttons(training, j), inputs=[jobs], outputs=[cancel, resume], api_name=False,
+                show_progress="hidden")
     cancel.click(lambda j: on_action(training.cancel, j), inputs=[jobs], outputs=[message, jobs],
                  api_name="train_cancel")
     resume.click(lambda j: on_action(training.resume, j), inputs=[jobs], outputs=[message, jobs],
                  api_name="train_resume")
     timer = gr.Timer(REFRESH_SECONDS)
-    timer.tick(lambda j: [_job_choices(training, j), *job_view(j)], inputs=[jobs], outputs=[jobs, *view_outputs],
-               api_name=False, show_progress="hidden")
+    timer.tick(lambda j: [_job_choices(training, j), *job_view(j), *_job_buttons(training, j)], inputs=[jobs],
+               outputs=[jobs, *view_outputs, cancel, resume], api_name=False, show_progress="hidden")
