@@ -111,3 +111,29 @@ def test_preview_returns_the_detected_map(ui, control_image):
     inverted = Image.open(client.predict("invert (from white bg & black line)", handle_file(control_image), 64,
                                          0, 0, api_name="/txt2img_controlnet_preview_0"))
     assert np.asarray(inverted.convert("L"))[5, 5] == 255  # the black corner became white
+
+
+def test_paste_restores_the_units_an_infotext_records(ui):
+    from webui.core.control import ControlUnit, infotext_entries
+    from webui.core.infotext import build_infotext
+    from webui.ui.controlnet.unit_values import PASTED_FIELDS
+
+    _services, client = ui
+    title = next(c[0] if isinstance(c, list | tuple) else c
+                 for c in client.predict(None, None, None, api_name="/txt2img_controlnet_refresh_0")[0]["choices"]
+                 if (c[0] if isinstance(c, list | tuple) else c).startswith("tiny-canny-sd1"))
+    unit = ControlUnit(module="canny", model=title, weight=0.7, threshold_a=90.0, threshold_b=180.0,
+                       guidance_end=0.5, control_mode="My prompt is more important", resize_mode="Just Resize")
+    text = build_infotext("a red circle", "", {"Steps": 2, "Sampler": "Euler", "CFG scale": 5, "Seed": 5,
+                                               "Size": "64x64", **dict(infotext_entries([unit]))})
+    outputs = client.predict(text, api_name="/txt2img_paste")
+    units = outputs[-1 - 3 * len(PASTED_FIELDS):-1]  # the units' widgets come right before the message
+    first = {name: value["value"] if isinstance(value, dict) else value  # sliders/model come as updates
+             for name, value in zip(PASTED_FIELDS, units[:len(PASTED_FIELDS)], strict=True)}
+    shaped = dict(zip(PASTED_FIELDS, units[:len(PASTED_FIELDS)], strict=True))
+    assert shaped["threshold_a"]["label"] == "Canny Low Threshold" and shaped["threshold_a"]["visible"] is True
+    assert first["enabled"] is True and first["module"] == "canny" and first["model"] == title
+    assert (first["weight"], first["guidance_end"], first["threshold_a"], first["threshold_b"]) == \
+        (0.7, 0.5, 90.0, 180.0)
+    assert first["control_mode"] == "My prompt is more important" and first["resize_mode"] == "Just Resize"
+    assert units[len(PASTED_FIELDS)] is False  # unit 1 is not in the infotext: disabled

@@ -77,6 +77,7 @@ class ControlNetSection:
 
     units: tuple[UnitWidgets, ...]
     img2img: bool
+    control: ControlUI
 
     def request_inputs(self) -> list[gr.components.Component]:
         """Every unit's inputs, unit after unit (append these after the tab's other Generate inputs)."""
@@ -105,13 +106,12 @@ class ControlNetSection:
         if not pasted:
             return [gr.update() for _ in self.paste_outputs()]
         updates: list[Any] = []
-        for index, unit in enumerate(self.units):
+        models = self.control.models_for_checkpoint()
+        for index in range(len(self.units)):
             if index >= len(pasted):
                 updates += [False] + [gr.update() for _ in PASTED_FIELDS[1:]]
                 continue
-            values = widget_values(pasted[index], unit.model.choices and [c[1] if isinstance(c, tuple) else c
-                                                                          for c in unit.model.choices])
-            updates += [gr.update() if values[name] is None else values[name] for name in PASTED_FIELDS]
+            updates += _unit_paste(pasted[index], models)
         return updates
 
 
@@ -129,6 +129,20 @@ def _slider_update(slider: Slider | None, value: float | None = None) -> dict:
         return gr.update(visible=False)
     return gr.update(visible=True, label=slider.name, minimum=slider.minimum, maximum=slider.maximum,
                      step=slider.step, value=slider.value if value is None else value)
+
+
+def _unit_paste(unit: ControlUnit, models: list[str]) -> list[Any]:
+    """Updates for one unit's `PASTED_FIELDS`: the values, the model list as it is now, and the sliders shaped for
+    the pasted preprocessor (the module's `input` event, which reshapes them, does not fire on a paste)."""
+    values = widget_values(unit, models)
+    spec = preprocessor_spec(values["module"])
+    sliders = {"processor_res": _slider_update(spec.resolution, values["processor_res"]),
+               "threshold_a": _slider_update(spec.threshold_a, values["threshold_a"]),
+               "threshold_b": _slider_update(spec.threshold_b, values["threshold_b"])}
+    if values["pixel_perfect"]:
+        sliders["processor_res"]["visible"] = False
+    updates = {**values, **sliders, "model": gr.update(choices=models, value=values["model"] or NO_MODEL)}
+    return [updates[name] for name in PASTED_FIELDS]
 
 
 def _module_updates(module: str, pixel_perfect: bool) -> list[dict]:
@@ -184,7 +198,7 @@ def _build_unit(control: ControlUI, tab: str, index: int, img2img: bool) -> Unit
 
 def _wire_unit(control: ControlUI, tab: str, index: int, unit: UnitWidgets, init_image: gr.Image | None) -> None:
     sliders = [unit.processor_res, unit.threshold_a, unit.threshold_b]
-    unit.module.change(_module_updates, inputs=[unit.module, unit.pixel_perfect], outputs=sliders, api_name=False)
+    unit.module.input(_module_updates, inputs=[unit.module, unit.pixel_perfect], outputs=sliders, api_name=False)
     unit.pixel_perfect.change(
         lambda perfect, module: gr.update(visible=not perfect and preprocessor_spec(module).resolution is not None),
         inputs=[unit.pixel_perfect, unit.module], outputs=[unit.processor_res], api_name=False)
@@ -239,4 +253,4 @@ def build_controlnet_section(control: ControlUI, tab: str, unit_count: int, init
         selected.then(model_choices, inputs=models, outputs=models, api_name=False)
     elif quick is not None:
         quick.checkpoint.change(model_choices, inputs=models, outputs=models, api_name=False)
-    return ControlNetSection(tuple(units), init_image is not None)
+    return ControlNetSection(tuple(units), init_image is not None, control)
