@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from webui.core.control import units_from_params
 from webui.core.samplers import split_legacy_name
 
 logger = logging.getLogger(__name__)
@@ -278,6 +279,8 @@ _OPTIONAL_FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("Hires steps", "hr_second_pass_steps", _to_int),
     ("Hires upscaler", "hr_upscaler", str),
     ("Mask blur", "mask_blur", _to_int),
+    ("Shift", "shift", float),  # flow-matching families (AuraFlow, Flux)
+    ("Distilled CFG Scale", "distilled_cfg_scale", float),  # Flux dev (Forge's key)
     ("Version", "version", str),
 )
 
@@ -301,4 +304,7 @@ def _optional_fields(parsed: ParsedInfotext) -> dict[str, object]:
             fields[width_name], fields[height_name] = size
     if "hr_scale" in fields or "hr_resize_x" in fields:
         fields["enable_hr"] = True
+    units = units_from_params(parsed.params)  # `ControlNet N` entries: the units without their images
+    if units:
+        fields["control_units"] = units
     return fields

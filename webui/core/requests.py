@@ -83,6 +83,10 @@ class GenerationRequest:
     control_units: tuple[ControlUnit, ...] = ()
     # Each extension's arguments (its generation controls, alwayson_scripts["<name>"]); see webui/extensions/api.py.
     extension_args: tuple[ExtensionArgs, ...] = ()
+    # Flow-matching families (AuraFlow, Flux): the schedule's shift (0 = the model's own) and Flux dev's distilled
+    # guidance ("Distilled CFG Scale", beside the real CFG scale). SD models ignore both.
+    shift: float = 0.0
+    distilled_cfg_scale: float = 3.5
 
     @property
     def hires_size(self) -> tuple[int, int]:
@@ -123,6 +127,10 @@ class GenerationRequest:
         problems += validate_units(self.control_units)
         if not 0.0 <= self.subseed_strength <= 1.0:
             problems.append(f"Variation strength must be between 0 and 1 (got {self.subseed_strength}).")
+        if not 0.0 <= self.shift <= 100.0:
+            problems.append(f"Shift must be between 0 (the model's own) and 100 (got {self.shift}).")
+        if not 0.0 <= self.distilled_cfg_scale <= 30.0:
+            problems.append(f"Distilled CFG Scale must be between 0 and 30 (got {self.distilled_cfg_scale}).")
         for name in ("seed_resize_from_w", "seed_resize_from_h"):
             value = getattr(self, name)
             if value and (value % 8 != 0 or not 8 <= value <= MAX_SIZE):

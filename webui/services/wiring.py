@@ -16,6 +16,7 @@ import psutil
 
 from webui.core.options import Options
 from webui.core.path_policy import PathPolicy
+from webui.core.preview_settings import preview_settings
 from webui.core.resolve import system_seeds
 from webui.core.settings import Settings
 from webui.core.styles import StyleStore
@@ -23,6 +24,7 @@ from webui.engine.control.engine import ControlEngine
 from webui.engine.control.library import ControlNetLibrary
 from webui.engine.families.loading import FlowParts
 from webui.engine.generation.live_preview import LatentPreview
+from webui.engine.generation.preview_decoders import TaesdLibrary
 from webui.engine.models.hashing import HashCache
 from webui.engine.models.registry import ModelRegistry
 from webui.engine.networks.cards import NetworkCatalog
@@ -147,13 +149,19 @@ def build_services(settings: Settings, *, seeds: random.Random | None = None) ->
     runtime = Runtime(executor=executor, manager=manager, registry=manager.registry, options=options, styles=styles,
                       embeddings=EmbeddingLibrary(settings.paths.embeddings_dir),
                       loras=LoraLibrary((settings.paths.lora_dir, settings.paths.lycoris_dir)), upscalers=upscalers,
-                      previews=LatentPreview(), training_worker=worker, device_share=share,
+                      previews=_live_previews(settings, options), training_worker=worker, device_share=share,
                       path_policy=PathPolicy.from_settings(settings), seeds=seeds or system_seeds(),
                       extensions=ExtensionRegistry())
     services = _services(settings, runtime)  # named: the two callbacks above read it
     services.extensions.load({name: getattr(services, name) for name in EXTENSION_SERVICES})
     services.tasks.start()  # tasks left by the previous run: a crashed one fails (or is retried), queued ones run
     return services
+
+
+def _live_previews(settings: Settings, options: Options) -> LatentPreview:
+    """Live previews with A1111's settings (read at each job's start) and TAESD files from models/VAE-approx."""
+    return LatentPreview(lambda: preview_settings(options.get),
+                         TaesdLibrary(settings.paths.models_dir / "VAE-approx"))
 
 
 def _pipeline_manager(settings: Settings, options: Options) -> PipelineManager:
@@ -190,13 +198,14 @@ def _services(settings: Settings, runtime: Runtime) -> Services:
     networks = NetworkService(catalog, runtime.loras, runtime.embeddings, manager, models, shown)
     upscale = UpscaleService(settings, runtime.options, runtime.upscalers, executor, policy, shown)
     control = _control_engine(settings, runtime)
+    control_service = ControlService(control, manager, executor)
     generation = GenerationService(
         GenerationParts(settings, runtime.options, manager, runtime.embeddings, runtime.upscalers, runtime.previews,
                         runtime.device_share, runtime.seeds, control), executor, styles, networks,
         runtime.extensions)
     scripts = ScriptService(ScriptParts(settings, runtime.options, runtime.registry, manager, runtime.upscalers,
                                         runtime.seeds),
-                            executor, ScriptUsing(generation, models, styles, upscale))
+                            executor, ScriptUsing(generation, models, styles, upscale, control_service))
     training = TrainingService(
         TrainingForms(settings, policy, runtime.registry), runtime.training_worker, policy, settings.paths,
         TrainingNeighbours(runtime.loras, runtime.registry, runtime.device_share, executor, generation, scripts))
@@ -209,7 +218,7 @@ def _services(settings: Settings, runtime: Runtime) -> Services:
                     tasks=_task_service(settings, runtime, TaskUsing(generation, scripts, upscale, models,
                                                                      runtime.device_share,
                                                                      runtime.training_worker.jobs)),
-                    control=ControlService(control, manager, executor))
+                    control=control_service)
 
 
 def _control_engine(settings: Settings, runtime: Runtime) -> ControlEngine:

@@ -31,8 +31,10 @@ SD2 = "sd2"
 SDXL = "sdxl"
 SDXL_REFINER = "sdxl_refiner"
 AURAFLOW = "auraflow"
-# What the txt2img/img2img pipelines can run; other detected families (AuraFlow) are for training only.
-GENERATION_FAMILIES = (SD1, SD2, SDXL)
+FLUX = "flux"
+# What the txt2img/img2img tabs can run (the flow-matching ones through `engine/families/`).
+GENERATION_FAMILIES = (SD1, SD2, SDXL, AURAFLOW, FLUX)
+BFL_PREFIX = "model.diffusion_model."
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,15 @@ _LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_", "lycoris_"
 
 # Most specific first: SDXL files also contain `model.diffusion_model.`, a LoRA may name `lora_unet_...` only.
 SIGNATURES: tuple[KeySignature, ...] = (
+    # Flux.1: BFL's transformer (`double_blocks` + `single_blocks`), alone or in a full checkpoint, or diffusers'.
+    KeySignature(CHECKPOINT, FLUX, (BFL_PREFIX + "double_blocks.", BFL_PREFIX + "single_blocks."),
+                 notes="Flux.1 full checkpoint (BFL transformer + text encoders + VAE)"),
+    KeySignature(CHECKPOINT, FLUX, ("double_blocks.", "single_blocks.", "img_in.", "final_layer."),
+                 notes="Flux.1 transformer (BFL layout)"),
+    KeySignature(CHECKPOINT, FLUX, ("transformer_blocks.", "single_transformer_blocks.", "x_embedder.",
+                                    "context_embedder."), notes="Flux.1 transformer (diffusers layout)"),
+    KeySignature(CHECKPOINT, AURAFLOW, ("joint_transformer_blocks.", "single_transformer_blocks."),
+                 notes="AuraFlow transformer (diffusers layout)"),
     KeySignature(CHECKPOINT, SDXL,
                  ("conditioner.embedders.0.transformer.", "conditioner.embedders.1.model.", UNET_PREFIX),
                  notes="SDXL: CLIP-L + OpenCLIP bigG text encoders"),
@@ -119,6 +130,9 @@ DIFFUSERS_FAMILIES: dict[tuple[str, str | None], str] = {
     ("StableDiffusionInpaintPipeline", "gelu"): SD2,
     ("StableDiffusionImg2ImgPipeline", "gelu"): SD2,
     ("AuraFlowPipeline", None): AURAFLOW,
+    ("FluxPipeline", None): FLUX,
+    ("FluxImg2ImgPipeline", None): FLUX,
+    ("FluxInpaintPipeline", None): FLUX,
 }
 
 

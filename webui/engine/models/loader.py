@@ -27,12 +27,14 @@ from diffusers import AutoencoderKL, DiffusionPipeline
 from diffusers.loaders.single_file_utils import SingleFileComponentError
 
 from webui.core.errors import ModelLoadError
+from webui.engine.families.loading import FlowParts, load_flux_file, stored_in_fp8
 from webui.engine.models.architecture import infer_architecture, infer_vae_config
 from webui.engine.models.clip_tokenizer import EOS_TOKEN
 from webui.engine.models.derived_config import write_derived_config
 from webui.engine.models.detection import (
     AURAFLOW,
     CHECKPOINT,
+    FLUX,
     GENERATION_FAMILIES,
     SD1,
     SD2,
@@ -91,6 +93,9 @@ _WRONG_KIND_ADVICE = {
     "controlnet": "a ControlNet model, not a checkpoint; put it in models/ControlNet",
     "unknown": "not a Stable Diffusion checkpoint (no known SD1/SD2/SDXL key layout)",
 }
+
+# Flow-matching families that load from a single file (the engine/families/ loaders).
+FLOW_FILE_LOADERS = {FLUX: load_flux_file}
 
 INPAINT_IN_CHANNELS = 9
 TXT2IMG_IN_CHANNELS = 4
@@ -249,8 +254,10 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     families: tuple[str, ...] = GENERATION_FAMILIES,
+    parts: FlowParts | None = None,
 ) -> LoadedCheckpoint:
     """Load an A1111 single-file checkpoint (or a diffusers folder) into a ready pipeline, offline.
+    `parts`: where a Flux transformer-only file finds its text encoders and VAE.
 
     Raises `ModelLoadError` naming the file for anything that is not a loadable checkpoint of one of `families`
     (a diffusers AuraFlow folder loads only when the caller, the trainer, asks for it), and `UnsafeFileError` for
@@ -260,6 +267,11 @@ def load_checkpoint(
     if path.is_dir():
         return load_diffusers_folder(path, device=device, dtype=dtype, families=families)
     shapes = read_shapes(path)
+    detected = detect_kind_from_keys(shapes)
+    if detected.kind == CHECKPOINT and detected.family in FLOW_FILE_LOADERS and detected.family in families:
+        pipeline = FLOW_FILE_LOADERS[str(detected.family)](path, parts=parts or FlowParts(), cache_dir=Path(cache_dir),
+                                                          dtype=dtype)
+        return LoadedCheckpoint(pipeline.to(device), str(detected.family), FLOW_MATCHING, False, path, None)
     family = str(_detect_checkpoint(path, shapes).family)
     spec = FAMILY_SPECS[family]
     hints = read_yaml_hints(path)
@@ -308,6 +320,9 @@ def load_diffusers_folder(
         pipeline = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype)
     except _BUILD_ERRORS as err:
         raise ModelLoadError(f"Could not load diffusers model '{path.name}': {err}") from err
+    fp8 = stored_in_fp8(path) if family in (AURAFLOW, FLUX) else None
+    if fp8 is not None:  # keep the fp8 storage, upcast layer by layer while computing (as Forge does)
+        pipeline.transformer.enable_layerwise_casting(storage_dtype=fp8, compute_dtype=dtype)
     pipeline = pipeline.to(device)
     unet = getattr(pipeline, "unet", None)
     if unet is None:  # a transformer (flow-matching) model

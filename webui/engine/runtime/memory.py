@@ -302,7 +302,8 @@ class MemoryOptimizer:
         elif action == DENOISER_BF16:
             run_in_dtype(denoiser_of(pipe), torch.bfloat16, io_dtype=torch.float32)
         elif action == COMPILE:
-            compile_denoiser(denoiser_of(pipe), self.options.device_type, self._compile_cache)
+            compile_denoiser(denoiser_of(pipe), self.options.device_type, self._compile_cache,
+                             self.options.flags.compile_backend)
         elif action == VAE_TILING:
             pipe.vae.enable_tiling()
         elif action == VAE_SLICING:

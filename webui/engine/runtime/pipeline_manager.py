@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from webui.core.errors import ModelLoadError, NoModelLoadedError
+from webui.engine.families.loading import FlowParts
 from webui.engine.generation.run import ModelLabels
 from webui.engine.models.hashing import HashCache
 from webui.engine.models.loader import LoadedCheckpoint, load_checkpoint, load_vae
@@ -100,7 +101,8 @@ class CheckpointCache:
 
 class PipelineManager:
     def __init__(self, registry: ModelRegistry, device: DeviceConfig, cache_dir: Path, hashes: HashCache,
-                 limits: Callable[[], tuple[int, int]] | None = None, memory: MemoryOptimizer | None = None):
+                 limits: Callable[[], tuple[int, int]] | None = None, memory: MemoryOptimizer | None = None,
+                 flow_parts: Callable[[], FlowParts] | None = None):
         self.registry = registry
         self.device = device
         self.cache_dir = cache_dir
@@ -111,6 +113,8 @@ class PipelineManager:
         self.load_count = 0
         self.cache = CheckpointCache(limits or (lambda: (1, 0)))
         self.memory = memory or MemoryOptimizer(MemoryOptions(device=str(device.device)))
+        # Where a Flux transformer-only file finds its text encoders and VAE (folders + the user's choice).
+        self.flow_parts = flow_parts or FlowParts
 
     def _hash(self, entry: ModelEntry) -> str:
         if entry.kind == "diffusers":
@@ -163,7 +167,7 @@ class PipelineManager:
         if new is None:
             log.info("Loading checkpoint %s", entry.path)
             loaded = load_checkpoint(entry.path, cache_dir=self.cache_dir, device=self.memory.load_device(),
-                                     dtype=self.device.dtype)
+                                     dtype=self.device.dtype, parts=self.flow_parts())
             pipe = loaded.pipeline
             if hasattr(pipe, "safety_checker"):
                 pipe.safety_checker = None

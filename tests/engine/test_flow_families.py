@@ -1,0 +1,180 @@
+"""AuraFlow and Flux generation through the services, as a user drives it: each on-disk layout loads (diffusers
+folders, Flux full single file, transformer-only with parts from models/text_encoder and models/VAE, fp8 storage),
+the same seed gives the same image, samplers follow the family (a wrong one is a ValidationError), img2img,
+inpainting, hires fix and X/Y/Z run, and the infotext pasted back reproduces the image."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import make_settings
+from webui.core.errors import ModelLoadError, ValidationError
+from webui.core.infotext import parse_infotext
+from webui.core.requests import GenerationRequest, Img2ImgInputs
+
+torch.set_num_threads(1)
+
+AURA = "tiny-auraflow"
+FLUX_DEV = "tiny-flux"
+FLUX_SCHNELL = "tiny-flux-schnell"
+FLUX_FULL = "flux-full.safetensors"
+FLUX_ONLY = "flux-transformer.safetensors"
+FLUX_FP8 = "flux-transformer-fp8.safetensors"
+
+
+@pytest.fixture(scope="session")
+def flow_data(tmp_path_factory, tiny_auraflow) -> Path:
+    """A data dir holding every layout: AuraFlow and Flux folders, Flux single files and loose parts."""
+    from webui.testing.tiny_flux import (
+        write_tiny_flux_checkpoint,
+        write_tiny_flux_folder,
+        write_tiny_flux_parts,
+        write_tiny_flux_transformer,
+    )
+
+    root = tmp_path_factory.mktemp("flow-data")
+    ckpt = root / "models" / "Stable-diffusion"
+    ckpt.mkdir(parents=True)
+    shutil.copytree(tiny_auraflow, ckpt / AURA)
+    write_tiny_flux_folder(ckpt / FLUX_DEV)
+    write_tiny_flux_folder(ckpt / FLUX_SCHNELL, seed=1, schnell=True)
+    write_tiny_flux_checkpoint(ckpt / FLUX_FULL, tokenizer_dir=root / ".tok")
+    write_tiny_flux_transformer(ckpt / FLUX_ONLY, tokenizer_dir=root / ".tok")
+    write_tiny_flux_transformer(ckpt / FLUX_FP8, dtype=torch.float8_e4m3fn, tokenizer_dir=root / ".tok")
+    write_tiny_flux_parts(root / "models" / "text_encoder", root / "models" / "VAE")
+    return root
+
+
+@pytest.fixture(scope="session")
+def flow_services(flow_data):
+    from webui.services import build_services
+
+    services = build_services(make_settings(flow_data))
+    yield services
+    services.runtime.executor.shutdown()
+
+
+def _request(checkpoint: str, **fields) -> GenerationRequest:
+    base = dict(prompt="a red (circle:1.3) on blue", negative_prompt="green", steps=3, width=32, height=32,
+                seed=11, sampler_name="Euler", cfg_scale=2.0, checkpoint=checkpoint, save_images=False)
+    base.update(fields)
+    return GenerationRequest(**base)
+
+
+def _pixels(result) -> list[np.ndarray]:
+    return [np.asarray(image.image) for image in result.images]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("checkpoint", [AURA, FLUX_DEV, FLUX_SCHNELL, FLUX_FULL, FLUX_ONLY])
+def test_txt2img_same_seed_same_image(flow_services, checkpoint):
+    first = flow_services.generation.txt2img(_request(checkpoint))
+    again = flow_services.generation.txt2img(_request(checkpoint))
+    other = flow_services.generation.txt2img(_request(checkpoint, seed=12))
+    assert first.images[0].image.size == (32, 32)
+    assert np.array_equal(_pixels(first)[0], _pixels(again)[0])
+    assert not np.array_equal(_pixels(first)[0], _pixels(other)[0])
+
+
+@pytest.mark.slow
+def test_single_files_equal_the_folder(flow_services):
+    """The full checkpoint and transformer + loose parts hold the same weights as the folder: same image."""
+    folder = _pixels(flow_services.generation.txt2img(_request(FLUX_DEV)))[0]
+    for name in (FLUX_FULL, FLUX_ONLY):
+        single = _pixels(flow_services.generation.txt2img(_request(name)))[0]
+        assert np.abs(single.astype(int) - folder.astype(int)).max() <= 1, name
+
+
+@pytest.mark.slow
+def test_fp8_transformer_loads_with_layerwise_casting(flow_services):
+    result = flow_services.generation.txt2img(_request(FLUX_FP8))
+    active = flow_services.runtime.manager.active
+    linear = active.pipeline.transformer.transformer_blocks[0].attn.to_q
+    assert linear.weight.dtype == torch.float8_e4m3fn
+    assert result.images[0].image.size == (32, 32)
+
+
+def test_missing_parts_named(flow_data, tmp_path):
+    from webui.engine.families.loading import FlowParts
+    from webui.engine.models.loader import load_checkpoint
+
+    only = flow_data / "models" / "Stable-diffusion" / FLUX_ONLY
+    with pytest.raises(ModelLoadError) as err:
+        load_checkpoint(only, cache_dir=tmp_path, parts=FlowParts(tmp_path / "nothing", tmp_path / "none"))
+    text = str(err.value)
+    assert "CLIP-L" in text and "T5 text encoder" in text and "VAE" in text
+    te_only = FlowParts(flow_data / "models" / "text_encoder", tmp_path / "none")
+    with pytest.raises(ModelLoadError, match="Flux VAE"):
+        load_checkpoint(only, cache_dir=tmp_path, parts=te_only)
+
+
+@pytest.mark.slow
+def test_sampler_list_and_wrong_sampler(flow_services):
+    from webui.core.model_families import samplers_for
+    from webui.core.samplers import sampler_names
+
+    assert samplers_for("flux", sampler_names()) == ["DPM++ 2M", "Euler a", "Euler", "Heun"]
+    assert "DDIM" in samplers_for("sd1", sampler_names())
+    with pytest.raises(ValidationError, match="cannot be used with AuraFlow"):
+        flow_services.generation.txt2img(_request(AURA, sampler_name="DDIM"))
+    images = {}
+    for sampler in ("Euler a", "Heun", "DPM++ 2M"):
+        images[sampler] = _pixels(flow_services.generation.txt2img(_request(AURA, sampler_name=sampler)))[0]
+    assert not np.array_equal(images["Heun"], images["DPM++ 2M"])
+
+
+@pytest.mark.slow
+def test_shift_and_distilled_cfg_change_the_image_and_round_trip(flow_services):
+    base = flow_services.generation.txt2img(_request(FLUX_DEV))
+    shifted = flow_services.generation.txt2img(_request(FLUX_DEV, shift=6.0, distilled_cfg_scale=5.0))
+    assert not np.array_equal(_pixels(base)[0], _pixels(shifted)[0])
+    infotext = shifted.images[0].infotext
+    assert "Shift: 6" in infotext and "Distilled CFG Scale: 5" in infotext
+    fields = parse_infotext(infotext).to_generation_fields()
+    pasted = GenerationRequest(**{k: v for k, v in fields.items() if k in {f.name for f in
+                                                                              dataclasses.fields(GenerationRequest)}})
+    again = flow_services.generation.txt2img(dataclasses.replace(pasted, checkpoint=FLUX_DEV, save_images=False))
+    assert np.array_equal(_pixels(shifted)[0], _pixels(again)[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("checkpoint", [AURA, FLUX_DEV])
+def test_img2img_and_inpaint_keep_unmasked_pixels(flow_services, checkpoint):
+    init = Image.new("RGB", (32, 32), (200, 30, 30))
+    plain = flow_services.generation.txt2img(_request(checkpoint, img2img=Img2ImgInputs(init_images=(init,)),
+                                                      denoising_strength=0.6))
+    assert plain.images[0].image.size == (32, 32)
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (8, 8, 24, 24))
+    inpaint = flow_services.generation.txt2img(_request(
+        checkpoint, denoising_strength=1.0, img2img=Img2ImgInputs(init_images=(init,), mask=mask, mask_blur=0)))
+    out = np.asarray(inpaint.images[0].image)
+    assert (out[:4, :4] == (200, 30, 30)).all()
+    assert not (out[12:20, 12:20] == (200, 30, 30)).all()
+
+
+@pytest.mark.slow
+def test_hires_fix_and_prompt_editing(flow_services):
+    result = flow_services.generation.txt2img(_request(AURA, prompt="a [red:blue:0.5] circle", enable_hr=True,
+                                                       hr_scale=2.0, hr_second_pass_steps=2,
+                                                       denoising_strength=0.5))
+    assert result.images[0].image.size == (64, 64)
+    assert "Hires upscale: 2" in result.images[0].infotext
+
+
+@pytest.mark.slow
+def test_xyz_over_steps_on_auraflow(flow_services):
+    from webui.core.xyz_axes import AxisInput
+    from webui.core.xyz_plan import XyzOptions
+
+    result = flow_services.scripts.run_xyz_plot(_request(AURA), [AxisInput("Steps", "2, 3")],
+                                                XyzOptions(draw_legend=False))
+    cells = [np.asarray(image.image) for image in result.sub_images]
+    assert len(cells) == 2 and len(result.grids) == 1 and not np.array_equal(cells[0], cells[1])
+    assert [parse_infotext(i.infotext).to_generation_fields()["steps"] for i in result.sub_images] == [2, 3]
