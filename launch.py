@@ -56,7 +56,7 @@ IMPLEMENTED_FLAGS = {
     "--force-enable-xformers", "--opt-sdp-attention", "--opt-split-attention", "--disable-opt-split-attention",
     "--opt-channelslast", "--device-id",
     # speed (webui/core/precision.py, webui/engine/runtime/fast_paths.py)
-    "--compile", "--cpu-precision",
+    "--compile", "--compile-backend", "--cpu-precision",
     # which server folders clients may name (webui/core/path_policy.py)
     "--hide-ui-dir-config", "--enable-insecure-extension-access",
     # extensions (webui/extensions/, the Extensions tab)
@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the UNet/transformer (GPU: inductor/triton; CPU: inductor with a C++ "
                              "compiler); the first image at each size compiles, later ones are faster")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="torch.compile backend for --compile (default inductor; e.g. cudagraphs, aot_eager)")
     parser.add_argument("--cpu-precision", choices=("auto", "bfloat16", "float32"), default="auto",
                         help="format of the UNet/transformer on a CPU: auto = bfloat16 when the CPU has native "
                              "bfloat16 (avx512_bf16/amx), else float32; --no-half / --precision full force float32")
@@ -188,7 +190,7 @@ def _memory_flags(args: argparse.Namespace):
         upcast_sampling=args.upcast_sampling, xformers=args.xformers or args.force_enable_xformers,
         opt_sdp_attention=args.opt_sdp_attention, opt_split_attention=args.opt_split_attention,
         disable_opt_split_attention=args.disable_opt_split_attention, opt_channelslast=args.opt_channelslast,
-        compile=args.compile,
+        compile=args.compile, compile_backend=args.compile_backend,
     )
 
 

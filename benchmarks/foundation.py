@@ -29,7 +29,7 @@ from webui.engine.models.loader import load_checkpoint  # noqa: E402
 from webui.services import build_services  # noqa: E402
 from webui.testing.tiny_models import write_tiny_checkpoint  # noqa: E402
 
-CONFIGS = Path(__file__).resolve().parents[1] / "webui" / "engine" / "configs" / "sd15"
+CONFIGS = Path(__file__).resolve().parents[1] / "webui" / "engine" / "models" / "configs" / "sd15"
 
 
 def write_full_sd15(path: Path) -> Path:

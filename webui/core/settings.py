@@ -89,6 +89,7 @@ class MemoryFlags:
     disable_opt_split_attention: bool = False
     opt_channelslast: bool = False
     compile: bool = False  # --compile: torch.compile of the UNet/transformer (webui/engine/runtime/fast_paths.py)
+    compile_backend: str = "inductor"  # --compile-backend: any torch.compile backend (aot_eager checks capture only)
 
     def given(self) -> tuple[str, ...]:
         """The flags that are on, spelled as on the command line (for messages)."""

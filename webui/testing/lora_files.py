@@ -82,11 +82,11 @@ def _lokr(weight: torch.Tensor, rank: int, gen: torch.Generator, factorised: boo
 
 
 def write_adapter(path: Path, pipe, fmt: str, *, seed: int = 0, rank: int = 4, ldm_names: bool = False,
-                  include_text: bool = True, metadata: dict[str, str] | None = None) -> Path:
+                  include_text: bool = True, metadata: dict[str, str] | None = None, targets: int = 4) -> Path:
     """fmt: lora, locon, loha, lokr, lokr_factorised, full, peft, simpletuner."""
     gen = torch.Generator().manual_seed(seed)
     tensors: dict[str, torch.Tensor] = {}
-    unet_paths = attention_targets(pipe) + (conv_targets(pipe) if fmt == "locon" else [])
+    unet_paths = attention_targets(pipe, targets) + (conv_targets(pipe) if fmt == "locon" else [])
     for path_ in unet_paths:
         weight = _module(pipe.unet, path_).weight
         if fmt in ("lora", "locon"):

@@ -78,9 +78,11 @@ def working_dtype(pipe) -> torch.dtype:
     return boundary[1] if boundary is not None else next(denoiser.parameters()).dtype
 
 
-def compile_denoiser(denoiser: torch.nn.Module, device_type: str, cache_dir: Path | None = None) -> bool:
-    """`--compile`: compile the denoiser's forward with inductor (kept across generations; the FX graph cache in
-    `cache_dir` keeps the compiled kernels across restarts). Returns False when it was compiled already.
+def compile_denoiser(denoiser: torch.nn.Module, device_type: str, cache_dir: Path | None = None,
+                     backend: str = "inductor") -> bool:
+    """`--compile`: compile the denoiser's forward (inductor unless `backend` says otherwise), kept across
+    generations; the FX graph cache in `cache_dir` keeps the compiled kernels across restarts. Returns False
+    when it was compiled already.
 
     The first two calls are measured (one eager call, then the compiling one, then a compiled one) and the cost
     and benefit are logged, so a user sees on the first image whether the flag pays off on their machine."""
@@ -90,7 +92,7 @@ def compile_denoiser(denoiser: torch.nn.Module, device_type: str, cache_dir: Pat
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir))
     eager = denoiser.forward
     # dynamic=None: the first size compiles static; a second size recompiles once with dynamic shapes.
-    compiled = torch.compile(eager, backend="inductor", dynamic=None)
+    compiled = torch.compile(eager, backend=backend, dynamic=None)
     denoiser.forward = _Measured(denoiser, eager, compiled, type(denoiser).__name__, device_type)
     setattr(denoiser, _COMPILED_ATTR, True)
     return True
