@@ -61,6 +61,7 @@ def pixels(result) -> np.ndarray:
     return np.asarray(result.images[0].image)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpoint", [AURA, FLUX, SD1])
 def test_extra_networks_list_the_loras_of_the_loaded_family(services, checkpoint):
     services.models.select_checkpoint(checkpoint)
@@ -68,6 +69,10 @@ def test_extra_networks_list_the_loras_of_the_loaded_family(services, checkpoint
     shown = [card["name"] for card in services.networks.extra_network_cards("lora")]
     assert shown == sorted(name for name, of in LORAS.items() if of in (family, None))
     assert {row["name"] for row in services.networks.lora_list()} == set(LORAS)  # the API lists all, as A1111
+    made_for = dict(services.networks.extra_network_details("lora", "flux-xlabs")["info"])["Made for"]
+    assert made_for == "Flux"
+    assert dict(services.networks.extra_network_details("lora", "mystery")["info"])["Made for"] == \
+        "an unknown model family"
 
 
 @pytest.mark.slow

@@ -66,5 +66,6 @@ def fits_family(adapter: str | None, model_family: str | None) -> bool:
 
 
 def family_label(family: str | None) -> str:
+    """A family (or group) as users name it: "Stable Diffusion", "AuraFlow", "Flux", "an unknown model family"."""
     group = FAMILY_GROUPS.get(family or "", family or "")
     return FAMILY_LABELS.get(group, group or "an unknown model family")

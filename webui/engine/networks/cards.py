@@ -18,7 +18,7 @@ from webui.core.errors import ModelLoadError, ModelNotFoundError, ValidationErro
 from webui.engine.models.registry import ModelRegistry
 from webui.engine.models.safetensors_header import read_safetensors_header
 from webui.engine.models.sidecars import CompanionFinder, read_sidecar, tag_frequency, training_summary
-from webui.engine.networks.adapter_family import fits_family
+from webui.engine.networks.adapter_family import family_label, fits_family
 from webui.engine.networks.embeddings import EmbeddingLibrary
 from webui.engine.networks.lora_library import LoraLibrary
 
@@ -159,6 +159,8 @@ class NetworkCatalog:
                 info.append(("Metadata", str(exc)))
         if kind == "textual_inversion" and (emb := self.embeddings.refresh().get(key)) is not None:
             info.append(("Vectors", f"{emb.token_count} (width {'/'.join(str(d) for d in emb.dims())})"))
+        if kind == "lora" and (entry := self.loras.find(key)) is not None:
+            info.append(("Made for", family_label(self.loras.family(entry))))
         return {"key": item.key, "name": item.name, "kind": kind, "folder": item.folder, "info": info,
                 "sidecar": read_sidecar(item.path), "training": training_summary(metadata),
                 "tags": tag_frequency(metadata), "metadata": metadata}
