@@ -200,3 +200,36 @@ def b64_png(image) -> str:
     image.save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
 
+
+# Names of the flow-matching models in `flow_data` (models/Stable-diffusion).
+AURA = "tiny-auraflow"
+FLUX_DEV = "tiny-flux"
+FLUX_SCHNELL = "tiny-flux-schnell"
+FLUX_FULL = "flux-full.safetensors"
+FLUX_ONLY = "flux-transformer.safetensors"
+FLUX_FP8 = "flux-transformer-fp8.safetensors"
+
+
+@pytest.fixture(scope="session")
+def flow_data(tmp_path_factory, tiny_auraflow) -> Path:
+    """A data dir holding every layout: AuraFlow and Flux folders, Flux single files and loose parts."""
+    import torch
+
+    from webui.testing.tiny_flux import (
+        write_tiny_flux_checkpoint,
+        write_tiny_flux_folder,
+        write_tiny_flux_parts,
+        write_tiny_flux_transformer,
+    )
+
+    root = tmp_path_factory.mktemp("flow-data")
+    ckpt = root / "models" / "Stable-diffusion"
+    ckpt.mkdir(parents=True)
+    shutil.copytree(tiny_auraflow, ckpt / AURA)
+    write_tiny_flux_folder(ckpt / FLUX_DEV)
+    write_tiny_flux_folder(ckpt / FLUX_SCHNELL, seed=1, schnell=True)
+    write_tiny_flux_checkpoint(ckpt / FLUX_FULL, tokenizer_dir=root / ".tok")
+    write_tiny_flux_transformer(ckpt / FLUX_ONLY, tokenizer_dir=root / ".tok")
+    write_tiny_flux_transformer(ckpt / FLUX_FP8, dtype=torch.float8_e4m3fn, tokenizer_dir=root / ".tok")
+    write_tiny_flux_parts(root / "models" / "text_encoder", root / "models" / "VAE")
+    return root

@@ -5,53 +5,28 @@ inpainting, hires fix and X/Y/Z run, and the infotext pasted back reproduces the
 from __future__ import annotations
 
 import dataclasses
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import make_settings
+from tests.conftest import (
+    AURA,
+    FLUX_DEV,
+    FLUX_FP8,
+    FLUX_FULL,
+    FLUX_ONLY,
+    FLUX_SCHNELL,
+    make_settings,
+)
 from webui.core.errors import ModelLoadError, ValidationError
 from webui.core.infotext import parse_infotext
 from webui.core.requests import GenerationRequest, Img2ImgInputs
 
 torch.set_num_threads(1)
 
-AURA = "tiny-auraflow"
-FLUX_DEV = "tiny-flux"
-FLUX_SCHNELL = "tiny-flux-schnell"
-FLUX_FULL = "flux-full.safetensors"
-FLUX_ONLY = "flux-transformer.safetensors"
-FLUX_FP8 = "flux-transformer-fp8.safetensors"
-
-
-@pytest.fixture(scope="session")
-def flow_data(tmp_path_factory, tiny_auraflow) -> Path:
-    """A data dir holding every layout: AuraFlow and Flux folders, Flux single files and loose parts."""
-    from webui.testing.tiny_flux import (
-        write_tiny_flux_checkpoint,
-        write_tiny_flux_folder,
-        write_tiny_flux_parts,
-        write_tiny_flux_transformer,
-    )
-
-    root = tmp_path_factory.mktemp("flow-data")
-    ckpt = root / "models" / "Stable-diffusion"
-    ckpt.mkdir(parents=True)
-    shutil.copytree(tiny_auraflow, ckpt / AURA)
-    write_tiny_flux_folder(ckpt / FLUX_DEV)
-    write_tiny_flux_folder(ckpt / FLUX_SCHNELL, seed=1, schnell=True)
-    write_tiny_flux_checkpoint(ckpt / FLUX_FULL, tokenizer_dir=root / ".tok")
-    write_tiny_flux_transformer(ckpt / FLUX_ONLY, tokenizer_dir=root / ".tok")
-    write_tiny_flux_transformer(ckpt / FLUX_FP8, dtype=torch.float8_e4m3fn, tokenizer_dir=root / ".tok")
-    write_tiny_flux_parts(root / "models" / "text_encoder", root / "models" / "VAE")
-    return root
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def flow_services(flow_data):
     from webui.services import build_services
 

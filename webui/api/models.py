@@ -41,6 +41,8 @@ class Txt2ImgBody(BaseModel):
     hr_second_pass_steps: int | None = 0
     hr_resize_x: int | None = 0
     hr_resize_y: int | None = 0
+    shift: float | None = None  # flow-matching models (AuraFlow, Flux): 0 / null = the model's own shift
+    distilled_cfg_scale: float | None = None  # Flux dev's distilled guidance (Forge's field)
 
 
 class Img2ImgBody(Txt2ImgBody):
