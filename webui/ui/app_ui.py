@@ -9,6 +9,7 @@ import gradio as gr
 
 from webui.services import Services
 from webui.ui.components import build_quicksettings
+from webui.ui.controlnet import CONTROLNET_CSS
 from webui.ui.extension_parts import SendTargets, build_extension_settings, build_extension_tabs
 from webui.ui.generation_services import GenerationTabServices
 from webui.ui.layout_css import LAYOUT_CSS, LAYOUT_HEAD
@@ -27,7 +28,7 @@ CSS = """
 #quicksettings { align-items: end; }
 .infotext { font-family: monospace; font-size: 0.85em; white-space: pre-wrap; overflow-wrap: anywhere; }
 .progress-text progress { width: 60%; vertical-align: middle; }
-""" + LAYOUT_CSS + QUEUE_CSS
+""" + LAYOUT_CSS + QUEUE_CSS + CONTROLNET_CSS
 
 HEAD = LAYOUT_HEAD  # page script mounted with the app (`app._mount_ui`)
 TXT2IMG_TAB_ID = "txt2img"
@@ -40,7 +41,8 @@ def generation_tab_services(services: Services) -> GenerationTabServices:
                                  networks=services.networks, styles=services.styles, upscale=services.upscale,
                                  scripts=services.scripts, options=services.options, info=services.info,
                                  outputs_dir=services.settings.paths.outputs_dir, tasks=services.tasks,
-                                 control=services.control, extensions=services.extensions)
+                                 control=services.control, extensions=services.extensions,
+                                 defaults=services.defaults)
 
 
 def build_ui(services: Services) -> gr.Blocks:

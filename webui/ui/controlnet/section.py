@@ -32,6 +32,10 @@ from webui.ui.controlnet.unit_values import (
 from webui.ui.paste import SectionPaste
 
 DEFAULT_UNITS = 3
+TOOLS_ROW_CLASS = "controlnet-tools"
+# The preprocessor/model row: its buttons sit on the dropdowns' baseline instead of stretching to their height.
+CONTROLNET_CSS = (f".{TOOLS_ROW_CLASS} {{ align-items: flex-end; }} "
+                  f".{TOOLS_ROW_CLASS} button {{ margin-bottom: 0.5em; }}")
 
 
 class ControlUI(Protocol):
@@ -166,23 +170,24 @@ def _build_unit(control: ControlUI, tab: str, index: int, img2img: bool) -> Unit
         use_input = gr.Checkbox(label="Use the img2img input", value=False, visible=img2img,
                                 elem_id=f"{prefix}_use_input")
         pixel_perfect = gr.Checkbox(label="Pixel Perfect", value=False, elem_id=f"{prefix}_pixel_perfect")
-    with gr.Row(equal_height=True):
+    with gr.Row(elem_classes=[TOOLS_ROW_CLASS]):
         module = gr.Dropdown(label="Preprocessor", choices=module_list(alias_names=True), value="none",
-                             elem_id=f"{prefix}_module", scale=3)
-        preview = gr.Button("Preview", elem_id=f"{prefix}_preview", scale=1, min_width=80)
+                             elem_id=f"{prefix}_module", scale=2, min_width=160)
+        preview = gr.Button("Preview", elem_id=f"{prefix}_preview", size="sm", scale=0, min_width=90)
         model = gr.Dropdown(label="Model", choices=control.models_for_checkpoint(), value=NO_MODEL,
-                            elem_id=f"{prefix}_model", scale=3)
-        refresh = gr.Button(REFRESH_SYMBOL, elem_id=f"{prefix}_refresh", scale=0, min_width=40)
+                            elem_id=f"{prefix}_model", scale=2, min_width=160)
+        refresh = gr.Button(REFRESH_SYMBOL, elem_id=f"{prefix}_refresh", scale=0, min_width=40,
+                            elem_classes=["icon-button"])
+    weight = gr.Slider(label="Control Weight", minimum=0.0, maximum=2.0, step=0.05, value=1.0,
+                       elem_id=f"{prefix}_weight")
     with gr.Row():
-        weight = gr.Slider(label="Control Weight", minimum=0.0, maximum=2.0, step=0.05, value=1.0,
-                           elem_id=f"{prefix}_weight")
         guidance_start = gr.Slider(label="Starting Control Step", minimum=0.0, maximum=1.0, step=0.01, value=0.0,
                                    elem_id=f"{prefix}_guidance_start")
         guidance_end = gr.Slider(label="Ending Control Step", minimum=0.0, maximum=1.0, step=0.01, value=1.0,
                                  elem_id=f"{prefix}_guidance_end")
+    processor_res = gr.Slider(label="Preprocessor Resolution", minimum=64, maximum=2048, step=1,
+                              value=DEFAULT_PROCESSOR_RES, visible=False, elem_id=f"{prefix}_processor_res")
     with gr.Row():
-        processor_res = gr.Slider(label="Preprocessor Resolution", minimum=64, maximum=2048, step=1,
-                                  value=DEFAULT_PROCESSOR_RES, visible=False, elem_id=f"{prefix}_processor_res")
         threshold_a = gr.Slider(label="Threshold A", minimum=0, maximum=255, step=1, value=100, visible=False,
                                 elem_id=f"{prefix}_threshold_a")
         threshold_b = gr.Slider(label="Threshold B", minimum=0, maximum=255, step=1, value=200, visible=False,
