@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 from starlette.requests import Request
 
+from webui.api.controlnet import build_controlnet_router, control_units_of, detected_map_pngs
 from webui.api.extension_routes import extension_args_of, install_extension_list_routes
 from webui.api.models import (
     ExtrasBaseBody,
@@ -104,6 +105,7 @@ def _body_fields(body: Txt2ImgBody) -> dict[str, Any]:
     fields = {name: getattr(body, name) if getattr(body, name) is not None else info.default
               for name, info in schema.items()}
     fields.update(_overrides(body))
+    fields["control_units"] = control_units_of(body.alwayson_scripts, decode_images)  # the ControlNet extension's
     return fields
 
 
@@ -214,6 +216,7 @@ async def _generate(api: _GenerationApi, request: GenerationRequest, script_name
 
 def _images_response(result: GenerationResult, body: Txt2ImgBody, parameters: dict[str, Any]) -> ImagesResponse:
     images = [encode_png(img.image, img.infotext) for img in result.images] if body.send_images else []
+    images += detected_map_pngs(result.control_maps) if body.send_images else []  # after the results, as the ext
     return ImagesResponse(images=images, parameters=parameters, info=_info_json(result))
 
 
@@ -404,7 +407,8 @@ def build_router(services: Services, auth: Callable[..., None] | None = None) ->
     install_queue_routes(router, _queue_api(services))
     _model_routes(router, services.models, services.networks, services.options)
     _table_routes(router, services.info, services.upscale, services.styles)
-    _info_routes(router, services.info, services.models, services.settings.public_flags)
+    _info_routes(router, services.info, services.models, lambda: {
+        **services.settings.public_flags(), "precision_in_use": services.models.precision_note()})
     return router
 
 
@@ -436,6 +440,8 @@ def install_api(app: FastAPI, services: Services) -> None:
     """Mount the /sdapi/v1 routes and turn domain errors into A1111-style JSON errors."""
     credentials = services.settings.security.api_auth
     app.include_router(build_router(services, basic_auth(credentials) if credentials else None))
+    app.include_router(build_controlnet_router(services.control, decode_images,
+                                               basic_auth(credentials) if credentials else None))
 
     @app.exception_handler(WebUIError)
     async def _domain_error(request: Request, exc: WebUIError) -> JSONResponse:

@@ -25,6 +25,7 @@ CHOICES_CHECKPOINTS = "checkpoints"
 CHOICES_VAES = "vaes"
 CHOICES_STYLES = "styles"
 CHOICES_HIRES_UPSCALERS = "hires upscalers"
+CHOICES_CONTROLNET_MODELS = "controlnet models"
 
 Apply = Callable[[GenerationRequest, Any, Sequence[Any]], GenerationRequest]
 
@@ -70,6 +71,20 @@ def _size(request: GenerationRequest, value: str, _values: Sequence[Any]) -> Gen
     except ValueError:
         raise ValidationError(f"Size '{value}' is not of the form 512x768.") from None
     return dataclasses.replace(request, width=w, height=h)
+
+
+def _control(name: str) -> Apply:
+    """A ControlNet axis (the extension's "[ControlNet] ..." axes): the value goes to every enabled unit, as the
+    extension does for a single value."""
+
+    def apply(request: GenerationRequest, value: Any, _values: Sequence[Any]) -> GenerationRequest:
+        if not any(unit.enabled for unit in request.control_units):
+            raise ValidationError("The [ControlNet] X/Y/Z axes change the enabled ControlNet units; enable one.")
+        units = tuple(dataclasses.replace(unit, **{name: value}) if unit.enabled else unit
+                      for unit in request.control_units)
+        return dataclasses.replace(request, control_units=units)
+
+    return apply
 
 
 def _seed(name: str) -> Apply:
@@ -126,6 +141,9 @@ AXIS_TYPES: tuple[AxisType, ...] = (
     AxisType("Hires upscaler", "str", _field("hr_upscaler"), choices=CHOICES_HIRES_UPSCALERS, note=_HIRES_NOTE),
     AxisType("Styles", "str", _styles, named=False, choices=CHOICES_STYLES),
     AxisType("Size", "str", _size),
+    AxisType("[ControlNet] Weight", "float", _control("weight")),
+    AxisType("[ControlNet] Guidance End", "float", _control("guidance_end")),
+    AxisType("[ControlNet] Model", "str", _control("model"), choices=CHOICES_CONTROLNET_MODELS, cost=0.3),
 )
 _BY_LABEL = {axis.label.lower(): axis for axis in AXIS_TYPES}
 

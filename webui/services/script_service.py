@@ -34,6 +34,7 @@ from webui.core.tiled_upscale import TiledUpscaleOptions, plan_tiled_upscale, up
 from webui.core.xyz_axes import AxisInput
 from webui.core.xyz_axis_types import (
     CHOICES_CHECKPOINTS,
+    CHOICES_CONTROLNET_MODELS,
     CHOICES_HIRES_UPSCALERS,
     CHOICES_SAMPLERS,
     CHOICES_SCHEDULES,
@@ -48,6 +49,7 @@ from webui.engine.runtime.pipeline_manager import VAE_AUTOMATIC, VAE_NONE, Pipel
 from webui.engine.upscale.tiled_redraw import run_tiled_upscale
 from webui.engine.upscale.upscalers import UpscalerLibrary
 from webui.jobs.inline_executor import InlineExecutor, JobRunner
+from webui.services.control_service import ControlService
 from webui.services.generation_service import GenerationService
 from webui.services.model_service import ModelService
 from webui.services.script_grids import ScriptGrids
@@ -80,6 +82,7 @@ class ScriptUsing:
     models: ModelService
     styles: StyleService
     upscale: UpscaleService
+    control: ControlService | None = None  # the ControlNet model picker of the "[ControlNet] Model" axis
 
 
 class ScriptService:
@@ -114,7 +117,8 @@ class ScriptService:
         using = self._using
         table = {CHOICES_SAMPLERS: sampler_names, CHOICES_SCHEDULES: lambda: list(SCHEDULE_TYPES),
                  CHOICES_CHECKPOINTS: using.models.checkpoint_titles, CHOICES_VAES: using.models.vae_titles,
-                 CHOICES_STYLES: using.styles.style_names, CHOICES_HIRES_UPSCALERS: using.upscale.hires_upscaler_names}
+                 CHOICES_STYLES: using.styles.style_names, CHOICES_HIRES_UPSCALERS: using.upscale.hires_upscaler_names,
+                 CHOICES_CONTROLNET_MODELS: using.control.model_list if using.control else list}
         return list(table[source]()) if source in table else []
 
     def submit_xyz_plot(self, base: GenerationRequest, axes: list[AxisInput],

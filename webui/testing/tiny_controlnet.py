@@ -26,14 +26,21 @@ LAYOUTS = ("diffusers", "ldm", "folder")
 def build_tiny_controlnet(family: str = "sd1", seed: int = 0, checkpoint_seed: int = 0) -> ControlNetModel:
     """A ControlNet fitting `write_tiny_checkpoint(family, seed=checkpoint_seed)`, with non-zero outputs."""
     unet = build_tiny_components(family, checkpoint_seed)["unet"]
-    model = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=HINT_CHANNELS)
+    return controlnet_from_unet(unet, HINT_CHANNELS, seed)
+
+
+def controlnet_from_unet(unet, hint_channels: tuple[int, ...], seed: int = 0) -> ControlNetModel:
+    """`ControlNetModel.from_unet` with its zero convolutions perturbed (seeded), so it changes the output.
+    Real-size models take the released hint encoder, `(16, 32, 96, 256)` (8x down, as SD's VAE)."""
+    model = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=hint_channels)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        zero_convs = [*model.controlnet_down_blocks, model.controlnet_mid_block,
-                      model.controlnet_cond_embedding.conv_out]
-        for conv in zero_convs:
+        for conv in [*model.controlnet_down_blocks, model.controlnet_mid_block]:
             conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.2)
             conv.bias.copy_(torch.randn(conv.bias.shape, generator=generator) * 0.05)
+        hint_out = model.controlnet_cond_embedding.conv_out  # strong, so the control image itself matters
+        hint_out.weight.copy_(torch.randn(hint_out.weight.shape, generator=generator))
+        hint_out.bias.zero_()
     return model.eval()
 
 

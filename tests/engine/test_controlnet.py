@@ -1,0 +1,221 @@
+"""ControlNet units in generation, with tiny ControlNets written in the layouts users bring (see
+`webui/testing/tiny_controlnet.py`): effect, composition, start/end, modes, families, img2img/inpaint/hires."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from tests.conftest import make_data_dir, make_settings
+from webui.core.control import ControlUnit, units_from_params
+from webui.core.errors import ModelNotFoundError, ValidationError
+from webui.core.infotext import parse_infotext
+from webui.core.requests import GenerationRequest, Img2ImgInputs
+from webui.engine.control.engine import ControlEngine
+from webui.engine.control.library import ControlNetLibrary
+from webui.engine.generation.img2img_inputs import resize_image
+from webui.testing.tiny_controlnet import write_tiny_controlnet
+
+BASE = GenerationRequest(prompt="a square", steps=3, width=32, height=32, seed=5, sampler_name="Euler",
+                         save_images=False, denoising_strength=0.6)
+
+
+def square(size: int = 64) -> Image.Image:
+    image = Image.new("RGB", (size, size), "black")
+    ImageDraw.Draw(image).rectangle((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill="white")
+    return image
+
+
+def stripes(size: int = 64) -> Image.Image:
+    image = Image.new("RGB", (size, size), "black")
+    for x in range(0, size, 8):
+        ImageDraw.Draw(image).rectangle((x, 0, x + 3, size), fill="white")
+    return image
+
+
+@pytest.fixture(scope="session")
+def control_services(tmp_path_factory, tiny_checkpoints):
+    """Tiny SD1 and SDXL checkpoints, and ControlNets: SD1 in all three layouts (the LDM one with another seed),
+    a second SD1 one, and an SDXL one."""
+    from webui.services import build_services
+
+    torch.set_num_threads(1)
+    data_dir = make_data_dir(tmp_path_factory.mktemp("controlnet"), tiny_checkpoints, ("sd1", "sdxl"))
+    folder = data_dir / "models" / "ControlNet"
+    write_tiny_controlnet(folder / "cn-sd1.safetensors", "sd1", layout="diffusers", seed=1)
+    write_tiny_controlnet(folder / "cn-sd1-ldm.safetensors", "sd1", layout="ldm", seed=2)
+    write_tiny_controlnet(folder / "cn-sd1-folder", "sd1", layout="folder", seed=3)
+    write_tiny_controlnet(folder / "cn-sdxl.safetensors", "sdxl", layout="ldm", seed=4)
+    services = build_services(make_settings(data_dir))
+    services.models.select_checkpoint("tiny-sd1.safetensors")
+    yield services
+    services.runtime.executor.shutdown()
+
+
+def run(services, **fields):
+    return services.generation.txt2img(dataclasses.replace(BASE, **fields))
+
+
+def pixels(result, index: int = 0) -> np.ndarray:
+    return np.asarray(result.images[index].image).astype(np.int16)
+
+
+def unit(model: str = "cn-sd1", **fields) -> ControlUnit:
+    return ControlUnit(model=model, image=fields.pop("image", square()), **fields)
+
+
+@pytest.fixture(scope="session")
+def plain(control_services):
+    return pixels(run(control_services))
+
+
+def test_weight_zero_is_bit_for_bit_no_control_and_the_image_changes_the_output(control_services, plain):
+    assert np.array_equal(pixels(run(control_services, control_units=(unit(weight=0.0),))), plain)
+    controlled = pixels(run(control_services, control_units=(unit(),)))
+    assert np.abs(controlled - plain).mean() > 1.0
+    other = pixels(run(control_services, control_units=(unit(image=stripes()),)))
+    assert np.abs(other - controlled).mean() > 1.0
+
+
+def test_a_disabled_unit_is_ignored(control_services, plain):
+    result = run(control_services, control_units=(unit(enabled=False, model="missing"),))
+    assert np.array_equal(pixels(result), plain)
+    assert "ControlNet" not in result.infotexts[0] and result.control_maps == ()
+
+
+@pytest.mark.parametrize("model", ["cn-sd1-ldm", "cn-sd1-folder"])
+def test_every_file_layout_runs(control_services, plain, model):
+    assert np.abs(pixels(run(control_services, control_units=(unit(model),))) - plain).mean() > 1.0
+
+
+def test_two_units_compose(control_services):
+    first, second = unit(), unit("cn-sd1-ldm", image=stripes())
+    both = pixels(run(control_services, control_units=(first, second)))
+    for alone in (first, second):
+        assert np.abs(both - pixels(run(control_services, control_units=(alone,)))).mean() > 0.5
+
+
+def test_guidance_end_and_start_change_the_result(control_services):
+    full = pixels(run(control_services, control_units=(unit(),)))
+    assert np.abs(full - pixels(run(control_services, control_units=(unit(guidance_end=0.5),)))).mean() > 0.1
+    assert np.abs(full - pixels(run(control_services, control_units=(unit(guidance_start=0.5),)))).mean() > 0.1
+
+
+def test_each_control_mode_differs_from_balanced(control_services):
+    balanced = pixels(run(control_services, control_units=(unit(),)))
+    prompt = pixels(run(control_services, control_units=(unit(control_mode="My prompt is more important"),)))
+    control = pixels(run(control_services, control_units=(unit(control_mode="ControlNet is more important"),)))
+    assert np.abs(balanced - prompt).mean() > 0.1 and np.abs(balanced - control).mean() > 0.1
+    assert np.abs(prompt - control).mean() > 0.1
+
+
+def test_infotext_records_the_units_and_parses_back(control_services):
+    sent = unit(module="canny", threshold_a=50.0, threshold_b=150.0, weight=0.8, guidance_end=0.9,
+                control_mode="My prompt is more important", resize_mode="Just Resize")
+    result = run(control_services, control_units=(sent,))
+    (parsed,) = units_from_params(parse_infotext(result.infotexts[0]).params)
+    title = control_services.control.model_list()[0]
+    assert title.startswith("cn-sd1 [") and parsed.model == title
+    assert dataclasses.replace(parsed, model="cn-sd1") == dataclasses.replace(sent, image=None)
+    assert len(result.control_maps) == 1 and result.control_maps[0].size == (32, 32)
+
+
+def test_a_wrong_family_model_is_a_clear_error(control_services):
+    with pytest.raises(ValidationError, match=r"'cn-sdxl \[[0-9a-f]{8}\]' is for SDXL models, but the loaded "
+                                              r"checkpoint 'tiny-sd1.safetensors' is SD 1.x"):
+        run(control_services, control_units=(unit("cn-sdxl"),))
+    with pytest.raises(ModelNotFoundError, match="No ControlNet model named 'nope'"):
+        run(control_services, control_units=(unit("nope"),))
+    with pytest.raises(ValidationError, match="has no control image"):
+        run(control_services, control_units=(ControlUnit(model="cn-sd1"),))
+
+
+def test_the_model_list_filters_by_the_loaded_family(control_services):
+    assert control_services.control.models_for_checkpoint()[0] == "None"
+    names = [title.rsplit(" [", 1)[0] for title in control_services.control.models_for_checkpoint()[1:]]
+    assert names == ["cn-sd1", "cn-sd1-folder", "cn-sd1-ldm"]
+    assert len(control_services.control.model_list()) == 4
+
+
+def test_img2img_uses_its_input_as_control_image_and_inpaint_and_hires_run(control_services):
+    source = square(48)
+    img2img = Img2ImgInputs((source,))
+    without = pixels(run(control_services, img2img=img2img))
+    with_control = run(control_services, img2img=img2img, control_units=(ControlUnit(model="cn-sd1"),))
+    assert np.abs(pixels(with_control) - without).mean() > 0.5
+    mask = Image.new("L", (48, 48), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 24, 48), fill=255)
+    inpaint = run(control_services, img2img=Img2ImgInputs((source,), mask=mask),
+                  control_units=(ControlUnit(model="cn-sd1", module="inpaint_only"),))
+    assert inpaint.images[0].image.size == (32, 32) and len(inpaint.control_maps) == 1
+    assert inpaint.control_maps[0].mode == "RGBA"  # the img2img mask travels as the inpaint map's alpha
+    kept = np.asarray(resize_image(source, 32, 32, 0))[:, 26:]
+    outside = np.asarray(inpaint.images[0].image)[:, 26:].astype(int) - kept  # far from the blurred mask edge
+    assert np.abs(outside).max() <= 1  # the input comes back there
+    hires = run(control_services, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", denoising_strength=0.5,
+                control_units=(unit(),))
+    assert hires.images[0].image.size == (48, 48)
+    assert 'ControlNet 0: "Module: none' in hires.infotexts[0]
+
+
+def test_the_pipeline_view_shares_the_base_modules(control_services):
+    """`from_pipe`: the ControlNet pipeline holds the loaded UNet, VAE and text encoder themselves (no copy)."""
+    services = control_services
+    pipe = services.runtime.manager.active.pipeline
+    folder = services.settings.paths.models_dir / "ControlNet"
+    engine = ControlEngine(ControlNetLibrary(folder, lambda: 0), folder / "annotators",
+                           services.runtime.manager.memory)
+    request = dataclasses.replace(BASE, control_units=(unit(), unit("cn-sd1-ldm")))
+    control = engine.prepare(request, pipe, "sd1", "tiny-sd1")
+    view, kwargs = control.view(pipe, "txt2img", False, 7.0, (32, 32), {"width": 32})
+    assert view.unet is pipe.unet and view.vae is pipe.vae and view.text_encoder is pipe.text_encoder
+    assert view.controlnet is control.net and len(view.controlnet.nets) == 2
+    assert kwargs["controlnet_conditioning_scale"] == [1.0, 1.0] and len(kwargs["image"]) == 2
+    assert kwargs["image"][0].shape == (1, 3, 32, 32)
+
+
+def test_loaded_controlnets_are_cached_within_the_byte_budget(control_services, tmp_path):
+    services = control_services
+    pipe = services.runtime.manager.active.pipeline
+    folder = services.settings.paths.models_dir / "ControlNet"
+    budget = [0]
+    library = ControlNetLibrary(folder, lambda: budget[0])
+    config = dict(pipe.unet.config)
+    first = library.load(library.find("cn-sd1"), config, torch.float32)
+    assert library.load(library.find("cn-sd1"), config, torch.float32) is first and library.load_count == 1
+    budget[0] = 1  # one byte: only the model in use stays
+    library.load(library.find("cn-sd1-ldm"), config, torch.float32)
+    assert library.cached() == ["cn-sd1-ldm.safetensors"]
+
+
+def test_detected_maps_are_saved_next_to_the_images_when_asked(control_services):
+    services = control_services
+    services.options.set_options({"control_net_detectmap_autosaving": True})
+    try:
+        result = run(services, save_images=True, control_units=(unit(module="canny"),))
+    finally:
+        services.options.set_options({"control_net_detectmap_autosaving": False})
+    folder = Path(result.images[0].path).parent
+    assert len(list(folder.glob("*.png"))) >= 2
+
+
+def test_xyz_controlnet_axes(control_services, plain):
+    from webui.core.xyz_axes import AxisInput
+
+    scripts = control_services.scripts
+    base = dataclasses.replace(BASE, control_units=(unit(),))
+    result = scripts.run_xyz_plot(base, [AxisInput("[ControlNet] Weight", "0, 1"),
+                                         AxisInput("[ControlNet] Model", "cn-sd1, cn-sd1-ldm")])
+    cells = [np.asarray(image.image).astype(np.int16) for image in result.sub_images]
+    assert len(cells) == 4 and np.array_equal(cells[0], plain)  # weight 0: no control, whatever the model
+    assert np.abs(cells[1] - cells[0]).mean() > 1.0 and np.abs(cells[3] - cells[1]).mean() > 0.5
+    assert "ControlNet 0" in result.sub_images[1].infotext
+    assert scripts.script_choices("controlnet models")[0].startswith("cn-sd1 [")
+    ends = scripts.run_xyz_plot(base, [AxisInput("[ControlNet] Guidance End", "0.3, 1")])
+    assert not np.array_equal(np.asarray(ends.sub_images[0].image), np.asarray(ends.sub_images[1].image))
+    with pytest.raises(ValidationError, match="enable one"):
+        scripts.run_xyz_plot(BASE, [AxisInput("[ControlNet] Weight", "0, 1")])
