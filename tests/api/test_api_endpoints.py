@@ -332,3 +332,8 @@ def test_cmd_flags_over_http_hide_credentials(tmp_path):
     assert flags["nowebui"] is True and flags["use_cpu"] == ["all"] and flags["port"] is None
     assert flags["api_auth"] == "<hidden>" and flags["gradio_auth"] is None
     assert "pass:word" not in json.dumps(flags)
+    # the CPU fast path's choice for this machine (auto: bfloat16 only with native bf16 instructions)
+    assert flags["cpu_precision"] == "auto" and flags["compile"] is False
+    assert flags["precision_in_use"].startswith("cpu: ")
+    fast = services.runtime.manager.device.denoiser_dtype is not None
+    assert flags["precision_in_use"].startswith("cpu: bfloat16" if fast else "cpu: float32")

@@ -40,6 +40,11 @@ class ModelService:
         """The same models, loading through `executor` (a script's inline executor, inside the script's job)."""
         return ModelService(self._settings, self._registry, self._manager, executor, self._options, self._shown)
 
+    def precision_note(self) -> str:
+        """The denoiser's number format on this device and why (the CPU fast path's choice, fp16 on CUDA)."""
+        device = self._manager.device
+        return f"{device.device.type}: {device.precision_note}"
+
     def checkpoint_titles(self) -> list[str]:
         return [entry.title for entry in self._registry.checkpoints()]
 
