@@ -13,8 +13,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from webui.api.body_limit import install_limits
+from webui.api.extension_routes import install_extension_routes
 from webui.api.gradio_guard import require_uploaded_files
-from webui.api.security import gradio_auth, install_docs, install_security, lan_urls
+from webui.api.security import basic_auth, gradio_auth, install_docs, install_security, lan_urls
 from webui.core.limits import LIMITS
 from webui.core.settings import Settings
 from webui.services import Services, build_services
@@ -42,6 +43,8 @@ def build_app(services: Services, ui_builder: UiBuilder | None = None) -> FastAP
         from webui.api.routes import install_api
 
         install_api(app, services)
+    api_auth = settings.security.api_auth  # extension routes: the same auth as /sdapi, mounted before the UI
+    install_extension_routes(app, services.extensions, basic_auth(api_auth) if api_auth else None)
     file_roots: list[str] = []
     upload_dir: str | None = None
     if settings.nowebui:
@@ -67,7 +70,8 @@ def _mount_ui(app: FastAPI, services: Services, ui_builder: UiBuilder | None) ->
     import gradio as gr
     from gradio.utils import get_upload_folder
 
-    from webui.ui.app_ui import CSS, build_ui
+    from webui.ui.app_ui import CSS, HEAD, build_ui
+    from webui.ui.extension_parts import extension_css, extension_head
 
     settings = services.settings
     blocks = (ui_builder or build_ui)(services)
@@ -78,7 +82,8 @@ def _mount_ui(app: FastAPI, services: Services, ui_builder: UiBuilder | None) ->
         allowed_paths=[str(settings.paths.outputs_dir), *(str(p) for p in settings.security.allowed_paths)],
         max_file_size=LIMITS.max_upload_bytes,
         auth=gradio_auth(credentials) if credentials else None,
-        theme=gr.themes.Default(), css=CSS, server_name=settings.host, server_port=settings.port,
+        theme=gr.themes.Default(), css=CSS + extension_css(services.extensions),
+        head=HEAD + extension_head(services.extensions), server_name=settings.host, server_port=settings.port,
         footer_links=["api", "gradio"] if settings.api else ["gradio"],
         js=f"() => document.body.classList.toggle('dark', {str(settings.theme == 'dark').lower()})"
         if settings.theme else None,

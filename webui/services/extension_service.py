@@ -21,6 +21,7 @@ from webui.core.settings import Settings
 from webui.extensions import git_ops
 from webui.extensions.api import ExtensionContext, ExtensionPaths, Manifest, Registrations
 from webui.extensions.index import IndexResult, read_index
+from webui.extensions.isolation import failure_from
 from webui.extensions.loader import LoadPlan, discover, load_all, roots_for
 from webui.extensions.manifest import read_manifest
 from webui.extensions.registry import ExtensionRecord, ExtensionRegistry
@@ -103,18 +104,26 @@ class ExtensionService:
     def registrations(self) -> Iterator[tuple[str, Registrations]]:
         return self._registry.registrations()
 
+    def record_failure(self, name: str, stage: str, exc: BaseException) -> str:
+        """Switch extension `name` off for the session because building its `stage` (a tab, its controls, a route)
+        raised; returns the one-line message to show in place of what failed."""
+        failure = failure_from(name, stage, exc)
+        self._registry.record_failure(failure)
+        return failure.warning().replace("this generation continued", "the app continues")
+
     def script_services(self, uses: tuple[str, ...]) -> dict[str, Any]:
         """The services a script asked for (`ScriptSpec.uses`), by name."""
         return {name: self._services[name] for name in uses}
 
     def request_args(self, alwayson: Mapping[str, Any] | None, extras: Mapping[str, Any]) -> tuple[ExtensionArgs, ...]:
         """Each active extension's arguments in an API body: `alwayson_scripts["<name>"]` (`{"args": [...]}`,
-        `{"args": {...}}`, a list or a dict; names match case-insensitively, unknown names are left to others)
+        `{"args": {...}}`, a list or a dict; names match case-insensitively and with spaces for dashes, as A1111
+        script titles are written: "dynamic prompts" is "dynamic-prompts"; unknown names are left to others)
         and its declared top-level fields in `extras`."""
-        given = {str(key).lower(): value for key, value in (alwayson or {}).items()}
+        given = {_alwayson_key(str(key)): value for key, value in (alwayson or {}).items()}
         found = []
         for name, regs in self.registrations():
-            value = given.get(name.lower())
+            value = given.get(_alwayson_key(name))
             fields = {key: extras[key] for key in regs.api_fields if key in extras}
             if value is None and not fields:
                 continue
@@ -153,14 +162,18 @@ class ExtensionService:
             raise ExtensionAccessError(reason)
 
     # --- changes (refused on an exposed server) -----------------------------------------------------------
-    def set_enabled(self, enabled: list[str]) -> str:
-        """Save which extensions are on (config.json's `disabled_extensions` lists the others)."""
+    def set_enabled(self, enabled: list[str], shown: list[str] | None = None) -> str:
+        """Save which extensions are on (config.json's `disabled_extensions` lists the others). `shown` are the
+        names the user chose among (default: all); the others keep their saved state (an extension installed
+        after the page was built is not switched off by it)."""
         self._allow_changes()
         names = {info.name for info in self.extensions()}
         unknown = sorted(set(enabled) - names)
         if unknown:
             raise ValidationError(f"No extension named {', '.join(unknown)}.")
-        self._options.update({DISABLED_KEY: sorted(names - set(enabled))})
+        among = names if shown is None else set(shown) & names
+        disabled = (set(self._disabled()) - among) | (among - set(enabled))
+        self._options.update({DISABLED_KEY: sorted(disabled)})
         return RESTART_NOTE
 
     def install(self, url: str, branch: str = "") -> Installed:
@@ -221,6 +234,11 @@ class ExtensionService:
             if info.name == name:
                 return info
         raise ValidationError(f"No extension named '{name}'.")
+
+
+def _alwayson_key(name: str) -> str:
+    """An `alwayson_scripts` key as compared: case, spaces, dashes and underscores do not matter."""
+    return " ".join(name.lower().replace("-", " ").replace("_", " ").split())
 
 
 def _args_from(name: str, value: Any, fields: dict[str, Any]) -> ExtensionArgs:

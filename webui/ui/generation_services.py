@@ -13,6 +13,7 @@ from webui.services.control_service import ControlService
 from webui.services.extension_service import ExtensionService
 from webui.services.generation_service import GenerationService
 from webui.services.info_service import InfoService
+from webui.services.model_defaults_service import ModelDefaultsService
 from webui.services.model_service import ModelService
 from webui.services.network_service import NetworkService
 from webui.services.option_service import OptionsService
@@ -40,3 +41,4 @@ class GenerationTabServices:
     tasks: TaskService  # Generate queues a task and waits for it (the one queue)
     control: ControlService | None = None  # the ControlNet section's model list and preview (None: no section)
     extensions: ExtensionService | None = None  # the extensions' always-visible controls (None: none)
+    defaults: ModelDefaultsService | None = None  # the model's family: sampler list and family-only sliders

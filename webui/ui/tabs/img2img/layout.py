@@ -16,6 +16,7 @@ from webui.core.requests import GenerationRequest
 from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
 from webui.ui.controlnet import ControlNetSection, build_controlnet_section, unit_count
 from webui.ui.extension_parts import ExtensionControls, build_extension_controls
+from webui.ui.family_controls import wire_family_controls
 from webui.ui.generation_panel import (
     EventNames,
     OutputWidgets,
@@ -124,6 +125,8 @@ def build_img2img_tab(services: GenerationTabServices, quick: Quicksettings,
                     outputs=targets.outputs(), api_name="img2img_paste")
     if blocks is not None:
         wire_page_load(services.options, services.styles, blocks, sampling.sampler, bar.styles)
+        if services.defaults is not None and sampling.family is not None:
+            wire_family_controls(services.defaults, services.info, quick, blocks, [sampling.family], TAB)
     images = controls.images
     return Img2ImgTab(targets, images.init_image, images.mode, images.mode_tabs)
 
@@ -135,6 +138,7 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, quick: Quick
     images, sampling, seeds, scripts = controls.images, controls.sampling, controls.seeds, controls.scripts
     controlnet, script_count = controls.controlnet, len(scripts.request_inputs())  # units come after the scripts
     unit_end = script_count + (len(controlnet.request_inputs()) if controlnet else 0)  # then the extensions'
+    family_start = unit_end + (len(controls.extensions.request_inputs()) if controls.extensions else 0)
 
     def run(mode_v, init_v, editor_v, inpaint_image_v, inpaint_mask_v, prompt_v, negative_v, sampler_v, schedule_v,
             steps_v, width_v, height_v, cfg_v, denoise_v, seed_v, count_v, size_v, clip_skip_v, styles_v=None,
@@ -152,6 +156,8 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, quick: Quick
                 request = controlnet.apply(request, script_v[script_count:unit_end])
             if controls.extensions is not None:
                 request = controls.extensions.apply(request, script_v[unit_end:])
+            if sampling.family is not None:  # the family sliders come last (after the extensions' controls)
+                request = sampling.family.apply(request, script_v[family_start:])
             spec = scripts.spec(script_v[:script_count], services.upscale.upscaler_names)
             return services.tasks.submit_generation(request, spec, source="ui").future  # the one queue
 
@@ -165,7 +171,8 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, quick: Quick
                 sampling.batch_size, quick.clip_skip, bar.styles.dropdown, *controls.options.inputs(),
                 *seeds.request_inputs(), *scripts.request_inputs(),
                 *(controlnet.request_inputs() if controlnet else []),
-                *(controls.extensions.request_inputs() if controls.extensions else [])],
+                *(controls.extensions.request_inputs() if controls.extensions else []),
+                *(sampling.family.request_inputs() if sampling.family else [])],
         outputs=output.stream_outputs(bar),
         api_name="img2img",
         concurrency_limit=None,

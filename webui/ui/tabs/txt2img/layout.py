@@ -7,6 +7,7 @@ import gradio as gr
 from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
 from webui.ui.controlnet import ControlNetSection, build_controlnet_section, unit_count
 from webui.ui.extension_parts import ExtensionControls, build_extension_controls
+from webui.ui.family_controls import wire_family_controls
 from webui.ui.generate_forever import ForeverSwitch, repeat_while_on
 from webui.ui.generation_panel import (
     EventNames,
@@ -68,6 +69,8 @@ def build_txt2img_tab(services: GenerationTabServices, quick: Quicksettings,
                     outputs=targets.outputs(), api_name="txt2img_paste")
     if blocks is not None:
         wire_page_load(services.options, services.styles, blocks, sampling.sampler, bar.styles)
+        if services.defaults is not None and sampling.family is not None:
+            wire_family_controls(services.defaults, services.info, quick, blocks, [sampling.family], TAB)
     return targets
 
 
@@ -81,6 +84,7 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, sampling: Sa
     The ControlNet units' values come after the script values, the extensions' controls after those."""
     script_count = len(scripts.request_inputs())
     unit_end = script_count + (len(controlnet.request_inputs()) if controlnet else 0)
+    family_start = unit_end + (len(extension_controls.request_inputs()) if extension_controls else 0)
 
     def run(request: gr.Request, prompt_v, negative_v, sampler_v, schedule_v, steps_v, width_v, height_v, cfg_v,
             seed_v, count_v, size_v, clip_skip_v, styles_v=None, extra_v=False, subseed_v=-1, strength_v=0.0,
@@ -97,6 +101,8 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, sampling: Sa
                 generation_request = controlnet.apply(generation_request, script_v[script_count:unit_end])
             if extension_controls is not None:
                 generation_request = extension_controls.apply(generation_request, script_v[unit_end:])
+            if sampling.family is not None:  # the family sliders come last (after the extensions' controls)
+                generation_request = sampling.family.apply(generation_request, script_v[family_start:])
             spec = scripts.spec(script_v[:script_count], services.upscale.upscaler_names)
             return services.tasks.submit_generation(generation_request, spec, source="ui").future
 
@@ -109,7 +115,8 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, sampling: Sa
                 sampling.height, sampling.cfg_scale, seeds.seed, sampling.batch_count, sampling.batch_size,
                 quick.clip_skip, bar.styles.dropdown, *seeds.request_inputs(), *hires.request_inputs(),
                 *scripts.request_inputs(), *(controlnet.request_inputs() if controlnet else []),
-                *(extension_controls.request_inputs() if extension_controls else [])],
+                *(extension_controls.request_inputs() if extension_controls else []),
+                *(sampling.family.request_inputs() if sampling.family else [])],
         outputs=output.stream_outputs(bar),
         api_name="txt2img",
         concurrency_limit=None,
