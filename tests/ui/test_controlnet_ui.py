@@ -2,6 +2,8 @@
 the filter must hide), 64x64, 2 steps."""
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -137,3 +139,25 @@ def test_paste_restores_the_units_an_infotext_records(ui):
         (0.7, 0.5, 90.0, 180.0)
     assert first["control_mode"] == "My prompt is more important" and first["resize_mode"] == "Just Resize"
     assert units[len(PASTED_FIELDS)] is False  # unit 1 is not in the infotext: disabled
+
+
+def test_img2img_unit_can_use_the_img2img_input(ui, control_image):
+    _services, client = ui
+    title = next(c[0] if isinstance(c, list | tuple) else c
+                 for c in client.predict(None, None, None, api_name="/img2img_controlnet_refresh_0")[0]["choices"]
+                 if (c[0] if isinstance(c, list | tuple) else c).startswith("tiny-canny-sd1"))
+    params = _params(client, "/img2img")
+    named = {"mode_v": "img2img", "init_v": handle_file(control_image), "prompt_v": "a red circle",
+             "negative_v": "", "sampler_v": "Euler", "steps_v": 2, "width_v": 64, "height_v": 64, "cfg_v": 5,
+             "denoise_v": 0.8, "seed_v": 11, "count_v": 1, "size_v": 1, "clip_skip_v": 1}
+    args = [named[p["parameter_name"]] if p["parameter_name"] in named
+            else p.get("parameter_default") if p.get("parameter_has_default") else None for p in params]
+    plain = client.predict(*args, api_name="/img2img")
+    labels = [p.get("label") for p in params]
+    start = next(i for i in range(len(labels)) if labels[i:i + 2] == ["Enable", "Control image"])
+    for name, value in {"enabled": True, "use_input": True, "module": "canny", "model": title}.items():
+        args[start + UNIT_FIELDS.index(name)] = value
+    controlled = client.predict(*args, api_name="/img2img")
+    assert controlled[3] == ""
+    assert not np.array_equal(_pixels(plain[0][0]["image"]), _pixels(controlled[0][0]["image"]))
+    assert 'ControlNet 0: "Module: canny' in html.unescape(controlled[2])
