@@ -49,15 +49,16 @@ class ImageBrowser:
             return [], int(page or 1), f"**{exc}**"
         return _gallery(result), result.page, _status(result)
 
-    def open(self, rel: str) -> tuple[str, str, str]:
-        """(infotext, absolute file path for the "send to" buttons, status) of the image `rel`."""
+    def open(self, rel: str) -> tuple[str, str, Any]:
+        """(infotext, absolute file path for the "send to" buttons, status: the page line stays unless the path is
+        refused) of the image `rel`."""
         if not (rel or "").strip():
-            return "", "", ""
+            return "", "", gr.update()
         try:
             path = confined_image(self.index.root, rel)
         except (OutsideOutputsError, FileNotFoundError) as exc:
             return "", "", f"**{exc}**"
-        return self.read_infotext(path), str(path), f"`{rel}`"
+        return self.read_infotext(path), str(path), gr.update()
 
     def delete(self, rel: str) -> str:
         """Move the image into the trash folder; the status line says where it went (or why not)."""
@@ -80,7 +81,7 @@ def _gallery(page: BrowsePage) -> list[tuple[str, str]]:
 def _status(page: BrowsePage) -> str:
     if not page.total:
         return "No images match."
-    return f"Page {page.page} of {page.pages} ({page.total} images)."
+    return f"Page {page.page} of {page.pages} ({page.total} image{'s' if page.total != 1 else ''})."
 
 
 def build_tab(browser: ImageBrowser, ui: Any) -> None:
@@ -95,15 +96,17 @@ def build_tab(browser: ImageBrowser, ui: Any) -> None:
         date_from = gr.Textbox(label="From date (YYYY-MM-DD)", elem_id="image_browser_date_from")
         date_to = gr.Textbox(label="To date (YYYY-MM-DD)", elem_id="image_browser_date_to")
     with gr.Row():
-        search = gr.Button("Search / refresh", variant="primary", elem_id="image_browser_search")
-        previous = gr.Button("◀ Previous", elem_id="image_browser_previous")
-        page = gr.Number(label="Page", value=1, precision=0, minimum=1, elem_id="image_browser_page")
-        following = gr.Button("Next ▶", elem_id="image_browser_next")
+        search = gr.Button("Search / refresh", variant="primary", elem_id="image_browser_search", scale=2)
+        previous = gr.Button("◀ Previous", elem_id="image_browser_previous", scale=1)
+        page = gr.Number(label="Page", value=1, precision=0, minimum=1, elem_id="image_browser_page", scale=1,
+                         min_width=80)
+        following = gr.Button("Next ▶", elem_id="image_browser_next", scale=1)
     status = gr.Markdown(elem_id="image_browser_status")
     with gr.Row():
         gallery = gr.Gallery(value=lambda: browser.search("", ALL, ALL, "", "", 1)[0], columns=6, height=560,
-                             allow_preview=False, label="Images", elem_id="image_browser_gallery")
-        with gr.Column():
+                             allow_preview=False, fit_columns=False, object_fit="contain", label="Images",
+                             elem_id="image_browser_gallery", scale=3)
+        with gr.Column(scale=2):
             selected = gr.Textbox(label="Selected image (path in outputs)", elem_id="image_browser_selected")
             infotext = gr.Textbox(label="Infotext", lines=8, interactive=False, elem_id="image_browser_infotext")
             file_path = gr.Textbox(visible=False, elem_id="image_browser_file")
