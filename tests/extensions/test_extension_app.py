@@ -190,3 +190,16 @@ def test_exposed_server_refuses_installs_in_the_api_and_the_tab(exposed_server, 
     assert note.startswith("**Refused:**")
     assert not (services.settings.paths.extensions_dir / "refused").exists()
     assert requests.get(f"{url}/sdapi/v1/extensions", timeout=30).status_code == 200  # listing stays allowed
+
+
+def test_api_runs_an_extension_script_by_name(app_server):
+    _, url, _ = app_server
+    body = {**TINY, "script_name": "sample repeat", "script_args": [2]}
+    answer = requests.post(f"{url}/sdapi/v1/txt2img", json=body, auth=AUTH, timeout=300)
+    assert answer.status_code == 200, answer.text
+    infotexts = json.loads(answer.json()["info"])["infotexts"]
+    assert len(infotexts) == 2  # the script ran n_iter=2 through the generation service (hooks included)
+    assert all(parse_infotext(text).prompt == "a red circle, sample suffix" for text in infotexts)
+    unknown = requests.post(f"{url}/sdapi/v1/txt2img", json={**TINY, "script_name": "no such script"}, auth=AUTH,
+                            timeout=60)
+    assert unknown.status_code == 422 and "sample repeat" in unknown.json()["detail"]

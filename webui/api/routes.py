@@ -190,6 +190,7 @@ class _GenerationApi:
     queue: QueueService
     tasks: TaskService
     extension_args: Callable[[Any], tuple] = lambda body: ()  # body -> each extension's ExtensionArgs
+    extension_scripts: Callable[[], dict] = dict  # the extensions' scripts by lower-case name
 
     def defaults_for(self, body: Txt2ImgBody) -> GenerationRequest:
         """The request defaults carrying the body's extension arguments (alwayson_scripts, declared fields)."""
@@ -201,7 +202,8 @@ async def _generate(api: _GenerationApi, request: GenerationRequest, script_name
     """Run the request, or the named built-in script over it (its grids first, as A1111 returns them)."""
     try:
         # Off the event loop: a script's plan is expanded and every cell checked (files read) before it queues.
-        spec = await asyncio.to_thread(script_spec, script_name, script_args, api.upscaler_names)
+        spec = await asyncio.to_thread(script_spec, script_name, script_args, api.upscaler_names,
+                                       api.extension_scripts())
         # Through the task store like every generation: the task is queued, this request waits for it.
         task = await asyncio.to_thread(api.tasks.submit_generation, request, spec, "api")
         result = await asyncio.wrap_future(task.future)
@@ -401,7 +403,8 @@ def build_router(services: Services, auth: Callable[..., None] | None = None) ->
     router = APIRouter(prefix="/sdapi/v1", tags=["sdapi"], dependencies=[Depends(auth)] if auth else [])
     _generation_routes(router, _GenerationApi(services.generation.default_request, services.scripts,
                                               services.upscale.upscaler_names, services.models.current_checkpoint,
-                                              services.queue, services.tasks, extension_args_of(services.extensions)))
+                                              services.queue, services.tasks, extension_args_of(services.extensions),
+                                              services.extensions.script_table))
     _extras_routes(router, services.tasks)
     install_extension_list_routes(router, services.extensions)
     install_queue_routes(router, _queue_api(services))
@@ -432,7 +435,8 @@ def _queue_api(services: Services) -> QueueApi:
                     img2img_request=lambda body: _img2img_request(body, defaults_for(body)),
                     extras_request=_extras_request,
                     decode_images=decode_images,
-                    script_spec=lambda name, args: script_spec(name, args, services.upscale.upscaler_names),
+                    script_spec=lambda name, args: script_spec(name, args, services.upscale.upscaler_names,
+                                                               services.extensions.script_table()),
                     generation_answer=generation_answer, image_answer=image_answer, http_error=_http_error)
 
 

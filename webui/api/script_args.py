@@ -17,12 +17,12 @@ type and target size type may be given by name or by index (the upscaler index p
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from webui.core.errors import ValidationError
 from webui.core.prompt_matrix import PromptMatrixOptions
-from webui.core.script_spec import PLAIN, ScriptSpec
+from webui.core.script_spec import PLAIN, ExtensionScriptOptions, ScriptSpec
 from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
 from webui.core.tiled_upscale import options_from_script_args
 from webui.core.xyz_axes import AxisInput
@@ -69,11 +69,12 @@ def _matrix_options(args: list[Any]) -> PromptMatrixOptions:
                                separator=str(_arg(args, 3, "comma")).lower(), margin_size=int(_arg(args, 4, 0)))
 
 
-def script_spec(name: str | None, args: Sequence[Any] | None,
-                upscalers: Callable[[], Sequence[str]]) -> ScriptSpec:
+def script_spec(name: str | None, args: Sequence[Any] | None, upscalers: Callable[[], Sequence[str]],
+                extension_scripts: Mapping[str, tuple[str, str]] | None = None) -> ScriptSpec:
     """A1111's `script_name`/`script_args` -> the `ScriptSpec` to run (`PLAIN` when no script is named).
     `upscalers` gives the list an integer upscaler index points into (this server's upscaler names; read only
-    when the upscale script is named, as a folder scan is not free)."""
+    when the upscale script is named, as a folder scan is not free). `extension_scripts` maps the lower-case
+    names of the extensions' scripts to (extension, script); their `script_args` are passed on as given."""
     if not name or name.strip().lower() == "none":
         return PLAIN
     key = name.strip().lower()
@@ -84,4 +85,8 @@ def script_spec(name: str | None, args: Sequence[Any] | None,
         return ScriptSpec.prompt_matrix(_matrix_options(values))
     if key in UPSCALE_NAMES:
         return ScriptSpec.tiled_upscale(options_from_script_args(values, upscalers()))
-    raise ValidationError(f"Unknown script '{name}'. Available: {', '.join(script_names(img2img=True))}.")
+    found = (extension_scripts or {}).get(key)
+    if found is not None:
+        return ScriptSpec(found[1], ExtensionScriptOptions(found[0], found[1], tuple(values)))
+    known = [*script_names(img2img=True), *(extension_scripts or {})]
+    raise ValidationError(f"Unknown script '{name}'. Available: {', '.join(known)}.")

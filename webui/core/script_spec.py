@@ -27,6 +27,16 @@ class XyzPlotOptions:
     options: XyzOptions = XyzOptions()
 
 
+@dataclass(frozen=True)
+class ExtensionScriptOptions:
+    """A script an extension added (`ExtensionContext.add_script`): which extension, its script name, and the
+    values of its controls (the API's `script_args`), in order."""
+
+    extension: str
+    script: str
+    args: tuple = ()
+
+
 ScriptOptions = XyzPlotOptions | PromptMatrixOptions | TiledUpscaleOptions
 
 # Each script's display name and the options type it takes.
@@ -39,9 +49,11 @@ class ScriptSpec:
     """A script by its display name (`SCRIPT_NONE` for a plain generation) and its options."""
 
     name: str = SCRIPT_NONE
-    options: ScriptOptions | None = None
+    options: ScriptOptions | ExtensionScriptOptions | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.options, ExtensionScriptOptions):
+            return  # an extension's script: the script service finds it by extension and name
         wanted = SCRIPT_OPTIONS.get(self.name)
         if self.name != SCRIPT_NONE and wanted is None:
             raise ValueError(f"Unknown script '{self.name}'.")

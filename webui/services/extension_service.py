@@ -111,6 +111,12 @@ class ExtensionService:
         self._registry.record_failure(failure)
         return failure.warning().replace("this generation continued", "the app continues")
 
+    def script_table(self, img2img: bool | None = None) -> dict[str, tuple[str, str]]:
+        """The active extensions' scripts by lower-case name -> (extension, script name); `img2img` True/False
+        keeps those offered on that tab."""
+        return {script.name.lower(): (name, script.name) for name, regs in self.registrations()
+                for script in regs.scripts if img2img is None or (script.img2img if img2img else script.txt2img)}
+
     def script_services(self, uses: tuple[str, ...]) -> dict[str, Any]:
         """The services a script asked for (`ScriptSpec.uses`), by name."""
         return {name: self._services[name] for name in uses}

@@ -27,7 +27,7 @@ from webui.core.resolve import ResolvedRequest
 from webui.core.results import GeneratedImage
 from webui.core.samplers import SCHEDULE_TYPES, sampler_names
 from webui.core.script_results import ScriptResult
-from webui.core.script_spec import ScriptSpec, XyzPlotOptions
+from webui.core.script_spec import ExtensionScriptOptions, ScriptSpec, XyzPlotOptions
 from webui.core.settings import Settings
 from webui.core.tiled_upscale import SCRIPT_NAME as UPSCALE_SCRIPT
 from webui.core.tiled_upscale import TiledUpscaleOptions, plan_tiled_upscale, upscaled_infotext
@@ -48,8 +48,10 @@ from webui.engine.output.writer import OutputWriter
 from webui.engine.runtime.pipeline_manager import VAE_AUTOMATIC, VAE_NONE, PipelineManager
 from webui.engine.upscale.tiled_redraw import run_tiled_upscale
 from webui.engine.upscale.upscalers import UpscalerLibrary
+from webui.extensions.registry import ExtensionRegistry
 from webui.jobs.inline_executor import InlineExecutor, JobRunner
 from webui.services.control_service import ControlService
+from webui.services.extension_scripts import find_script, run_script
 from webui.services.generation_service import GenerationService
 from webui.services.model_service import ModelService
 from webui.services.script_grids import ScriptGrids
@@ -72,6 +74,7 @@ class ScriptParts:
     manager: PipelineManager
     upscalers: UpscalerLibrary
     seeds: random.Random
+    extensions: ExtensionRegistry | None = None  # the scripts extensions added (ExtensionScriptOptions)
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,20 @@ class ScriptService:
             return self.submit_prompt_matrix(request, options)
         if isinstance(options, TiledUpscaleOptions):
             return self.submit_tiled_upscale(request, options)
+        if isinstance(options, ExtensionScriptOptions):
+            return self.submit_extension_script(request, options)
         return self._using.generation.submit_txt2img(request)
+
+    def submit_extension_script(self, request: GenerationRequest, options: ExtensionScriptOptions) -> Future:
+        """An extension's script as one job; its generations run inline in that job (as X/Y/Z's cells do)."""
+        script = find_script(self._parts.extensions, options)
+
+        def job(token: CancelToken, progress: ProgressTracker) -> Any:
+            generation, models = self._inline(token, progress)
+            return run_script(self._parts.extensions, script, request, options.args,
+                              {"generation": generation, "models": models})
+
+        return self._executor.submit(job, label="extension-script")
 
     def script_choices(self, source: str) -> list[str]:
         """The values an enumerable X/Y/Z axis offers as pickers (`xyz_axis_types.CHOICES_*`); [] for others."""

@@ -18,7 +18,7 @@ from webui.core.extension_args import ExtensionArgs
 from webui.core.prompt_matrix import PromptMatrixOptions
 from webui.core.requests import GenerationRequest, Img2ImgInputs
 from webui.core.results import GeneratedImage, GenerationResult
-from webui.core.script_spec import ScriptSpec, XyzPlotOptions
+from webui.core.script_spec import ExtensionScriptOptions, ScriptSpec, XyzPlotOptions
 from webui.core.task_codec import class_table, decode_value, encode_value
 from webui.core.tiled_upscale import TiledUpscaleOptions
 from webui.core.xyz_axes import AxisInput
@@ -27,7 +27,8 @@ from webui.engine.upscale.postprocess import ExtrasRequest
 
 KIND_TXT2IMG, KIND_IMG2IMG, KIND_EXTRAS = "txt2img", "img2img", "extras"
 TASK_CLASSES = class_table((GenerationRequest, Img2ImgInputs, ScriptSpec, XyzPlotOptions, AxisInput, XyzOptions,
-                            PromptMatrixOptions, TiledUpscaleOptions, ExtrasRequest, ExtensionArgs, ControlUnit))
+                            PromptMatrixOptions, TiledUpscaleOptions, ExtrasRequest, ExtensionArgs,
+                            ExtensionScriptOptions, ControlUnit))
 _RESULT_FIELDS = ("model_name", "model_hash", "vae_name", "vae_hash", "inpainting_model", "interrupted",
                   "job_timestamp")
 

@@ -204,7 +204,7 @@ def _services(settings: Settings, runtime: Runtime) -> Services:
                         runtime.device_share, runtime.seeds, control), executor, styles, networks,
         runtime.extensions)
     scripts = ScriptService(ScriptParts(settings, runtime.options, runtime.registry, manager, runtime.upscalers,
-                                        runtime.seeds),
+                                        runtime.seeds, extensions=runtime.extensions),
                             executor, ScriptUsing(generation, models, styles, upscale, control_service))
     training = TrainingService(
         TrainingForms(settings, policy, runtime.registry), runtime.training_worker, policy, settings.paths,
