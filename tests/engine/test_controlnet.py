@@ -18,6 +18,7 @@ from webui.core.requests import GenerationRequest, Img2ImgInputs
 from webui.engine.control.engine import ControlEngine
 from webui.engine.control.library import ControlNetLibrary
 from webui.engine.generation.img2img_inputs import resize_image
+from webui.engine.runtime.memory import MODEL_OFFLOAD, SEQUENTIAL_OFFLOAD, MemoryOptimizer, MemoryOptions, MemoryPlan
 from webui.testing.tiny_controlnet import write_tiny_controlnet
 
 BASE = GenerationRequest(prompt="a square", steps=3, width=32, height=32, seed=5, sampler_name="Euler",
@@ -219,3 +220,54 @@ def test_xyz_controlnet_axes(control_services, plain):
     assert not np.array_equal(np.asarray(ends.sub_images[0].image), np.asarray(ends.sub_images[1].image))
     with pytest.raises(ValidationError, match="enable one"):
         scripts.run_xyz_plot(BASE, [AxisInput("[ControlNet] Weight", "0, 1")])
+
+
+def test_sdxl_checkpoint_with_an_sdxl_controlnet(control_services):
+    services = control_services
+    services.models.select_checkpoint("tiny-sdxl.safetensors")
+    try:
+        plain_xl = pixels(run(services))
+        controlled = run(services, control_units=(unit("cn-sdxl", control_mode="ControlNet is more important"),),
+                         enable_hr=True, hr_scale=1.5, denoising_strength=0.5)
+        assert controlled.images[0].image.size == (48, 48)
+        first_pass = pixels(run(services, control_units=(unit("cn-sdxl"),)))
+        assert np.abs(first_pass - plain_xl).mean() > 0.5
+        with pytest.raises(ValidationError, match="is for SD 1.x models, but the loaded checkpoint"):
+            run(services, control_units=(unit("cn-sd1"),))
+    finally:
+        services.models.select_checkpoint("tiny-sd1.safetensors")
+
+
+class _Offloading(MemoryOptimizer):
+    """The plan an offload flag gives on a GPU, carried out on the CPU (accelerate's hooks work there too)."""
+
+    def __init__(self, action: str):
+        super().__init__(MemoryOptions())
+        self.action = action
+
+    def plan(self, family: str) -> MemoryPlan:
+        return MemoryPlan((self.action,))
+
+
+@pytest.mark.parametrize("action", [SEQUENTIAL_OFFLOAD, MODEL_OFFLOAD])
+def test_offload_flags_cover_the_controlnets(control_services, action):
+    """--lowvram streams the units' weights (accelerate hooks, weights off the module, only while the job runs);
+    --medvram keeps them on the device only during the job. Afterwards the cached models are whole again."""
+    services = control_services
+    pipe = services.runtime.manager.active.pipeline
+    folder = services.settings.paths.models_dir / "ControlNet"
+    engine = ControlEngine(ControlNetLibrary(folder, lambda: 0), folder / "annotators", _Offloading(action))
+    control = engine.prepare(dataclasses.replace(BASE, control_units=(unit(),)), pipe, "sd1", "tiny-sd1")
+    before = {name: value.clone() for name, value in control.net.state_dict().items()}
+    inputs = (torch.randn(2, 4, 16, 16), torch.tensor(10), torch.randn(2, 77, 32), [torch.rand(2, 3, 32, 32)], [1.0])
+    with torch.inference_mode():
+        expected = control.net(*inputs)[1]
+        with engine.placed(control, "sd1"):
+            streamed = any(param.device.type == "meta" for param in control.net.parameters())
+            hooked = any(hasattr(module, "_hf_hook") for module in control.net.modules())
+            placed = control.net(*inputs)[1]
+    assert (hooked, streamed) == ((True, True) if action == SEQUENTIAL_OFFLOAD else (False, False))
+    assert torch.allclose(placed, expected)
+    assert not any(hasattr(module, "_hf_hook") for module in control.net.modules())
+    after = control.net.state_dict()
+    assert all(torch.equal(after[name], value) for name, value in before.items())
