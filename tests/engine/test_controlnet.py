@@ -271,3 +271,19 @@ def test_offload_flags_cover_the_controlnets(control_services, action):
     assert not any(hasattr(module, "_hf_hook") for module in control.net.modules())
     after = control.net.state_dict()
     assert all(torch.equal(after[name], value) for name, value in before.items())
+
+
+def test_files_that_are_not_controlnets_get_a_clear_message(tmp_path):
+    from safetensors.torch import save_file
+
+    from webui.core.errors import ModelLoadError
+    from webui.engine.control.loading import read_facts
+
+    lora = tmp_path / "control-lora-canny-rank8.safetensors"
+    save_file({"lora_controlnet": torch.zeros(1), "input_hint_block.0.weight": torch.zeros(16, 3, 3, 3)}, str(lora))
+    with pytest.raises(ModelLoadError, match="ControlNet-LoRA .* not supported yet"):
+        read_facts(lora)
+    adapter = tmp_path / "t2iadapter.safetensors"
+    save_file({"body.0.block1.weight": torch.zeros(4, 4, 3, 3)}, str(adapter))
+    with pytest.raises(ModelLoadError, match="is not a ControlNet model"):
+        read_facts(adapter)

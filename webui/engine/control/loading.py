@@ -71,6 +71,9 @@ def _strip_ldm(keys: Mapping[str, object]) -> dict[str, object]:
 
 def facts_from_shapes(shapes: Mapping[str, tuple[int, ...]], name: str) -> ControlNetFacts:
     """Layout and family of a ControlNet from its tensor names and shapes (no tensor is read)."""
+    if "lora_controlnet" in shapes:
+        raise ModelLoadError(f"'{name}' is a ControlNet-LoRA (Stability's control-lora), which is not supported "
+                             "yet; use a full ControlNet file.")
     if any(key.startswith("controlnet_cond_embedding.") for key in shapes):
         layout, keys = "diffusers", dict(shapes)
         added = "add_embedding.linear_1.weight" in keys
