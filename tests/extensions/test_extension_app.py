@@ -203,3 +203,15 @@ def test_api_runs_an_extension_script_by_name(app_server):
     unknown = requests.post(f"{url}/sdapi/v1/txt2img", json={**TINY, "script_name": "no such script"}, auth=AUTH,
                             timeout=60)
     assert unknown.status_code == 422 and "sample repeat" in unknown.json()["detail"]
+
+
+def test_ui_script_dropdown_runs_the_extension_script(app_server):
+    _, _, client = app_server
+    params = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/txt2img"]["parameters"]
+    values = with_defaults(client, "/txt2img", ["a red circle", "", "Euler a", "Automatic", 2, 64, 64, 5, 4, 1, 1, 1])
+    labels = [param.get("label") for param in params]
+    values[labels.index("Script")] = "Sample repeat"
+    values[labels.index("Times")] = 2
+    gallery, _, info, message = client.predict(*values, api_name="/txt2img")
+    assert len(gallery) == 2, message
+    assert "a red circle, sample suffix<br>" in info

@@ -20,6 +20,7 @@ from PIL import Image
 from webui.core.errors import WebUIError
 from webui.core.extension_args import ExtensionArgs
 from webui.core.requests import GenerationRequest
+from webui.core.script_spec import ExtensionScriptOptions, ScriptSpec
 from webui.services.extension_service import ExtensionService
 from webui.services.info_service import InfoService
 from webui.services.model_service import ModelService
@@ -51,9 +52,23 @@ class ExtensionControls:
     `ExtensionArgs` (append `request_inputs()` after the tab's other Generate inputs)."""
 
     groups: list[tuple[str, list[Any]]] = field(default_factory=list)
+    scripts: list[tuple[str, str, list[Any]]] = field(default_factory=list)  # (extension, script, its controls)
 
     def request_inputs(self) -> list[Any]:
-        return [component for _, components in self.groups for component in components]
+        """The always-visible controls, then the extension scripts' controls."""
+        return [component for _, components in self.groups for component in components] + \
+            [component for _, _, components in self.scripts for component in components]
+
+    def script_spec(self, chosen: Any, values: Sequence[Any], spec: ScriptSpec) -> ScriptSpec:
+        """The extension script chosen in the Script dropdown with its controls' values (`values` in
+        `request_inputs()` order), or `spec` (a built-in script or none) when another was chosen."""
+        start = sum(len(components) for _, components in self.groups)
+        for extension, script, components in self.scripts:
+            if chosen == script:
+                args = tuple(values[start:start + len(components)])
+                return ScriptSpec(script, ExtensionScriptOptions(extension, script, args))
+            start += len(components)
+        return spec
 
     def apply(self, request: GenerationRequest, values: Sequence[Any]) -> GenerationRequest:
         """`request` with each extension's values (in `request_inputs()` order) as its arguments."""
@@ -69,11 +84,15 @@ class ExtensionControls:
         return dataclasses.replace(request, extension_args=kept + tuple(found))
 
 
-def build_extension_controls(extensions: ExtensionService | None, tab: str) -> ExtensionControls:
-    """An accordion per extension that added generation controls, on `tab` ("txt2img" or "img2img")."""
+def build_extension_controls(extensions: ExtensionService | None, tab: str,
+                             script_dropdown: Any = None) -> ExtensionControls:
+    """An accordion per extension that added generation controls, on `tab` ("txt2img" or "img2img"); with the
+    tab's Script dropdown, the extensions' scripts are added to it with their controls (shown when chosen)."""
     controls = ExtensionControls()
     if extensions is None:
         return controls
+    if script_dropdown is not None:
+        _add_scripts(extensions, tab, script_dropdown, controls)
     for name, regs in list(extensions.registrations()):
         for owner, build in regs.generation_controls:
             with gr.Accordion(owner, open=False, elem_id=f"ext_{_safe(owner)}_{tab}_controls"):
@@ -84,6 +103,28 @@ def build_extension_controls(extensions: ExtensionService | None, tab: str) -> E
                     continue
             controls.groups.append((owner, components))
     return controls
+
+
+def _add_scripts(extensions: ExtensionService, tab: str, dropdown: Any, controls: ExtensionControls) -> None:
+    """Each extension script offered on `tab`: a dropdown choice and a hidden group with its controls."""
+    groups = []
+    for name, regs in list(extensions.registrations()):
+        for spec in regs.scripts:
+            if not (spec.img2img if tab == "img2img" else spec.txt2img):
+                continue
+            with gr.Group(visible=False, elem_id=f"{tab}_script_ext_{_safe(name)}_{_safe(spec.name)}") as group:
+                try:
+                    components = list(spec.controls(tab == "img2img") or [])
+                except Exception as exc:  # noqa: BLE001 - an extension's UI code may raise anything
+                    gr.Markdown(extensions.record_failure(name, f"script '{spec.name}' controls", exc))
+                    continue
+            controls.scripts.append((name, spec.name, components))
+            groups.append((spec.name, group))
+    if not groups:
+        return
+    dropdown.choices = [*dropdown.choices, *((script, script) for script, _ in groups)]
+    dropdown.change(lambda chosen: [gr.update(visible=chosen == script) for script, _ in groups], inputs=[dropdown],
+                    outputs=[group for _, group in groups], api_name=f"{tab}_extension_script_select")
 
 
 @dataclass(frozen=True)

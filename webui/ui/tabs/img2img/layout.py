@@ -95,7 +95,7 @@ def _build_controls(services: GenerationTabServices, defaults: GenerationRequest
                                           images.init_image, quick) if services.control else None
     upscale = UpscaleScript(partial(build_upscale_controls, services.upscale), services.upscale.upscaler_names)
     scripts = build_script_controls(services.scripts, TAB, upscale)
-    extensions = build_extension_controls(services.extensions, TAB)
+    extensions = build_extension_controls(services.extensions, TAB, scripts.script)
     return _Controls(images, options, sampling, denoising, seeds, scripts, controlnet, extensions)
 
 
@@ -159,6 +159,8 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, quick: Quick
             if sampling.family is not None:  # the family sliders come last (after the extensions' controls)
                 request = sampling.family.apply(request, script_v[family_start:])
             spec = scripts.spec(script_v[:script_count], services.upscale.upscaler_names)
+            if controls.extensions is not None and script_v:
+                spec = controls.extensions.script_spec(script_v[0], script_v[unit_end:], spec)
             return services.tasks.submit_generation(request, spec, source="ui").future  # the one queue
 
         yield from stream_generation(services.queue, services.outputs_dir, submit)

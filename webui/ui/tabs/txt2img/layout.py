@@ -50,7 +50,7 @@ def build_txt2img_tab(services: GenerationTabServices, quick: Quicksettings,
                                                   unit_count(services.options.get("control_net_unit_count")),
                                                   quick=quick) if services.control else None
             scripts = build_script_controls(services.scripts, TAB)
-            extension_controls = build_extension_controls(services.extensions, TAB)
+            extension_controls = build_extension_controls(services.extensions, TAB, scripts.script)
         with gr.Column(scale=1):
             progress, gallery, info, message = build_output_column(TAB)
     output = OutputWidgets(progress, gallery, info, message, gr.State([]), gr.State([]))
@@ -104,6 +104,8 @@ def _wire_generate(services: GenerationTabServices, bar: PromptBar, sampling: Sa
             if sampling.family is not None:  # the family sliders come last (after the extensions' controls)
                 generation_request = sampling.family.apply(generation_request, script_v[family_start:])
             spec = scripts.spec(script_v[:script_count], services.upscale.upscaler_names)
+            if extension_controls is not None and script_v:
+                spec = extension_controls.script_spec(script_v[0], script_v[unit_end:], spec)
             return services.tasks.submit_generation(generation_request, spec, source="ui").future
 
         yield from repeat_while_on(forever, request, lambda: stream_generation(services.queue, services.outputs_dir,
