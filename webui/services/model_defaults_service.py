@@ -12,6 +12,7 @@ import logging
 from webui.core.errors import WebUIError
 from webui.core.native_sizes import NativeSize, device_note, native_size
 from webui.core.options import Options
+from webui.engine.families.spec import variant_of
 from webui.engine.models.detection import detect_kind_from_keys
 from webui.engine.models.loader import diffusers_folder_family
 from webui.engine.models.registry import ModelEntry, ModelRegistry
@@ -40,6 +41,22 @@ class ModelDefaultsService:
         if entry is None:
             return native_size(None)
         return native_size(*self._file_facts(entry), demo=entry.builtin)
+
+    def family(self, title: str | None = None) -> tuple[str | None, str]:
+        """(family, variant) of checkpoint `title` (None: the loaded one, else the one the start-up load picks):
+        what the sampler list and the family-only sliders follow. The variant (Flux schnell) is known once loaded."""
+        active = self._manager.active
+        if active is not None and (title is None or title == active.entry.title):
+            return active.loaded.family, variant_of(active.pipeline)
+        entry = self._entry(title)
+        return (self._file_facts(entry)[0], "") if entry is not None else (None, "")
+
+    def shown_checkpoint(self) -> tuple[str | None, bool]:
+        """(title, is it the demo model) of the loaded checkpoint, else of the one the start-up load picks: what
+        a page opened while the start-up load still runs shows in its checkpoint list."""
+        active = self._manager.active
+        entry = active.entry if active is not None else self._entry(None)
+        return (entry.title, entry.builtin) if entry is not None else (None, False)
 
     def demo_size(self) -> NativeSize:
         """The shipped demo model's size (named in the demo note)."""

@@ -63,6 +63,7 @@ def wire_model_defaults(defaults: ModelDefaultsService, quick: Quicksettings, bl
                          show_progress="hidden")
     inputs: list[Any] = []
     outputs: list[Any] = [device_note]
+    load_outputs: list[Any] = [quick.checkpoint, quick.demo_note]
     for target, state in zip(targets, states, strict=True):
         inputs += [state, target.width, target.height]
         outputs += [target.width, target.height] + ([target.hires_scale] if target.hires_scale is not None else [])
@@ -78,5 +79,9 @@ def wire_model_defaults(defaults: ModelDefaultsService, quick: Quicksettings, bl
     if quick.selected is not None:
         quick.selected.then(lambda *values: apply(values, False), inputs=inputs, outputs=outputs,
                             api_name="model_defaults", show_progress="hidden")
-    blocks.load(lambda *values: apply(values, True), inputs=inputs, outputs=outputs, api_name=False,
-                show_progress="hidden")
+    def on_load(*values: Any) -> list[Any]:
+        """Also the checkpoint list and the demo note: the page may have been built before the start-up load."""
+        title, demo = defaults.shown_checkpoint()
+        return [gr.update(value=title) if title else gr.update(), gr.update(visible=demo), *apply(values, True)]
+
+    blocks.load(on_load, inputs=inputs, outputs=load_outputs + outputs, api_name=False, show_progress="hidden")
