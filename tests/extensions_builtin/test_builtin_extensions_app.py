@@ -135,6 +135,18 @@ def test_image_browser_finds_by_prompt_and_sends_to_txt2img(app):
     sent = dict(zip(PASTE_FIELDS, client.predict(infotext, api_name="/image-browser_send_txt2img"), strict=False))
     assert (sent["prompt"], sent["seed"], sent["steps"], sent["width"], sent["height"]) == (
         "a zebra striped lighthouse", 123, 1, 64, 64)
+    to_img2img = client.predict(infotext, file_path, api_name="/image-browser_send_img2img")
+    assert to_img2img[0] == "a zebra striped lighthouse" and _sent_image(to_img2img).size == (64, 64)
+    assert _sent_image(client.predict(file_path, api_name="/image-browser_send_extras")).size == (64, 64)
+
+
+def _sent_image(outputs: tuple | str) -> Image.Image:
+    """The one image among a "send to" button's outputs (gradio_client hands images over as files, and a single
+    output alone)."""
+    values = (outputs,) if isinstance(outputs, str) else outputs
+    (path,) = [value for value in values if isinstance(value, str) and value.endswith((".png", ".webp"))]
+    with Image.open(path) as image:
+        return image.copy()
 
 
 def test_image_browser_delete_moves_to_trash_and_refuses_other_paths(app):
