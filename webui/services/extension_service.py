@@ -48,10 +48,15 @@ class ExtensionInfo:
     requirements: tuple[str, ...]
     repo: git_ops.RepoInfo
     error: str = ""  # the traceback (or message) that switched it off
+    url: str = ""  # the manifest's URL (shown when the folder is not a git checkout)
+
+    @property
+    def source(self) -> str:
+        return self.repo.remote or self.url
 
     def a1111(self) -> dict[str, Any]:
         """A1111's /sdapi/v1/extensions entry."""
-        return {"name": self.name, "remote": self.repo.remote, "branch": self.repo.branch,
+        return {"name": self.name, "remote": self.source, "branch": self.repo.branch,
                 "commit_hash": self.repo.commit_hash, "version": self.version or self.repo.commit_hash[:8],
                 "commit_date": self.repo.commit_date, "enabled": self.enabled}
 
@@ -157,7 +162,7 @@ class ExtensionService:
         return ExtensionInfo(record.name, manifest.description, manifest.version, record.path, record.builtin,
                              plan.enabled(record.name, record.builtin), status or record.status,
                              manifest.requirements, git_ops.repo_info(record.path),
-                             (failure.traceback or failure.message) if failure is not None else "")
+                             (failure.traceback or failure.message) if failure is not None else "", manifest.url)
 
     def access_refused(self) -> str:
         return self._settings.extension_access_refused

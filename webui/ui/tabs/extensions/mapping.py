@@ -13,7 +13,7 @@ AVAILABLE_HEADERS = ["Extension", "URL", "Description", "Tags", "Installed"]
 
 def installed_rows(infos: Sequence[ExtensionInfo], updates: Mapping[str, str] | None = None) -> list[list[str]]:
     updates = updates or {}
-    return [[info.name, info.description, info.repo.remote, info.version, info.repo.commit_hash[:8],
+    return [[info.name, info.description, info.source, info.version, info.repo.commit_hash[:8],
              commit_date_text(info.repo.commit_date), "yes" if info.builtin else "", info.status,
              updates.get(info.name, "")] for info in infos]
 
