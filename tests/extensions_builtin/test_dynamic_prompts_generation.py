@@ -92,3 +92,18 @@ def test_a_bad_template_is_used_as_typed_and_the_extension_stays_on(services):
     result = services.generation.txt2img(dataclasses.replace(BASE, prompt="a {red|blue", negative_prompt=""))
     assert _prompts(result) == [("a {red|blue", "")]
     assert services.runtime.extensions.record(NAME).active
+
+
+def test_img2img_prompts_are_expanded_too_and_go_to_the_img2img_folder(services):
+    from PIL import Image
+
+    from webui.core.requests import Img2ImgInputs
+
+    picture = Image.new("RGB", (32, 32), "red")
+    request = dataclasses.replace(BASE, batch_size=2, img2img=Img2ImgInputs((picture,)), denoising_strength=0.5)
+    result = services.generation.txt2img(request)
+    prompts = _prompts(result)
+    assert len(prompts) == 2 and all(p.split()[2] in {"otter", "heron", "lynx"} for p, _ in prompts)
+    assert all(image.path is not None and "img2img-images" in image.path.parts for image in result.images)
+    assert _prompts(services.generation.txt2img(dataclasses.replace(request, batch_size=1, seed=41)))[0] == \
+        prompts[1]

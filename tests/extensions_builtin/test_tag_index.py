@@ -46,3 +46,25 @@ def test_lora_calls_and_embeddings():
     assert [(s.value, s.kind) for s in found] == [("bad anatomy", "general"), ("badhands", "embedding"),
                                                   ("verybad", "embedding")]
     assert tag_index.suggest("  ", [], loras, ["x"]) == []
+
+
+def test_network_names_are_listed_again_only_after_a_few_seconds():
+    main = builtin_module("tag-autocomplete", "main")
+    calls, now = [], [100.0]
+
+    class Networks:
+        def lora_list(self):
+            calls.append("loras")
+            return [{"name": "zorb"}, {"name": "Alpha"}]
+
+        def embedding_list(self):
+            return {"loaded": {"good": {}}, "skipped": {"other-model": {}}}
+
+    names = main.NetworkNames(Networks(), clock=lambda: now[0])
+    assert names.names() == (["Alpha", "zorb"], ["good", "other-model"])
+    now[0] += main.NAMES_TTL_S / 2
+    names.names()
+    assert calls == ["loras"]
+    now[0] += main.NAMES_TTL_S
+    names.names()
+    assert calls == ["loras", "loras"]
