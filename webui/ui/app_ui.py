@@ -59,7 +59,7 @@ def build_ui(services: Services) -> gr.Blocks:
                 img2img = build_img2img_tab(generation, quick, blocks)
             with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
                 extras = build_extras_tab(services.upscale, services.queue, services.settings.paths.outputs_dir,
-                                          hide_dir_config)
+                                          hide_dir_config, tasks=services.tasks)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 build_png_info_tab(services.info, services.models, tabs, txt2img, TXT2IMG_TAB_ID, img2img,
                                    IMG2IMG_TAB_ID)

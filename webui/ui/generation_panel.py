@@ -16,6 +16,7 @@ from webui.services.option_service import OptionsService
 from webui.services.queue_service import QueueService
 from webui.services.style_service import StyleService
 from webui.ui.components import SeedWidgets
+from webui.ui.family_controls import FamilyControls, build_family_controls
 from webui.ui.generation_ui import selected_info
 from webui.ui.prompt_bar import PromptBar
 from webui.ui.styles_ui import StyleSelector
@@ -31,6 +32,7 @@ class SamplingWidgets:
     batch_count: gr.Slider
     batch_size: gr.Slider
     cfg_scale: gr.Slider
+    family: FamilyControls | None = None  # Distilled CFG / Shift, shown for the families that have them
 
 
 def build_sampling_params(info: InfoService, default_sampler: str, tab: str,
@@ -54,7 +56,8 @@ def build_sampling_params(info: InfoService, default_sampler: str, tab: str,
         batch_size = gr.Slider(label="Batch size", minimum=1, maximum=8, step=1, value=1, elem_id=f"{tab}_batch_size")
     cfg = gr.Slider(label="CFG Scale", minimum=1, maximum=30, step=0.5, value=defaults.cfg_scale,
                     elem_id=f"{tab}_cfg_scale")
-    return SamplingWidgets(sampler, schedule, steps, width, height, batch_count, batch_size, cfg)
+    family = build_family_controls(tab, sampler, defaults)
+    return SamplingWidgets(sampler, schedule, steps, width, height, batch_count, batch_size, cfg, family)
 
 
 @dataclass(frozen=True)

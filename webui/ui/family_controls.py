@@ -1,0 +1,86 @@
+"""Generation controls that follow the selected model's family: the sampler list (a flow-matching model offers only
+the flow samplers), Flux dev's "Distilled CFG Scale" beside CFG, and the flow schedule's "Shift".
+
+Why apart from the sampling panel: these change with the checkpoint, after it loads (the Flux variant is read from
+the loaded weights), for both generation tabs; the facts come from `core/model_families.py` through the model
+defaults service. Their values reach Generate through a session State (the last input, after the extensions'
+controls): a State is no parameter of the public "txt2img"/"img2img" endpoints, so their signatures stay as they
+were for `gradio_client` callers.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from webui.core.model_families import FLUX, FLUX_SCHNELL, family_defaults, family_info, samplers_for
+from webui.core.requests import GenerationRequest
+from webui.services.info_service import InfoService
+from webui.services.model_defaults_service import ModelDefaultsService
+from webui.ui.components import Quicksettings
+
+
+@dataclass(frozen=True)
+class FamilyControls:
+    """A tab's sampler dropdown and its family-only sliders (hidden for SD models)."""
+
+    sampler: gr.Dropdown
+    distilled_cfg: gr.Slider
+    shift: gr.Slider
+    values: gr.State  # (distilled CFG, shift) as last set: a State is no parameter of the public endpoint
+
+    def request_inputs(self) -> list[Any]:
+        return [self.values]
+
+    @staticmethod
+    def apply(request: GenerationRequest, values: Sequence[Any]) -> GenerationRequest:
+        """`request` with the sliders' values (absent when a caller of the endpoint has no session state)."""
+        if not values or not values[0]:
+            return request
+        distilled, shift = values[0]
+        return dataclasses.replace(request, distilled_cfg_scale=float(distilled), shift=float(shift))
+
+
+def build_family_controls(tab: str, sampler: gr.Dropdown, defaults: GenerationRequest) -> FamilyControls:
+    with gr.Row():
+        distilled = gr.Slider(label="Distilled CFG Scale", minimum=0, maximum=30, step=0.1,
+                              value=defaults.distilled_cfg_scale, visible=False, elem_id=f"{tab}_distilled_cfg",
+                              info="Flux dev's built-in guidance; CFG Scale above 1 adds real CFG (slower).")
+        shift = gr.Slider(label="Shift", minimum=0, maximum=20, step=0.05, value=defaults.shift, visible=False,
+                          elem_id=f"{tab}_shift", info="Flow-matching schedule shift; 0 = the model's own.")
+    values = gr.State((defaults.distilled_cfg_scale, defaults.shift))
+    for slider in (distilled, shift):
+        slider.change(lambda d, s: (float(d), float(s)), inputs=[distilled, shift], outputs=[values],
+                      api_name=False, show_progress="hidden")
+    return FamilyControls(sampler, distilled, shift, values)
+
+
+def family_updates(family: str | None, variant: str, sampler: str | None, all_samplers: list[str]) -> list[Any]:
+    """Updates for (sampler, distilled CFG, shift): the family's samplers (the current one kept if allowed, else
+    the family's default) and which sliders show."""
+    info = family_info(family or "")
+    choices = samplers_for(info.name, all_samplers)
+    value = sampler if sampler in choices else family_defaults(info.name, variant).sampler
+    return [gr.update(choices=choices, value=value),
+            gr.update(visible=info.name == FLUX and variant != FLUX_SCHNELL),
+            gr.update(visible=info.flow)]
+
+
+def wire_family_controls(defaults: ModelDefaultsService, info: InfoService, quick: Quicksettings, blocks: gr.Blocks,
+                         controls: Sequence[FamilyControls], tab: str) -> None:
+    """After a checkpoint is chosen and at page load, every tab's controls follow the model's family."""
+    outputs = [widget for c in controls for widget in (c.sampler, c.distilled_cfg, c.shift)]
+    inputs = [c.sampler for c in controls]
+
+    def update(*samplers: str) -> list[Any]:
+        family, variant = defaults.family()
+        names = info.sampler_names()
+        return [u for sampler in samplers for u in family_updates(family, variant, sampler, names)]
+
+    if quick.selected is not None:
+        quick.selected.then(update, inputs=inputs, outputs=outputs, api_name=f"{tab}_family_controls",
+                            show_progress="hidden")
+    blocks.load(update, inputs=inputs, outputs=outputs, api_name=False, show_progress="hidden")
