@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from PIL import Image
 
 from app import build_app
@@ -145,3 +145,17 @@ def test_generate_forever_queues_again_until_it_is_switched_off(app_server):
     seeds = {view.summary for view in services.tasks.tasks() if "forever and ever" in view.summary}
     assert len(seeds) == made  # each round drew its own seed
     assert len(gallery) == 1
+
+
+def test_the_extras_tab_queues_a_task(app_server, tmp_path):
+    services, url = app_server
+    source = tmp_path / "small.png"
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(source)
+    client = Client(url, verbose=False)
+    gallery, _, info, message = client.predict(
+        "Single Image", handle_file(str(source)), None, "", "", "Scale by", 2, 512, 512, True, "Nearest", "None", 0,
+        api_name="/extras")
+    assert message == "" and len(gallery) == 1
+    assert Image.open(gallery[0]["image"]).size == (32, 32)
+    extras = [view for view in services.tasks.tasks() if view.kind == "extras" and view.source == "ui"]
+    assert extras and extras[0].state == "done" and len(extras[0].images) == 1

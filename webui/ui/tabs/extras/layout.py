@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from webui.core.errors import ValidationError, WebUIError
 from webui.core.limits import check_input_images
 from webui.services.queue_service import QueueService
+from webui.services.task_service import TaskService
 from webui.services.upscale_service import UpscaleService
 from webui.ui.components import REFRESH_SYMBOL
 from webui.ui.formatting import error_markdown, info_html, progress_html
@@ -89,9 +90,11 @@ def _build_upscalers(upscale: UpscaleService) -> tuple[Any, Any, Any]:
 
 
 def build_extras_tab(upscale: UpscaleService, queue: QueueService, outputs_dir: Path,
-                     hide_dir_config: bool) -> dict[str, gr.components.Component]:
+                     hide_dir_config: bool, tasks: TaskService | None = None) -> dict[str, gr.components.Component]:
     """Build the tab; returns its main widgets by name (for "send to extras" later and for tests). `upscale` runs
-    the jobs, `queue` reports their progress, results saved under `outputs_dir` are shown from their files."""
+    the jobs, `queue` reports their progress, results saved under `outputs_dir` are shown from their files. With
+    `tasks`, single images and batches become queue tasks like every generation ("Batch from directory" reads a
+    server folder when it runs, so it stays a plain executor job)."""
     source = gr.Textbox(value=EXTRAS_SOURCES[0], visible=False, elem_id="extras_selected_tab")
     resize_mode = gr.Textbox(value=EXTRAS_RESIZE_MODES[0], visible=False, elem_id="extras_resize_mode")
     with gr.Row(equal_height=False):
@@ -114,6 +117,8 @@ def build_extras_tab(upscale: UpscaleService, queue: QueueService, outputs_dir: 
                                      upscaler_2_v, visibility_v)
             if source_v == EXTRAS_SOURCES[2]:
                 future = upscale.submit_extras_folder(input_dir_v or "", output_dir_v or "", request)
+            elif tasks is not None:
+                future = tasks.submit_extras(_source_images(source_v, image_v, files_v), request, source="ui").future
             else:
                 future = upscale.submit_extras(_source_images(source_v, image_v, files_v), request)
         except (WebUIError, ValueError, TypeError) as exc:
