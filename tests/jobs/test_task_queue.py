@@ -139,3 +139,15 @@ def test_stopping_the_executor_answers_waiters_and_keeps_their_tasks_queued(queu
     with pytest.raises(GenerationError, match="stays queued"):
         waiting.result(5)
     assert task_queue.store.get("id-later").state == QUEUED
+
+
+def test_prune_forgets_the_oldest_finished_tasks_and_their_folders(tmp_path):
+    store = TaskStore(tmp_path / "jobs.sqlite", tmp_path / "queue")
+    for n in range(5):
+        store.create(f"t{n}", "txt2img", {"name": n})
+        (store.folder(f"t{n}") / "result-0.png").write_bytes(b"png")
+        store.update(f"t{n}", state=DONE, finished_at=float(n))
+    store.create("pending", "txt2img", {"name": "p"})
+    assert store.prune(keep=2) == 3
+    assert sorted(record.id for record in store.list()) == ["pending", "t3", "t4"]
+    assert not (tmp_path / "queue" / "t0").exists() and (tmp_path / "queue" / "t4" / "result-0.png").is_file()

@@ -29,6 +29,7 @@ from webui.jobs.task_store import CANCELLED, DONE, FAILED, PAUSED, PENDING_STATE
 log = logging.getLogger(__name__)
 
 TASK_LABEL = "task"
+KEEP_FINISHED = 1000  # finished tasks listed (older ones are forgotten at start-up)
 STOPPING_MESSAGE = "The server is stopping: the task stays queued and runs after the next start."
 
 
@@ -64,6 +65,7 @@ class TaskQueue:
         Returns the ids of tasks that were running when the previous process died."""
         self._runner = runner
         touched = self.store.recover(self._retry_once())
+        self.store.prune(KEEP_FINISHED)
         for _ in self.store.with_state(QUEUED):
             self._pump_later()
         return touched

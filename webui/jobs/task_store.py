@@ -198,6 +198,16 @@ class TaskStore:
             conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
         shutil.rmtree(self.files_dir / task_id, ignore_errors=True)
 
+    def prune(self, keep: int) -> int:
+        """Forget finished tasks beyond the newest `keep` (their rows and their own folder; images the output
+        writer saved stay in the outputs folder). Returns how many went."""
+        with self._connect() as conn:
+            rows = conn.execute(f"SELECT id FROM tasks WHERE state IN ({', '.join('?' * len(FINISHED_STATES))}) "
+                                "ORDER BY finished_at DESC LIMIT -1 OFFSET ?", (*FINISHED_STATES, keep)).fetchall()
+        for row in rows:
+            self.delete(row["id"])
+        return len(rows)
+
     def queue_paused(self) -> bool:
         with self._connect() as conn:
             row = conn.execute("SELECT value FROM task_queue_meta WHERE key = 'paused'").fetchone()
