@@ -287,3 +287,22 @@ def test_files_that_are_not_controlnets_get_a_clear_message(tmp_path):
     save_file({"body.0.block1.weight": torch.zeros(4, 4, 3, 3)}, str(adapter))
     with pytest.raises(ModelLoadError, match="is not a ControlNet model"):
         read_facts(adapter)
+
+
+@pytest.mark.parametrize("inputs", [dict(inpainting_fill=2), dict(inpainting_fill=3),
+                                    dict(inpaint_full_res=True, inpaint_full_res_padding=8)],
+                         ids=["latent noise", "latent nothing", "only masked"])
+def test_inpaint_fills_and_only_masked_run_with_control(control_services, inputs):
+    source, mask = square(48), Image.new("L", (48, 48), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 24, 48), fill=255)
+    request = dict(img2img=Img2ImgInputs((source,), mask=mask, **inputs), batch_size=2)
+    without = pixels(run(control_services, **request))
+    controlled = run(control_services, control_units=(unit(image=stripes()),), **request)
+    assert len(controlled.images) == 2 and np.abs(pixels(controlled) - without).mean() > 0.3
+
+
+def test_and_prompts_with_control_are_a_clear_error(control_services):
+    from webui.core.errors import GenerationError
+
+    with pytest.raises(GenerationError, match="AND .* cannot be combined with ControlNet"):
+        run(control_services, prompt="a AND b", control_units=(unit(),))

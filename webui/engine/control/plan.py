@@ -8,6 +8,7 @@ and gets the same detected maps fitted to it.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from diffusers import (
 from PIL import Image
 
 from webui.core.control import NO_MODULE, ControlUnit, infotext_entries
+from webui.core.errors import GenerationError
 from webui.engine.control.images import fit_map, map_tensor
 from webui.engine.control.library import ControlNetEntry
 from webui.engine.control.modes import ModedMultiControlNet
@@ -42,6 +44,36 @@ CONTROL_PIPELINES = {
 }
 # The argument that carries the control images: txt2img's `image` is the control image, the others have their own.
 _CONTROL_ARGUMENT = {"txt2img": "image", "img2img": "control_image", "inpaint": "control_image"}
+
+
+@functools.cache
+def _uncast(cls: type) -> type:
+    """`cls` whose `from_pipe` keeps every module's dtype. Diffusers' `from_pipe` ends with `to(dtype=float32)`
+    (its default), which would cast the shared float16 UNet of a GPU pipeline to float32 in place (and a float32
+    `--no-half-vae` VAE to float16 if a dtype were given); the views never change dtypes, so that call is skipped."""
+
+    def to(self, *args, **kwargs):
+        if not args and set(kwargs) == {"dtype"}:
+            return self
+        return cls.to(self, *args, **kwargs)
+
+    def check_inputs(self, *args, **kwargs):
+        """Inpaint "only masked" (`padding_mask_crop`) is checked for one PIL control image; the units' maps are a
+        list of PIL images, which `__call__` crops with the image all the same, so only that type check is
+        skipped."""
+        bound = inspect.signature(cls.check_inputs).bind(self, *args, **kwargs)
+        if bound.arguments.get("padding_mask_crop") is not None and isinstance(bound.arguments.get("image"), list):
+            bound.arguments["padding_mask_crop"] = None
+        return cls.check_inputs(*bound.args, **bound.kwargs)
+
+    return type(cls.__name__, (cls,), {"to": to, "check_inputs": check_inputs, "__module__": cls.__module__})
+
+
+def _pixels(pipe, latents: torch.Tensor) -> torch.Tensor:
+    """Latent-filled inpainting input ("latent noise"/"latent nothing") as pixels in [-1, 1]: the ControlNet
+    inpaint pipelines take no ready latents, so the filled latents go through the VAE and back."""
+    with torch.inference_mode():
+        return pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample.clamp(-1, 1)
 
 
 @dataclass
@@ -83,16 +115,26 @@ class ControlRun:
         if is_inpaint_model and task in ("txt2img", "img2img"):
             task = "inpaint"
         cls = CONTROL_PIPELINES[(getattr(pipe, "text_encoder_2", None) is not None, task)]
-        view = cls.from_pipe(pipe, controlnet=self.net, **replace)
+        view = _uncast(cls).from_pipe(pipe, controlnet=self.net, **replace)
         view.set_progress_bar_config(disable=True)
         self.net.cfg_batch = cfg_scale > 1.0  # diffusers runs CFG as [uncond, cond] only above 1
         param = next(pipe.unet.parameters())
         accepted = set(inspect.signature(cls.__call__).parameters)
+        maps = [u.map_at(size) for u in self.units]
+        if task_kwargs.get("padding_mask_crop") is not None:  # "only masked": the maps are cropped like the image
+            if any(image.mode == "RGBA" for image in maps):
+                raise GenerationError("The inpaint preprocessor cannot be combined with inpaint area 'Only masked' "
+                                      "yet; use 'Whole picture'.")
+            control = list(maps)  # PIL images: the pipeline crops them to the masked area
+        else:
+            control = [map_tensor(image, param.device, param.dtype) for image in maps]
+        if "masked_image_latents" in task_kwargs and "masked_image_latents" not in accepted:
+            task_kwargs = {**task_kwargs, "image": _pixels(pipe, task_kwargs["image"])}
         dropped = [name for name in task_kwargs if name not in accepted]
         if dropped:
             log.info("The ControlNet %s pipeline does not take %s; left out.", task, ", ".join(dropped))
         kwargs = {name: value for name, value in task_kwargs.items() if name in accepted}
-        kwargs[_CONTROL_ARGUMENT[task]] = [map_tensor(u.map_at(size), param.device, param.dtype) for u in self.units]
+        kwargs[_CONTROL_ARGUMENT[task]] = control
         kwargs.update(controlnet_conditioning_scale=[float(u.unit.weight) for u in self.units],
                       control_guidance_start=[float(u.unit.guidance_start) for u in self.units],
                       control_guidance_end=[float(u.unit.guidance_end) for u in self.units], guess_mode=False)
