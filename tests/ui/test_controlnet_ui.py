@@ -47,18 +47,36 @@ def _params(client: Client, api_name: str) -> list[dict]:
     return client.view_api(return_format="dict", print_info=False)["named_endpoints"][api_name]["parameters"]
 
 
+# A unit's endpoint parameters: its fields but the image (a session State, set with `<tab>_controlnet_image_<n>`).
+API_FIELDS = tuple(name for name in UNIT_FIELDS if name != "image")
+
+
+def _unit_start(params: list[dict]) -> int:
+    labels = [p.get("label") for p in params]
+    return next(i for i in range(len(labels)) if labels[i:i + 2] == ["Enable", "Use the img2img input"])
+
+
+def _set_images(client: Client, tab: str, images: list[str | None]) -> None:
+    """The units' control images, as uploading them does (None clears)."""
+    for index, image in enumerate(images):
+        client.predict(handle_file(image) if image else None, api_name=f"/{tab}_controlnet_image_{index}")
+
+
 def _txt2img(client: Client, units: list[dict] | None = None):
-    """txt2img with small defaults; each unit's values are `UNIT_FIELDS` in order, from unit 0's "Enable" on."""
+    """txt2img with small defaults; each unit's values are `API_FIELDS` in order, from unit 0's "Enable" on, and its
+    "image" is set through the unit's image endpoint first."""
+    units = units or []
+    _set_images(client, "txt2img", [unit.get("image") for unit in units] + [None] * (3 - len(units)))
     params = _params(client, "/txt2img")
     named = {"prompt_v": "a red circle", "negative_v": "", "sampler_v": "Euler", "steps_v": 2, "width_v": 64,
              "height_v": 64, "cfg_v": 5, "seed_v": 5, "count_v": 1, "size_v": 1, "clip_skip_v": 1}
     args = [named[p["parameter_name"]] if p["parameter_name"] in named
             else p.get("parameter_default") if p.get("parameter_has_default") else None for p in params]
-    labels = [p.get("label") for p in params]
-    start = next(i for i in range(len(labels)) if labels[i:i + 2] == ["Enable", "Control image"])
-    for index, unit in enumerate(units or []):
+    start = _unit_start(params)
+    for index, unit in enumerate(units):
         for name, value in unit.items():
-            args[start + index * len(UNIT_FIELDS) + UNIT_FIELDS.index(name)] = value
+            if name != "image":
+                args[start + index * len(API_FIELDS) + API_FIELDS.index(name)] = value
     return client.predict(*args, api_name="/txt2img")
 
 
@@ -67,7 +85,7 @@ def _pixels(path) -> np.ndarray:
 
 
 def _unit(image: str, **changes) -> dict:
-    return {"enabled": True, "image": handle_file(image), "module": "canny", "model": "tiny-canny-sd1",
+    return {"enabled": True, "image": image, "module": "canny", "model": "tiny-canny-sd1",
             **changes}
 
 
@@ -129,7 +147,7 @@ def test_paste_restores_the_units_an_infotext_records(ui):
     text = build_infotext("a red circle", "", {"Steps": 2, "Sampler": "Euler", "CFG scale": 5, "Seed": 5,
                                                "Size": "64x64", **dict(infotext_entries([unit]))})
     outputs = client.predict(text, api_name="/txt2img_paste")
-    units = outputs[-1 - 3 * len(PASTED_FIELDS):-1]  # the units' widgets come right before the message
+    units = outputs[-3 * len(PASTED_FIELDS):]  # the units' widgets come last
     first = {name: value["value"] if isinstance(value, dict) else value  # sliders/model come as updates
              for name, value in zip(PASTED_FIELDS, units[:len(PASTED_FIELDS)], strict=True)}
     shaped = dict(zip(PASTED_FIELDS, units[:len(PASTED_FIELDS)], strict=True))
@@ -153,10 +171,9 @@ def test_img2img_unit_can_use_the_img2img_input(ui, control_image):
     args = [named[p["parameter_name"]] if p["parameter_name"] in named
             else p.get("parameter_default") if p.get("parameter_has_default") else None for p in params]
     plain = client.predict(*args, api_name="/img2img")
-    labels = [p.get("label") for p in params]
-    start = next(i for i in range(len(labels)) if labels[i:i + 2] == ["Enable", "Control image"])
+    start = _unit_start(params)
     for name, value in {"enabled": True, "use_input": True, "module": "canny", "model": title}.items():
-        args[start + UNIT_FIELDS.index(name)] = value
+        args[start + API_FIELDS.index(name)] = value
     controlled = client.predict(*args, api_name="/img2img")
     assert controlled[3] == ""
     assert not np.array_equal(_pixels(plain[0][0]["image"]), _pixels(controlled[0][0]["image"]))

@@ -43,10 +43,12 @@ class PasteTargets:
     sections: list[SectionPaste] = field(default_factory=list)
 
     def outputs(self) -> list[Any]:
-        """Output components, in the order `fill_from_infotext` returns values."""
+        """Output components, in the order `fill_from_infotext` returns values (the sections' widgets last)."""
         return [*(self.fields[name] for name in self.names), self.extra_seed, self.quick.checkpoint,
-                self.quick.demo_note, *(widget for section in self.sections for widget in section.outputs),
-                self.message]
+                self.quick.demo_note, self.message, *self.section_outputs()]
+
+    def section_outputs(self) -> list[Any]:
+        return [widget for section in self.sections for widget in section.outputs]
 
     def limits(self) -> dict[str, tuple[float, float]]:
         """The range of every slider target: Gradio refuses values outside it."""
@@ -64,7 +66,9 @@ def fill_from_infotext(info: InfoService, models: ModelService, targets: PasteTa
     """Updates for `targets.outputs()`: every field the infotext names, the rest unchanged. `info` parses the text
     and finds its checkpoint, `models` switches to it."""
     if not (text or "").strip():
-        return [gr.update() for _ in targets.outputs()[:-1]] + ["Nothing to paste: the prompt box is empty."]
+        unchanged = [gr.update() for _ in targets.outputs()[:-1 - len(targets.section_outputs())]]
+        return unchanged + ["Nothing to paste: the prompt box is empty."] + [
+            gr.update() for _ in targets.section_outputs()]
     plan = paste_plan(info.infotext_fields(text), samplers=info.sampler_names(),
                       schedules=info.schedule_types(), limits=targets.limits(), choices=targets.choices())
     updates: list[Any] = [plan.values[name] if name in plan.values else gr.update() for name in targets.names]
@@ -74,9 +78,9 @@ def fill_from_infotext(info: InfoService, models: ModelService, targets: PasteTa
         plan.notes.append(note)
     updates.append(checkpoint)
     updates.append(gr.update(visible=models.is_demo_model(models.current_checkpoint())))
+    updates.append(notes_markdown(plan.notes))
     for section in targets.sections:
         updates += section.fill(text)
-    updates.append(notes_markdown(plan.notes))
     return updates
 
 

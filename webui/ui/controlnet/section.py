@@ -51,7 +51,13 @@ class ControlUI(Protocol):
 
 @dataclass(frozen=True)
 class UnitWidgets:
-    """One unit's widgets; `inputs()` in `unit_values.UNIT_FIELDS` order."""
+    """One unit's widgets; `inputs()` in `unit_values.UNIT_FIELDS` order.
+
+    Generate reads the control image from `image_state` (kept in step with the upload widget by its `change`
+    event), not from the image widget: an image input has no default, so it would become a required argument of
+    the tab's public "txt2img"/"img2img" endpoints and break callers that leave trailing values out. API clients
+    set it with the `<tab>_controlnet_image_<n>` endpoint (same session), or use the HTTP API's units.
+    """
 
     enabled: gr.Checkbox
     image: gr.Image
@@ -70,9 +76,10 @@ class UnitWidgets:
     refresh: gr.Button
     preview: gr.Button
     preview_image: gr.Image
+    image_state: gr.State
 
     def inputs(self) -> list[gr.components.Component]:
-        return [getattr(self, name) for name in UNIT_FIELDS]
+        return [self.image_state if name == "image" else getattr(self, name) for name in UNIT_FIELDS]
 
 
 @dataclass(frozen=True)
@@ -198,7 +205,7 @@ def _build_unit(control: ControlUI, tab: str, index: int, img2img: bool) -> Unit
                            elem_id=f"{prefix}_resize_mode")
     return UnitWidgets(enabled, image, use_input, module, model, weight, guidance_start, guidance_end,
                        control_mode, resize_mode, pixel_perfect, processor_res, threshold_a, threshold_b, refresh,
-                       preview, preview_image)
+                       preview, preview_image, gr.State(None))
 
 
 def _wire_unit(control: ControlUI, tab: str, index: int, unit: UnitWidgets, init_image: gr.Image | None) -> None:
@@ -209,6 +216,8 @@ def _wire_unit(control: ControlUI, tab: str, index: int, unit: UnitWidgets, init
         inputs=[unit.pixel_perfect, unit.module], outputs=[unit.processor_res], api_name=False)
     # Uploading an image ticks Enable, as the extension does (the user can untick it again).
     unit.image.upload(lambda: True, outputs=[unit.enabled], api_name=False)
+    unit.image.change(lambda image: image, inputs=[unit.image], outputs=[unit.image_state],
+                      api_name=f"{tab}_controlnet_image_{index}")
 
     def preview(module, image, processor_res, threshold_a, threshold_b, use_input=False, init=None):
         source = init if (use_input and init is not None) else image
