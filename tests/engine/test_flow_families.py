@@ -148,8 +148,11 @@ def test_xyz_over_steps_on_auraflow(flow_services):
     from webui.core.xyz_axes import AxisInput
     from webui.core.xyz_plan import XyzOptions
 
-    result = flow_services.scripts.run_xyz_plot(_request(AURA), [AxisInput("Steps", "2, 3")],
+    result = flow_services.scripts.run_xyz_plot(_request(AURA), [AxisInput("Steps", "2, 3"),
+                                                                  AxisInput("Shift", "0, 4")],
                                                 XyzOptions(draw_legend=False))
     cells = [np.asarray(image.image) for image in result.sub_images]
-    assert len(cells) == 2 and len(result.grids) == 1 and not np.array_equal(cells[0], cells[1])
-    assert [parse_infotext(i.infotext).to_generation_fields()["steps"] for i in result.sub_images] == [2, 3]
+    assert len(cells) == 4 and len(result.grids) == 1 and not np.array_equal(cells[0], cells[1])
+    assert not np.array_equal(cells[0], cells[2])  # the shift changes the image
+    fields = [parse_infotext(i.infotext).to_generation_fields() for i in result.sub_images]
+    assert [(f["steps"], f.get("shift", 0.0)) for f in fields] == [(2, 0.0), (3, 0.0), (2, 4.0), (3, 4.0)]

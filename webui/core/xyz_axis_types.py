@@ -144,6 +144,9 @@ AXIS_TYPES: tuple[AxisType, ...] = (
     AxisType("[ControlNet] Weight", "float", _control("weight")),
     AxisType("[ControlNet] Guidance End", "float", _control("guidance_end")),
     AxisType("[ControlNet] Model", "str", _control("model"), choices=CHOICES_CONTROLNET_MODELS, cost=0.3),
+    # Appended (A1111 clients address axis types by index): flow-matching families only.
+    AxisType("Distilled CFG Scale", "float", _field("distilled_cfg_scale"), note="Flux dev only."),
+    AxisType("Shift", "float", _field("shift"), note="Flow-matching models (AuraFlow, Flux); 0 = the model's own."),
 )
 _BY_LABEL = {axis.label.lower(): axis for axis in AXIS_TYPES}
 
