@@ -80,7 +80,7 @@ def bare_pipeline(services, precision: str):
             components[name] = copy.deepcopy(components[name]).to(torch.float32).to(torch.bfloat16)
             components[name]._forward_pre_hooks.clear()
             components[name]._forward_hooks.clear()
-    bare = StableDiffusionPipeline(**components)
+    bare = StableDiffusionPipeline(**components, requires_safety_checker=False)
     bare.set_progress_bar_config(disable=True)
     return bare
 
@@ -100,15 +100,38 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def cpu_timed(fn) -> tuple[float, float]:
+    """Wall seconds and this process's CPU seconds (all threads). CPU time is the steadier of the two on a busy
+    machine: time spent waiting for a core is not counted."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def ours_vs_bare(services, bare, request: GenerationRequest, repeats: int) -> dict[str, object]:
-    services.generation.txt2img(request)  # warm-up (and, with --compile, the compile)
+    first = services.generation.txt2img(request).images[0].image  # warm-up (and, with --compile, the compile)
     bare_call(bare, services, request)
-    ours, plain = [], []
+    ours, plain, ours_cpu, plain_cpu = [], [], [], []
     for _ in range(repeats):
-        ours.append(timed(lambda: services.generation.txt2img(request)))
-        plain.append(timed(lambda: bare_call(bare, services, request)))
+        wall, cpu = cpu_timed(lambda: services.generation.txt2img(request))
+        ours.append(wall)
+        ours_cpu.append(cpu)
+        wall, cpu = cpu_timed(lambda: bare_call(bare, services, request))
+        plain.append(wall)
+        plain_cpu.append(cpu)
     ratios = [o / b for o, b in zip(ours, plain, strict=True)]
-    return {"ours_s": spread(ours), "bare_s": spread(plain), "ratio": spread(ratios)}
+    cpu_ratios = [o / b for o, b in zip(ours_cpu, plain_cpu, strict=True)]
+    return {"ours_s": spread(ours), "bare_s": spread(plain), "ratio": spread(ratios),
+            "ours_cpu_s": spread(ours_cpu), "bare_cpu_s": spread(plain_cpu), "cpu_ratio": spread(cpu_ratios),
+            "image": first}
+
+
+def pixel_difference(a, b) -> dict[str, float]:
+    """Mean and largest absolute difference (0-255) between two images of the same seed (the bf16 quality cost)."""
+    import numpy as np
+
+    diff = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
+    return {"mean": float(diff.mean()), "max": float(diff.max())}
 
 
 def checkpoint_switch(work: Path, full: Path) -> dict[str, float]:
@@ -155,13 +178,14 @@ def machine() -> str:
 
 
 def table(report: dict) -> str:
-    rows = ["| set-up | size | ours s/image | bare s/image | ours / bare |", "|---|---|---|---|---|"]
+    rows = ["| set-up | size | ours s/image | bare s/image | ours / bare (wall) | ours / bare (CPU time) |",
+            "|---|---|---|---|---|---|"]
     for key, value in report["runs"].items():
-        o, b, r = value["ours_s"], value["bare_s"], value["ratio"]
+        o, b, r, c = value["ours_s"], value["bare_s"], value["ratio"], value["cpu_ratio"]
         setup, size = key.rsplit("@", 1)
         rows.append(f"| {setup} | {size} | {o['median']:.2f} ({o['min']:.2f}-{o['max']:.2f}) | "
                     f"{b['median']:.2f} ({b['min']:.2f}-{b['max']:.2f}) | {r['median']:.3f} "
-                    f"({r['min']:.3f}-{r['max']:.3f}) |")
+                    f"({r['min']:.3f}-{r['max']:.3f}) | {c['median']:.3f} ({c['min']:.3f}-{c['max']:.3f}) |")
     return "\n".join(rows)
 
 
@@ -186,6 +210,7 @@ def main() -> None:
     report: dict[str, object] = {"machine": machine(), "steps": args.steps, "repeats": args.repeats, "runs": {}}
     base = GenerationRequest(prompt="a photo of a lighthouse at dusk", negative_prompt="blurry", steps=args.steps,
                              seed=3, sampler_name="Euler", save_images=True)
+    images: dict[str, object] = {}
     setups = [(p, False) for p in args.precisions] + ([("float32", True)] if args.compile else [])
     for precision, compile_ in setups:
         root = data_dir_with(work, f"data-{precision}{'-compile' if compile_ else ''}", [full])
@@ -196,7 +221,12 @@ def main() -> None:
             for size in sizes:
                 request = dataclasses.replace(base, width=size, height=size)
                 label = f"{precision}{' + --compile' if compile_ else ''}@{size}"
-                report["runs"][label] = ours_vs_bare(services, bare, request, args.repeats)
+                run = ours_vs_bare(services, bare, request, args.repeats)
+                images[label] = run.pop("image")
+                reference = images.get(f"float32@{size}")
+                if precision != "float32" and reference is not None:
+                    run["pixel_diff_vs_float32"] = pixel_difference(reference, images[label])
+                report["runs"][label] = run
                 print(label, json.dumps(report["runs"][label]), flush=True)
             if precision == "float32" and not compile_ and not args.skip_lora:
                 report["lora"] = lora_costs(services, dataclasses.replace(base, width=args.sizes[0],
