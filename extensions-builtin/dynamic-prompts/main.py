@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from webui.extensions.api import ExtensionContext, RequestArgs
+from webui.extensions.api import ExtensionContext, RequestArgs, RequestRejected
 
 from .expansion import DEFAULT_MAX_COMBINATIONS, DynamicOptions, PromptExpander, TemplateError, is_dynamic
 
@@ -65,10 +65,8 @@ class DynamicPrompts:
                 return request
             parts = self.expander().plan(template, negative, request.seed, request.batch_size, request.n_iter,
                                          options)
-        except TemplateError as exc:
-            # A typo in a prompt must not switch the extension off: the prompt is used as typed.
-            self._ext.log.warning("%s The prompt is used as typed.", exc)
-            return request
+        except TemplateError as exc:  # the user's typo: the request fails with the reason, the extension stays on
+            raise RequestRejected(f"{exc} (Turn dynamic prompts off to use the braces literally.)") from exc
         marked = RequestArgs(name=self._ext.name, args=args.args,
                              fields=(*args.fields, (MARK, template), (NEGATIVE_MARK, negative)))
         base = self._ext.with_request_args(request, marked)

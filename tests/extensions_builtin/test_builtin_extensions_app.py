@@ -84,6 +84,10 @@ def test_dynamic_prompts_same_seed_same_prompt_in_api_and_ui(app):
     ui_info = _ui_infotext(client, prompt=TEMPLATE, seed=71)
     assert parse_infotext(ui_info).prompt == prompts[1]
     assert f"Template: {json.dumps(TEMPLATE)}" in ui_info or f"Template: {TEMPLATE}" in ui_info
+    outputs = _ui_txt2img(client, {"prompt_v": "a {red|blue", "negative_v": "", "steps_v": 1, "width_v": 64,
+                                   "height_v": 64}, {})
+    assert outputs[0] in ([], {"__type__": "update"})  # no images
+    assert any("could not read the prompt 'a {red|blue'" in str(value) for value in outputs), outputs
 
 
 def test_dynamic_prompts_combinatorial_through_the_api(app):
@@ -94,6 +98,8 @@ def test_dynamic_prompts_combinatorial_through_the_api(app):
     capped = _api_txt2img(url, prompt="{red|blue} {circle|square}", seed=5,
                           alwayson_scripts={"Dynamic Prompts": {"args": [True, True, 3, True]}})
     assert capped["all_prompts"] == ["red circle", "red square", "blue circle"] and capped["all_seeds"] == [5] * 3
+    bad = httpx.post(f"{url}/sdapi/v1/txt2img", json={**SMALL, "prompt": "a {red|blue"}, timeout=300)
+    assert bad.status_code == 422 and "could not read the prompt 'a {red|blue'" in bad.json()["detail"]
 
 
 def _ui_infotext(client: Client, prompt: str, seed: int) -> str:

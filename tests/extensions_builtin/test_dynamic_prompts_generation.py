@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from tests.conftest import make_data_dir, make_settings
+from webui.core.errors import ValidationError
 from webui.core.extension_args import ExtensionArgs
 from webui.core.infotext import parse_infotext
 from webui.core.requests import GenerationRequest
@@ -88,10 +89,12 @@ def test_disabled_by_args_or_settings_leaves_the_prompt(services):
         services.options.update({"dynamic_prompts_enabled": True}, save=False)
 
 
-def test_a_bad_template_is_used_as_typed_and_the_extension_stays_on(services):
-    result = services.generation.txt2img(dataclasses.replace(BASE, prompt="a {red|blue", negative_prompt=""))
-    assert _prompts(result) == [("a {red|blue", "")]
+def test_a_bad_template_fails_the_request_with_the_reason_and_the_extension_stays_on(services):
+    with pytest.raises(ValidationError, match="could not read the prompt 'a {red|blue'"):
+        services.generation.txt2img(dataclasses.replace(BASE, prompt="a {red|blue", negative_prompt=""))
     assert services.runtime.extensions.record(NAME).active
+    off = services.generation.txt2img(dataclasses.replace(BASE, prompt="a {red|blue", extension_args=_args(False)))
+    assert _prompts(off)[0][0] == "a {red|blue"
 
 
 def test_img2img_prompts_are_expanded_too_and_go_to_the_img2img_folder(services):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from webui.core.errors import ValidationError
 from webui.core.extension_args import ExtensionArgs
 
 API_VERSION = 1
@@ -31,6 +32,12 @@ RequestArgs = ExtensionArgs  # what `ExtensionContext.request_args` returns: `.a
 class ExtensionError(Exception):
     """A registration an extension made is wrong (a duplicate name, an unknown service, a bad route path). Raised
     from `setup`; the loader disables the extension and shows the message."""
+
+
+class RequestRejected(ValidationError):
+    """Raise from a `before_generation` hook when the user's input is wrong, not the extension (e.g. a prompt
+    template that does not parse): the request fails with this message like any invalid field (the UI shows it,
+    the API answers 422) and the extension stays on."""
 
 
 @dataclass(frozen=True)
@@ -286,5 +293,5 @@ class ExtensionContext:
 __all__ = [
     "API_VERSION", "DEFAULT_ENTRY", "HOOK_NAMES", "MANIFEST_FILE", "SERVICE_NAMES", "TAB_TARGETS",
     "ExtensionContext", "ExtensionError", "ExtensionPaths", "ImageInfo", "Manifest", "Registrations",
-    "RequestArgs", "RouteSpec", "ScriptSpec", "SettingSpec", "StepInfo", "TabSpec", "TabUI",
+    "RequestArgs", "RequestRejected", "RouteSpec", "ScriptSpec", "SettingSpec", "StepInfo", "TabSpec", "TabUI",
 ]

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from webui.extensions.api import RequestRejected
+
 log = logging.getLogger("extensions")
 
 
@@ -50,6 +52,8 @@ class Guard:
     def call(self, extension: str, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return fn(*args)
-        except Exception as exc:  # noqa: BLE001 - any error in extension code must be contained
+        except RequestRejected:
+            raise  # the user's input is wrong, not the extension: the request fails with the message
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any error in extension code must be contained
             self._on_failure(failure_from(extension, stage, exc))
             return Guard.failed
