@@ -18,7 +18,8 @@ from webui.core.errors import ValidationError, WebUIError
 
 CLONE_SECONDS = 300
 QUERY_SECONDS = 30
-URL_PATTERN = re.compile(r"^(https?|git|ssh|file)://[^\s]+$|^[\w.\-]+@[\w.\-]+:[^\s]+$")
+# scp-like user@host:path with a host that cannot pass for an ssh option (no leading '-')
+URL_PATTERN = re.compile(r"^(https?|git|ssh|file)://[A-Za-z0-9\[/][^\s]*$|^[\w.\-]+@[A-Za-z0-9][\w.\-]*:[^\s]+$")
 
 
 @dataclass(frozen=True)

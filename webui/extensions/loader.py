@@ -86,7 +86,7 @@ def load_one(record: ExtensionRecord, context: ExtensionContext, registry: Exten
     package = module_prefix(registry, record.name)
     try:
         module = import_entry(record.path, record.manifest.entry, package)
-    except Exception as exc:  # noqa: BLE001 - an extension's import may raise anything
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - an extension's import may raise anything
         _forget_modules(package)
         registry.record_failure(failure_from(record.name, "import", exc))
         return
@@ -96,7 +96,7 @@ def load_one(record: ExtensionRecord, context: ExtensionContext, registry: Exten
             raise ExtensionError(f"{record.manifest.entry}.py has no setup(ext) function.")
         setup(context)
         _check_settings(context, taken_settings)
-    except Exception as exc:  # noqa: BLE001 - contained: the extension is switched off, the app goes on
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - contained: the extension is switched off
         registry.record_failure(failure_from(record.name, "setup", exc))
         return
     taken_settings.update(spec.key for spec in context.registrations.settings)
