@@ -156,28 +156,50 @@ def _pidinet_file(folder):
     return network.state_dict()
 
 
+def _lineart_file(folder):
+    from controlnet_aux.lineart import Generator
+
+    torch.manual_seed(2)
+    network = Generator(3, 1, 3)
+    torch.save(network.state_dict(), folder / "sk_model.pth")  # plain state dict, as released
+    return network.state_dict()
+
+
+def _mlsd_file(folder):
+    from controlnet_aux.mlsd.models.mbv2_mlsd_large import MobileV2_MLSD_Large
+
+    torch.manual_seed(3)
+    network = MobileV2_MLSD_Large()
+    torch.save(network.state_dict(), folder / "mlsd_large_512_fp32.pth")
+    return network.state_dict()
+
+
 @pytest.fixture(scope="module")
 def annotators_dir(tmp_path_factory):
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("annotators")
-    return folder, {"hed": _hed_file(folder), "pidinet": _pidinet_file(folder)}
+    return folder, {"hed": _hed_file(folder), "pidinet": _pidinet_file(folder), "lineart": _lineart_file(folder),
+                    "mlsd": _mlsd_file(folder)}
 
 
 @pytest.fixture
 def no_hub(monkeypatch):
     """Any hub download fails the test loudly (the detectors must only read local files)."""
     import controlnet_aux.hed
+    import controlnet_aux.lineart
+    import controlnet_aux.mlsd
     import controlnet_aux.pidi
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"hub download attempted: {args}")
 
-    for module in (controlnet_aux.hed, controlnet_aux.pidi):
+    for module in (controlnet_aux.hed, controlnet_aux.pidi, controlnet_aux.lineart, controlnet_aux.mlsd):
         monkeypatch.setattr(module, "hf_hub_download", refuse)
 
 
 @pytest.mark.parametrize(("module", "key", "attribute"), [
-    ("softedge_hed", "hed", "netNetwork"), ("scribble_pidinet", "pidinet", "netNetwork")])
+    ("softedge_hed", "hed", "netNetwork"), ("scribble_pidinet", "pidinet", "netNetwork"),
+    ("lineart_realistic", "lineart", "model"), ("mlsd", "mlsd", "model")])
 def test_annotators_load_from_the_real_file_layout(annotators_dir, no_hub, square, module, key, attribute):
     folder, saved = annotators_dir
     cache = AnnotatorCache()
