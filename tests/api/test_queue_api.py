@@ -116,7 +116,7 @@ def test_delete_cancels_a_queued_task_and_pause_and_reorder_change_the_order(api
 
 
 def test_progress_streams_as_server_sent_events_and_names_the_running_task(api, server):
-    task_id = api.post("/sdapi/v1/queue/txt2img", json={**BODY, "steps": 60, "n_iter": 3}).json()["id"]
+    task_id = api.post("/sdapi/v1/queue/txt2img", json={**BODY, "steps": 40, "n_iter": 2}).json()["id"]
     seen: list[str] = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not seen:
