@@ -132,6 +132,14 @@ def test_img2img_and_inpaint_keep_unmasked_pixels(flow_services, checkpoint):
     out = np.asarray(inpaint.images[0].image)
     assert (out[:4, :4] == (200, 30, 30)).all()
     assert not (out[12:20, 12:20] == (200, 30, 30)).all()
+    only_masked = flow_services.generation.txt2img(_request(
+        checkpoint, denoising_strength=1.0, img2img=Img2ImgInputs(init_images=(init,), mask=mask, mask_blur=0,
+                                                                   inpaint_full_res=True,
+                                                                   inpaint_full_res_padding=4)))
+    cropped = np.asarray(only_masked.images[0].image)
+    assert cropped.shape == (32, 32, 3) and (cropped[:4, :4] == (200, 30, 30)).all()
+    assert not np.array_equal(cropped, out)  # the crop was redrawn at full size, not the whole image
+    assert "Inpaint area: Only masked" in only_masked.images[0].infotext
 
 
 @pytest.mark.slow

@@ -160,13 +160,50 @@ def _img2img(job: _Job, prompts: _Prompts, seeds: list[int]) -> list[Image.Image
         return job.decode(packed, width, height)
     mask = prepare_mask(inputs.mask, width, height, inputs.resize_mode, inputs.inpainting_mask_invert,
                         inputs.mask_blur)
-    filled = [fill_masked(img, mask, inputs.inpainting_fill, seed) for img, seed in zip(inits, seeds, strict=True)]
-    latent_mask = _mask_latents(job, mask, len(seeds), width, height)
+    region = _crop_region(mask, inputs.inpaint_full_res_padding, width, height) if inputs.inpaint_full_res else None
+    sources, work_mask = inits, mask
+    if region is not None:  # "Only masked": redraw the padded mask area at the full size, then paste it back
+        sources = [img.crop(region).resize((width, height), Image.LANCZOS) for img in inits]
+        work_mask = mask.crop(region).resize((width, height), Image.LANCZOS)
+    filled = [fill_masked(img, work_mask, inputs.inpainting_fill, seed)
+              for img, seed in zip(sources, seeds, strict=True)]
+    latent_mask = _mask_latents(job, work_mask, len(seeds), width, height)
     packed = job.sample(prompts, lambda: job.encode(filled), width, height, request.steps, seeds,
                         request.denoising_strength, inpaint_mask=latent_mask)
     images = job.decode(packed, width, height)
+    if region is not None:
+        size = (region[2] - region[0], region[3] - region[1])
+        images = [_pasted(init, out.resize(size, Image.LANCZOS), region) for out, init in zip(images, inits,
+                                                                                                strict=True)]
     # Outside the (blurred) mask the input pixels come back unchanged, as A1111 does.
     return [Image.composite(out, init, mask) for out, init in zip(images, inits, strict=True)]
+
+
+def _pasted(base: Image.Image, patch: Image.Image, region: tuple[int, int, int, int]) -> Image.Image:
+    out = base.copy()
+    out.paste(patch, region[:2])
+    return out
+
+
+def _crop_region(mask: Image.Image, padding: int, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """A1111's "only masked" crop: the mask's bounding box plus `padding`, grown to the image's aspect ratio and
+    kept inside the image. None when the mask is empty (nothing to crop to)."""
+    box = mask.getbbox()
+    if box is None:
+        return None
+    left, top = max(box[0] - padding, 0), max(box[1] - padding, 0)
+    right, bottom = min(box[2] + padding, width), min(box[3] + padding, height)
+    w, h = right - left, bottom - top
+    if w / h < width / height:  # too tall: widen
+        grow = round(h * width / height) - w
+        left, right = left - grow // 2, right + grow - grow // 2
+    else:  # too wide: heighten
+        grow = round(w * height / width) - h
+        top, bottom = top - grow // 2, bottom + grow - grow // 2
+    shift_x = -left if left < 0 else min(0, width - right)
+    shift_y = -top if top < 0 else min(0, height - bottom)
+    left, right, top, bottom = left + shift_x, right + shift_x, top + shift_y, bottom + shift_y
+    return max(left, 0), max(top, 0), min(right, width), min(bottom, height)
 
 
 def _hires(job: _Job, prompts: _Prompts, first: torch.Tensor, seeds: list[int]) -> list[Image.Image]:
