@@ -18,6 +18,7 @@ from dynamicprompts.generators import CombinatorialPromptGenerator, RandomPrompt
 from dynamicprompts.wildcards import WildcardManager
 
 DEFAULT_MAX_COMBINATIONS = 100
+MAX_JOB_IMAGES = 1000  # the app's own cap on one job's images (batch count x batch size): all stay in memory
 OPTION_NAMES = ("enabled", "combinatorial", "max_generations", "fixed_seed")
 
 
@@ -121,6 +122,10 @@ class PromptExpander:
                             options: DynamicOptions) -> list[Part]:
         """Each combination once per batch (`n_iter` rounds); fixed seed: every part starts at the first seed."""
         combos = self.combinations(template, options.max_generations)
+        if len(combos) * batch_size * n_iter > MAX_JOB_IMAGES:
+            raise TemplateError(f"Dynamic prompts: {len(combos)} combinations x batch size {batch_size} x batch "
+                                f"count {n_iter} makes more than {MAX_JOB_IMAGES} images; lower Max generations "
+                                "or the batch settings.")
         parts: list[Part] = []
         first = 0
         for _ in range(n_iter):

@@ -86,3 +86,10 @@ def test_bad_template_is_a_clear_error(expander):
         expander.random_prompt("{a|b", 1)
     assert expander.random_prompt("plain [a|b] prompt", 1) == "plain [a|b] prompt"
     assert not expansion.is_dynamic("plain [a|b] <lora:x:1>")
+
+
+def test_combinatorial_jobs_stay_under_the_job_image_limit(expander):
+    options = Options(combinatorial=True)
+    assert len(expander.plan("{a|b|c|d}", "", 1, 10, 25, options)) == 100  # 4 x 10 x 25 = 1000 images: allowed
+    with pytest.raises(expansion.TemplateError, match="more than 1000 images"):
+        expander.plan("{a|b|c|d|e}", "", 1, 10, 25, options)
