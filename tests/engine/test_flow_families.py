@@ -164,3 +164,21 @@ def test_xyz_over_steps_on_auraflow(flow_services):
     assert not np.array_equal(cells[0], cells[2])  # the shift changes the image
     fields = [parse_infotext(i.infotext).to_generation_fields() for i in result.sub_images]
     assert [(f["steps"], f.get("shift", 0.0)) for f in fields] == [(2, 0.0), (3, 0.0), (2, 4.0), (3, 4.0)]
+
+
+@pytest.mark.slow
+def test_prompt_matrix_and_tiled_upscale_on_auraflow(flow_services):
+    from webui.core.prompt_matrix import PromptMatrixOptions
+    from webui.core.script_spec import ScriptSpec
+    from webui.core.tiled_upscale import TiledUpscaleOptions
+
+    matrix = flow_services.scripts.run_prompt_matrix(_request(AURA, prompt="a circle|red|blue", steps=2),
+                                                     PromptMatrixOptions())
+    assert len(matrix.sub_images) == 4 and len(matrix.grids) == 1
+    init = Image.new("RGB", (32, 32), (40, 90, 200))
+    options = TiledUpscaleOptions(upscaler="Lanczos", target_size_type="Scale from image size", custom_scale=2.0,
+                                  tile_width=32, tile_height=32, padding=8, mask_blur=4,
+                                  save_upscaled_image=False)
+    request = _request(AURA, steps=2, denoising_strength=0.3, img2img=Img2ImgInputs(init_images=(init,)))
+    result = flow_services.scripts.submit(request, ScriptSpec.tiled_upscale(options)).result()
+    assert result.images[-1].image.size == (64, 64)
