@@ -200,6 +200,8 @@ def test_api_runs_an_extension_script_by_name(app_server):
     infotexts = json.loads(answer.json()["info"])["infotexts"]
     assert len(infotexts) == 2  # the script ran n_iter=2 through the generation service (hooks included)
     assert all(parse_infotext(text).prompt == "a red circle, sample suffix" for text in infotexts)
+    listed = requests.get(f"{url}/sdapi/v1/scripts", auth=AUTH, timeout=30).json()
+    assert "sample repeat" in listed["txt2img"] and "sample repeat" in listed["img2img"]
     unknown = requests.post(f"{url}/sdapi/v1/txt2img", json={**TINY, "script_name": "no such script"}, auth=AUTH,
                             timeout=60)
     assert unknown.status_code == 422 and "sample repeat" in unknown.json()["detail"]

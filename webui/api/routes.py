@@ -338,7 +338,9 @@ def _model_routes(router: APIRouter, models: ModelService, networks: NetworkServ
             raise _http_error(exc) from exc
 
 
-def _table_routes(router: APIRouter, info: InfoService, upscale: UpscaleService, styles: StyleService) -> None:
+def _table_routes(router: APIRouter, info: InfoService, upscale: UpscaleService, styles: StyleService,
+                  extension_scripts: Callable[[bool], dict] = lambda img2img: {}) -> None:
+    """`extension_scripts(img2img)`: the extensions' scripts offered there, by lower-case name."""
     @router.get("/samplers")
     def samplers() -> list[dict[str, Any]]:
         return info.samplers()
@@ -358,7 +360,8 @@ def _table_routes(router: APIRouter, info: InfoService, upscale: UpscaleService,
 
     @router.get("/scripts")
     def scripts() -> dict[str, list[str]]:
-        return {"txt2img": script_names(), "img2img": script_names(img2img=True)}
+        return {"txt2img": [*script_names(), *extension_scripts(False)],
+                "img2img": [*script_names(img2img=True), *extension_scripts(True)]}
 
     @router.get("/script-info")
     def script_info() -> list[dict[str, Any]]:
@@ -369,7 +372,9 @@ def _table_routes(router: APIRouter, info: InfoService, upscale: UpscaleService,
                  "args": [{"label": "axis types", "choices": axis_type_labels()}]},
                 {"name": "prompt matrix", "is_alwayson": False, "is_img2img": False, "args": []},
                 {"name": "ultimate sd upscale", "is_alwayson": False, "is_img2img": True,
-                 "args": script_info_args(upscale.upscaler_names())}]
+                 "args": script_info_args(upscale.upscaler_names())},
+                *({"name": name, "is_alwayson": False, "is_img2img": img2img, "args": []}
+                  for img2img in (False, True) for name in extension_scripts(img2img))]
 
     @router.get("/prompt-styles")
     def prompt_styles() -> list[dict[str, str]]:
@@ -409,7 +414,8 @@ def build_router(services: Services, auth: Callable[..., None] | None = None) ->
     install_extension_list_routes(router, services.extensions)
     install_queue_routes(router, _queue_api(services))
     _model_routes(router, services.models, services.networks, services.options)
-    _table_routes(router, services.info, services.upscale, services.styles)
+    _table_routes(router, services.info, services.upscale, services.styles,
+                  lambda img2img: services.extensions.script_table(img2img))
     _info_routes(router, services.info, services.models, lambda: {
         **services.settings.public_flags(), "precision_in_use": services.models.precision_note()})
     return router
