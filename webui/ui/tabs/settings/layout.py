@@ -30,6 +30,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Training", ("training_device_policy",)),
     # last: apply_settings takes the keys in this order, and older callers pass them by position
     ("Live previews", ("live_previews_enable", "show_progress_every_n_steps", "show_progress_type")),
+    ("Queue", ("queue_retry_interrupted",)),  # after the others: callers passing them by position keep working
 )
 SETTING_KEYS: tuple[str, ...] = tuple(key for _, keys in SECTIONS for key in keys)
 FOLDER_SECTION = "Paths for saving"
