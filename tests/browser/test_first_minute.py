@@ -5,6 +5,9 @@ own aspect) after Generate, the Train form has no clipped labels, and the consol
 Screenshots of each step are written to the test's tmp folder (look at them when a layout changes)."""
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from app import build_app
@@ -17,9 +20,9 @@ ICONS = ("#refresh_sd_model_checkpoint", "#txt2img_random_seed", "#txt2img_reuse
          "#txt2img_style_apply", "#txt2img_styles_refresh")
 # Draws a button's text and a surely missing glyph (a private-use code point) in the button's font: equal pixels
 # mean the icon is the "missing glyph" box (or nothing at all).
-GLYPH_CHECK = """(selector) => {
+GLYPH_CHECK = """([selector, override]) => {
   const el = document.querySelector(selector);
-  const text = el.innerText.trim();
+  const text = override || el.innerText.trim();
   const font = getComputedStyle(el).font;
   const draw = (t) => { const c = document.createElement("canvas"); c.width = 80; c.height = 60;
     const g = c.getContext("2d"); g.font = font; g.fillText(t, 10, 40); return c.toDataURL(); };
@@ -82,8 +85,12 @@ def test_first_view_fits_the_model_and_icons_render(page, tmp_path):
     assert "64x64" in page.locator("#demo_model_note").inner_text()
     assert page.locator("#device_note").inner_text().startswith("Running on CPU (")
     for selector in ICONS:
-        glyph = page.evaluate(GLYPH_CHECK, selector)
+        glyph = page.evaluate(GLYPH_CHECK, [selector, ""])
         assert glyph["text"] and not glyph["missing"], (selector, glyph)
+    if shutil.which("fc-list") and not subprocess.run(["fc-list", ":charset=1f504"], capture_output=True,
+                                                       text=True).stdout.strip():
+        # the check does see an empty box: the old emoji icon, on this machine without an emoji font
+        assert page.evaluate(GLYPH_CHECK, [ICONS[0], "\U0001f504"])["missing"]
 
 
 def test_result_is_fully_visible_after_generate(page, tmp_path):
@@ -120,3 +127,20 @@ def test_train_form_has_no_clipped_labels_and_no_plot_warnings(page, tmp_path):
     assert not page.locator("#train_lycoris_config").is_visible()  # the default network is a plain LoRA
     assert not page.locator("#train_loss_plot").is_visible()
     assert not [text for text in page.console_messages if "Infinite extent" in text]
+
+
+def test_live_preview_shows_while_sampling_and_interrupt_acts_at_once(page, demo_server):
+    if page.size_name != "desktop":
+        pytest.skip("one size is enough for the preview and Interrupt")
+    services, _ = demo_server
+    page.locator("#txt2img_steps input[type=number]").fill("150")
+    page.locator("#txt2img_steps input[type=number]").press("Tab")
+    page.locator("#txt2img_generate").click()
+    preview = page.locator("#txt2img_progress .live-preview img")
+    preview.wait_for()  # the first step's Approx cheap preview, under the progress bar
+    assert page.locator("#txt2img_progress").inner_text().count("Step") == 1
+    assert preview.evaluate("(img) => img.naturalWidth") > 0
+    page.locator("#txt2img_interrupt").click()
+    page.locator("#txt2img_generate").wait_for(state="visible", timeout=10_000)  # well before 150 steps
+    page.locator("#txt2img_message").get_by_text("Interrupted").wait_for()
+    assert services.queue.progress().active is False

@@ -30,6 +30,9 @@ button.icon-button, #quicksettings button, [id$="_seed_row"] button, [id$="_styl
 #txt2img_gallery .grid-wrap, #img2img_gallery .grid-wrap {{ height: auto !important; max-height: none !important; }}
 #txt2img_gallery .thumbnail-item, #img2img_gallery .thumbnail-item {{ max-height: calc(100vh - 120px); }}
 #device_note p {{ font-size: 0.9em; opacity: 0.85; margin: 0; }}
+/* Train form checkboxes: Gradio's form row gives them no minimum width, which cut labels to "Grad chec" */
+.train-checkbox {{ min-width: min(230px, 100%) !important; }}
+.train-checkbox .label-text {{ white-space: nowrap; }}
 @media (min-width: {NARROW_PX + 1}px) {{
   /* beside the taller button column the prompt box uses the height that stood empty under it */
   #txt2img_prompt textarea, #img2img_prompt textarea {{ min-height: 8em; }}

@@ -62,7 +62,7 @@ def wire_preview_view(training: TrainingService, preview_event: Any, form_values
 
     def show(summary: dict[str, Any] | None, *raw: Any) -> list[Any]:
         if not summary:
-            return [gr.update(value=""), gr.update(visible=False, value=None), gr.update(visible=False)]
+            return ["", gr.update(visible=False, value=None), gr.update(visible=False)]
         try:
             images = training.dataset_preview_images(form_values(raw), PREVIEW_IMAGES)
         except WebUIError as err:
