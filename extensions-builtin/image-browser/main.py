@@ -70,8 +70,13 @@ class ImageBrowser:
         self._ext.log.info("Moved %s to %s", rel, shown)
         return f"Moved `{rel}` to `outputs/{shown}`."
 
-    def choices(self) -> tuple[list[str], list[str]]:
-        return [ALL, *self.index.folders()], [ALL, *self.index.models()]
+    def folder_choices(self) -> list[str]:
+        """From a directory scan only: cheap enough for every search."""
+        return [ALL, *self.index.folders()]
+
+    def model_choices(self) -> list[str]:
+        """Reads every image not read yet: asked for when the Model list is opened, not at start-up."""
+        return [ALL, *self.index.models()]
 
 
 def _gallery(page: BrowsePage) -> list[tuple[str, str]]:
@@ -86,12 +91,11 @@ def _status(page: BrowsePage) -> str:
 
 def build_tab(browser: ImageBrowser, ui: Any) -> None:
     """The tab's layout and events."""
-    folders, models = browser.choices()
     with gr.Row():
         text = gr.Textbox(label="Prompt contains", elem_id="image_browser_text", scale=3)
-        model = gr.Dropdown(label="Model", choices=models, value=ALL, allow_custom_value=True,
+        model = gr.Dropdown(label="Model", choices=[ALL], value=ALL, allow_custom_value=True,
                             elem_id="image_browser_model")
-        folder = gr.Dropdown(label="Folder", choices=folders, value=ALL, allow_custom_value=True,
+        folder = gr.Dropdown(label="Folder", choices=browser.folder_choices(), value=ALL, allow_custom_value=True,
                              elem_id="image_browser_folder")
         date_from = gr.Textbox(label="From date (YYYY-MM-DD)", elem_id="image_browser_date_from")
         date_to = gr.Textbox(label="To date (YYYY-MM-DD)", elem_id="image_browser_date_to")
@@ -119,10 +123,10 @@ def build_tab(browser: ImageBrowser, ui: Any) -> None:
 
     def refresh(*values: Any) -> tuple[Any, ...]:
         items, shown, line = browser.search(*values)
-        folder_choices, model_choices = browser.choices()
-        return items, shown, line, gr.update(choices=folder_choices), gr.update(choices=model_choices)
+        return items, shown, line, gr.update(choices=browser.folder_choices())
 
-    outputs = [gallery, page, status, folder, model]
+    outputs = [gallery, page, status, folder]
+    model.focus(lambda: gr.update(choices=browser.model_choices()), None, model, api_name="image-browser_models")
     search.click(lambda *v: refresh(*v[:-1], 1), [*filters, page], outputs, api_name="image-browser_search")
     text.submit(lambda *v: refresh(*v, 1), filters, outputs, api_name=False)
     page.submit(refresh, [*filters, page], outputs, api_name="image-browser_page")

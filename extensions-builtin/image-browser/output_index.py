@@ -77,17 +77,30 @@ def split_infotext(infotext: str) -> tuple[str, str]:
     return "\n".join(prompt_lines).strip(), model
 
 
+@dataclass(frozen=True)
+class _File:
+    """What a directory scan knows about an image without opening it."""
+
+    path: Path
+    rel: str
+    folder: str
+    date: str
+    mtime: float
+    key: tuple[int, float]
+
+
 class OutputIndex:
     """Lists images under `root` (skipping the trash folder and hidden folders) and filters them.
 
-    `read_infotext(path)` returns an image file's infotext ("" when it has none); it is called once per file
-    version thanks to the cache.
+    `read_infotext(path)` returns an image file's infotext ("" when it has none). It is called only when needed
+    (a text or model filter, the images of the page shown, the model list) and once per file version: a folder of
+    tens of thousands of images opens on its first page without reading them all.
     """
 
     def __init__(self, root: Path, read_infotext: Callable[[Path], str]):
         self._root = root
         self._read = read_infotext
-        self._cache: dict[Path, tuple[tuple[int, float], ImageEntry]] = {}
+        self._info: dict[Path, tuple[tuple[int, float], tuple[str, str, str]]] = {}
 
     @property
     def root(self) -> Path:
@@ -95,35 +108,53 @@ class OutputIndex:
 
     def entries(self) -> list[ImageEntry]:
         """Every image, newest first (by modification time, then path for a stable order)."""
-        seen: dict[Path, tuple[tuple[int, float], ImageEntry]] = {}
+        files = self._scan()
+        self._forget_gone(files)
+        return [self._entry(f) for f in files]
+
+    def folders(self) -> list[str]:
+        """The top-level folders that hold images (txt2img-images, img2img-images, extras-images, ...)."""
+        return sorted({f.folder for f in self._scan()})
+
+    def models(self) -> list[str]:
+        """Every model name the images' infotexts record (reads every image not read yet)."""
+        return sorted({e.model for e in self.entries() if e.model}, key=str.lower)
+
+    def browse(self, query: BrowseQuery) -> BrowsePage:
+        """One page of the entries `query` selects (ValueError for a date that is not YYYY-MM-DD)."""
+        for value in (query.date_from, query.date_to):
+            if value:
+                _iso_date(value)
+        files = [f for f in self._scan() if _file_matches(f, query)]
+        if query.text.strip() or query.model.strip():
+            selected = [e for e in (self._entry(f) for f in files) if matches(e, query)]
+        else:
+            selected = files
+        size = max(1, int(query.page_size))
+        pages = max(1, math.ceil(len(selected) / size))
+        page = min(max(1, int(query.page)), pages)
+        start = (page - 1) * size
+        shown = tuple(item if isinstance(item, ImageEntry) else self._entry(item)
+                      for item in selected[start:start + size])
+        return BrowsePage(shown, page, pages, len(selected))
+
+    def _scan(self) -> list[_File]:
+        found: list[_File] = []
         for path in self._image_files():
             try:
                 stat = path.stat()
             except OSError:
                 continue
-            key = (stat.st_size, stat.st_mtime)
-            cached = self._cache.get(path)
-            entry = cached[1] if cached and cached[0] == key else self._entry(path, stat.st_mtime)
-            seen[path] = (key, entry)
-        self._cache = seen
-        return sorted((e for _, e in seen.values()), key=lambda e: (-e.mtime, e.rel))
+            rel = path.relative_to(self._root).as_posix()
+            folder = rel.split("/", 1)[0] if "/" in rel else ""
+            date = dt.datetime.fromtimestamp(stat.st_mtime).date().isoformat()
+            found.append(_File(path, rel, folder, date, stat.st_mtime, (stat.st_size, stat.st_mtime)))
+        return sorted(found, key=lambda f: (-f.mtime, f.rel))
 
-    def folders(self) -> list[str]:
-        """The top-level folders that hold images (txt2img-images, img2img-images, extras-images, ...)."""
-        return sorted({e.folder for e in self.entries()})
-
-    def models(self) -> list[str]:
-        """Every model name the images' infotexts record."""
-        return sorted({e.model for e in self.entries() if e.model}, key=str.lower)
-
-    def browse(self, query: BrowseQuery) -> BrowsePage:
-        """One page of the entries `query` selects."""
-        selected = [e for e in self.entries() if matches(e, query)]
-        size = max(1, int(query.page_size))
-        pages = max(1, math.ceil(len(selected) / size))
-        page = min(max(1, int(query.page)), pages)
-        start = (page - 1) * size
-        return BrowsePage(tuple(selected[start:start + size]), page, pages, len(selected))
+    def _forget_gone(self, files: list[_File]) -> None:
+        present = {f.path for f in files}
+        for path in [p for p in self._info if p not in present]:
+            del self._info[path]
 
     def _image_files(self) -> Iterator[Path]:
         if not self._root.is_dir():
@@ -135,16 +166,26 @@ class OutputIndex:
             if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.is_symlink():
                 yield path
 
-    def _entry(self, path: Path, mtime: float) -> ImageEntry:
-        rel = path.relative_to(self._root).as_posix()
-        try:
-            infotext = self._read(path) or ""
-        except (OSError, ValueError):
-            infotext = ""
-        prompt, model = split_infotext(infotext)
-        folder = rel.split("/", 1)[0] if "/" in rel else ""
-        date = dt.datetime.fromtimestamp(mtime).date().isoformat()
-        return ImageEntry(path, rel, folder, date, mtime, infotext, prompt, model)
+    def _entry(self, file: _File) -> ImageEntry:
+        cached = self._info.get(file.path)
+        if cached is None or cached[0] != file.key:
+            try:
+                infotext = self._read(file.path) or ""
+            except (OSError, ValueError):
+                infotext = ""
+            cached = (file.key, (infotext, *split_infotext(infotext)))
+            self._info[file.path] = cached
+        infotext, prompt, model = cached[1]
+        return ImageEntry(file.path, file.rel, file.folder, file.date, file.mtime, infotext, prompt, model)
+
+
+def _file_matches(file: _File | ImageEntry, query: BrowseQuery) -> bool:
+    """The filters a directory scan can answer: folder and dates."""
+    if query.folder and query.folder != file.folder:
+        return False
+    if query.date_from and file.date < _iso_date(query.date_from):
+        return False
+    return not (query.date_to and file.date > _iso_date(query.date_to))
 
 
 def matches(entry: ImageEntry, query: BrowseQuery) -> bool:
@@ -156,11 +197,7 @@ def matches(entry: ImageEntry, query: BrowseQuery) -> bool:
     model = query.model.strip().lower()
     if model and model not in entry.model.lower():
         return False
-    if query.folder and query.folder != entry.folder:
-        return False
-    if query.date_from and entry.date < _iso_date(query.date_from):
-        return False
-    return not (query.date_to and entry.date > _iso_date(query.date_to))
+    return _file_matches(entry, query)
 
 
 def _iso_date(value: str) -> str:

@@ -68,6 +68,8 @@ def test_index_filters_and_pages(outputs):
     assert index.browse(output_index.BrowseQuery(page=99, page_size=2)).page == 2
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         index.browse(output_index.BrowseQuery(date_from="March"))
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        output_index.OutputIndex(outputs / "none", _read).browse(output_index.BrowseQuery(date_to="x"))
 
 
 def test_index_rereads_only_changed_files(outputs):
@@ -78,6 +80,8 @@ def test_index_rereads_only_changed_files(outputs):
         return _read(path)
 
     index = output_index.OutputIndex(outputs, counting)
+    first_page = index.browse(output_index.BrowseQuery(page_size=1, folder="txt2img-images"))
+    assert first_page.total == 2 and reads == ["00001-2.png"]  # only the image shown is opened
     index.entries()
     index.entries()
     assert len(reads) == 3
