@@ -144,6 +144,20 @@ def test_install_from_a_git_url_through_the_tab_and_the_api(app_server, tmp_path
     assert bad.status_code == 422
 
 
+def test_available_tab_reads_the_index_at_the_url_given(app_server, tmp_path):
+    services, _, client = app_server
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"extensions": [{"name": "sample-ext", "url": "https://example.invalid/s.git"},
+                                                {"name": "Other", "url": "https://example.invalid/other.git"}]}),
+                     encoding="utf-8")
+    message, table = client.predict(index.as_uri(), api_name="/extensions_available")
+    assert message == "2 extensions in the index."
+    assert [row[0] for row in table["data"]] == ["sample-ext", "Other"] and table["data"][0][4] == "yes"
+    assert services.extensions.index_url() == index.as_uri()
+    message, table = client.predict("http://127.0.0.1:9/index.json", api_name="/extensions_available")
+    assert "offline" in message and table["data"] in ([], [["", "", "", "", ""]])
+
+
 def test_updates_are_found_and_pulled(app_server, tmp_path):
     services = app_server[0]
     origin = make_repo(tmp_path, "updatable")
@@ -189,6 +203,8 @@ def test_exposed_server_refuses_installs_in_the_api_and_the_tab(exposed_server, 
     _, _, _, note = client.predict(["sample-ext"], api_name="/extensions_apply")
     assert note.startswith("**Refused:**")
     assert not (services.settings.paths.extensions_dir / "refused").exists()
+    message, _ = client.predict("file:///etc/passwd", api_name="/extensions_available")
+    assert message.startswith("**Refused:**")
     assert requests.get(f"{url}/sdapi/v1/extensions", timeout=30).status_code == 200  # listing stays allowed
 
 

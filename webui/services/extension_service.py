@@ -237,8 +237,16 @@ class ExtensionService:
         commit = git_ops.pull(info.path)
         return f"Updated '{name}' to {commit[:8]}. {RESTART_NOTE}"
 
-    def available(self) -> IndexResult:
-        return read_index(str(self._options.get(INDEX_URL_KEY) or DEFAULT_INDEX_URL))
+    def index_url(self) -> str:
+        return str(self._options.get(INDEX_URL_KEY) or DEFAULT_INDEX_URL)
+
+    def available(self, url: str | None = None) -> IndexResult:
+        """The index at the saved URL, or at `url` (then saved as the setting). Another URL is a change: the server
+        would fetch what a visitor names (a file:// path too), so an exposed server refuses it."""
+        if url and url.strip() and url.strip() != self.index_url():
+            self._allow_changes()
+            self._options.update({INDEX_URL_KEY: url.strip()})
+        return read_index(self.index_url())
 
     def _find(self, name: str) -> ExtensionInfo:
         for info in self.extensions():

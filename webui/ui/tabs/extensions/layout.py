@@ -114,6 +114,8 @@ def _build_install(extensions: ExtensionService, refused: str) -> None:
 
 
 def _build_available(extensions: ExtensionService, refused: str) -> None:
+    url = gr.Textbox(label="Extension index URL", value=extensions.index_url(), elem_id="extensions_index_url",
+                     interactive=not refused)
     load = gr.Button("Load the extension index", elem_id="extensions_available_load")
     message = gr.Markdown("", elem_id="extensions_available_message")
     table = gr.Dataframe(headers=AVAILABLE_HEADERS, value=[], interactive=False, elem_id="extensions_available_table",
@@ -121,8 +123,11 @@ def _build_available(extensions: ExtensionService, refused: str) -> None:
     gr.Markdown("Install one by copying its URL to *Install from URL*." if not refused else "",
                 elem_id="extensions_available_hint")
 
-    def on_load() -> list[Any]:
-        result = extensions.available()
+    def on_load(url_v: str) -> list[Any]:
+        try:
+            result = extensions.available(url_v)
+        except WebUIError as exc:
+            return [_problem(exc), []]
         if result.error:
             return [error_markdown(result.error), []]
         installed = {info.name for info in extensions.extensions()}
@@ -131,4 +136,4 @@ def _build_available(extensions: ExtensionService, refused: str) -> None:
                  in installed else ""] for entry in result.entries]
         return [f"{len(rows)} extensions in the index.", rows]
 
-    load.click(on_load, outputs=[message, table], api_name="extensions_available")
+    load.click(on_load, inputs=[url], outputs=[message, table], api_name="extensions_available")
