@@ -43,6 +43,9 @@ def test_hooks_change_prompt_image_and_infotext_and_a_failing_hook_is_isolated(e
     assert broken.status == "failed (after_image hook)" and "exploded on purpose" in broken.error
     again = extension_services.generation.txt2img(BASE)
     assert not any("broken-hook" in w for w in again.warnings)
+    # on_step saw every denoising step of both runs (2 steps each); its count is what the extension's route reports
+    status = extension_services.runtime.extensions.record("sample-ext").context.registrations.routes[0].fn
+    assert status()["steps_seen"] >= 4
 
 
 def test_request_args_turn_the_hook_off_and_fields_reach_the_infotext(extension_services):
