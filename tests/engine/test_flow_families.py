@@ -73,6 +73,12 @@ def test_fp8_transformer_loads_with_layerwise_casting(flow_services):
     linear = active.pipeline.transformer.transformer_blocks[0].attn.to_q
     assert linear.weight.dtype == torch.float8_e4m3fn
     assert result.images[0].image.size == (32, 32)
+    from webui.engine.runtime.pipeline_manager import model_bytes
+
+    transformer = active.pipeline.transformer
+    stored = sum(p.numel() * p.element_size() for p in transformer.parameters())
+    assert stored < sum(p.numel() * 4 for p in transformer.parameters()) / 2  # fp8 counts one byte a weight
+    assert model_bytes(active.pipeline) >= stored  # what the RAM cache budget counts
 
 
 def test_missing_parts_named(flow_data, tmp_path):
@@ -149,6 +155,9 @@ def test_hires_fix_and_prompt_editing(flow_services):
                                                        denoising_strength=0.5))
     assert result.images[0].image.size == (64, 64)
     assert "Hires upscale: 2" in result.images[0].infotext
+    pixel = flow_services.generation.txt2img(_request(FLUX_DEV, enable_hr=True, hr_scale=2.0, hr_upscaler="Lanczos",
+                                                      hr_second_pass_steps=2, denoising_strength=0.5))
+    assert pixel.images[0].image.size == (64, 64) and "Hires upscaler: Lanczos" in pixel.images[0].infotext
 
 
 @pytest.mark.slow
@@ -182,3 +191,26 @@ def test_prompt_matrix_and_tiled_upscale_on_auraflow(flow_services):
     request = _request(AURA, steps=2, denoising_strength=0.3, img2img=Img2ImgInputs(init_images=(init,)))
     result = flow_services.scripts.submit(request, ScriptSpec.tiled_upscale(options)).result()
     assert result.images[-1].image.size == (64, 64)
+
+
+@pytest.fixture(scope="module")
+def flux_pipe(tmp_path_factory):
+    from webui.testing.tiny_flux import build_tiny_flux
+
+    return build_tiny_flux(0, tokenizer_dir=tmp_path_factory.mktemp("flux-tok"))
+
+
+def test_plain_prompt_encodes_as_the_pipeline_and_emphasis_changes_it(flux_pipe):
+    """Without emphasis our T5/CLIP encoding is the diffusers pipeline's own; `(word:1.5)` changes the T5 states
+    and keeps their mean (Forge's renormalisation)."""
+    from webui.core.prompt_attention import parse_attention
+    from webui.engine.families.flow_prompts import encode_flux
+
+    with torch.inference_mode():
+        ours = encode_flux(flux_pipe, tuple(parse_attention("a red circle")), 64)
+        embeds, pooled, _ = flux_pipe.encode_prompt("a red circle", None, max_sequence_length=64)
+        weighted = encode_flux(flux_pipe, tuple(parse_attention("a (red:1.5) circle")), 64)
+    assert torch.equal(ours.embeds, embeds) and torch.equal(ours.pooled, pooled)
+    assert not torch.allclose(weighted.embeds, ours.embeds)
+    assert torch.allclose(weighted.embeds.mean(), ours.embeds.mean(), atol=1e-5)
+    assert torch.equal(weighted.pooled, ours.pooled)  # CLIP's pooled vector gets the plain text
