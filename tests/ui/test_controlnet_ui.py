@@ -80,6 +80,12 @@ def _txt2img(client: Client, units: list[dict] | None = None):
     return client.predict(*args, api_name="/txt2img")
 
 
+def _is_grey_with_edges(path) -> bool:
+    rgb = _pixels(path)
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all() and rgb.max() > 10
+                and np.median(rgb) == 0)
+
+
 def _pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB")).astype(int)
 
@@ -178,3 +184,23 @@ def test_img2img_unit_can_use_the_img2img_input(ui, control_image):
     assert controlled[3] == ""
     assert not np.array_equal(_pixels(plain[0][0]["image"]), _pixels(controlled[0][0]["image"]))
     assert 'ControlNet 0: "Module: canny' in html.unescape(controlled[2])
+
+
+def test_save_detected_maps_checkbox_sets_the_option_and_maps_are_saved(ui, control_image):
+    services, client = ui
+    title = next(c[0] if isinstance(c, list | tuple) else c
+                 for c in client.predict(None, None, None, api_name="/txt2img_controlnet_refresh_0")[0]["choices"]
+                 if (c[0] if isinstance(c, list | tuple) else c).startswith("tiny-canny-sd1"))
+    outputs = services.settings.paths.outputs_dir
+    before = set(outputs.rglob("*.png"))
+    client.predict(True, api_name="/txt2img_controlnet_save_maps")
+    try:
+        assert services.options.get("control_net_detectmap_autosaving") is True
+        _txt2img(client, [_unit(control_image, model=title)])
+        saved = set(outputs.rglob("*.png")) - before
+        assert len(saved) == 2  # the image and its canny map
+        grey = [path for path in saved if _is_grey_with_edges(path)]
+        assert len(grey) == 1  # the canny map (edges on black, fitted to 64x64: thin, so dim); the image has colour
+    finally:
+        client.predict(False, api_name="/txt2img_controlnet_save_maps")
+    assert services.options.get("control_net_detectmap_autosaving") is False

@@ -20,6 +20,7 @@ from webui.core.control import CONTROL_MODES, CONTROL_RESIZE_MODES, DEFAULT_PROC
 from webui.core.control_modules import Slider, module_list, preprocessor_spec
 from webui.core.errors import WebUIError
 from webui.core.requests import GenerationRequest
+from webui.services.option_service import OptionsService
 from webui.ui.components import REFRESH_SYMBOL, Quicksettings
 from webui.ui.controlnet.unit_values import (
     PASTED_FIELDS,
@@ -32,6 +33,7 @@ from webui.ui.controlnet.unit_values import (
 from webui.ui.paste import SectionPaste
 
 DEFAULT_UNITS = 3
+SAVE_MAPS_OPTION = "control_net_detectmap_autosaving"
 TOOLS_ROW_CLASS = "controlnet-tools"
 # The preprocessor/model row: its buttons sit on the dropdowns' baseline instead of stretching to their height.
 CONTROLNET_CSS = (f".{TOOLS_ROW_CLASS} {{ align-items: flex-end; }} "
@@ -238,12 +240,30 @@ def _wire_unit(control: ControlUI, tab: str, index: int, unit: UnitWidgets, init
                        api_name=f"{tab}_controlnet_preview_{index}")
 
 
+def _build_save_maps(options: OptionsService, tab: str) -> None:
+    """"Save detected maps": the option `control_net_detectmap_autosaving`, shown where the maps are made."""
+    save = gr.Checkbox(label="Save detected maps next to the images", value=bool(options.get(SAVE_MAPS_OPTION)),
+                       elem_id=f"{tab}_controlnet_save_maps")
+
+    def store(value: bool) -> None:
+        try:
+            options.update({SAVE_MAPS_OPTION: bool(value)})
+        except WebUIError as exc:
+            raise gr.Error(str(exc)) from exc
+
+    save.input(store, inputs=[save], outputs=[], api_name=f"{tab}_controlnet_save_maps")
+
+
 def build_controlnet_section(control: ControlUI, tab: str, unit_count: int, init_image: gr.Image | None = None,
-                             quick: Quicksettings | None = None) -> ControlNetSection:
+                             quick: Quicksettings | None = None, options: OptionsService | None = None
+                             ) -> ControlNetSection:
     """The accordion with `unit_count` units. `init_image` (img2img) feeds "Use the img2img input" and the preview;
-    with `quick`, the model lists are filtered again once a checkpoint from the quicksettings has loaded."""
+    with `quick`, the model lists are filtered again once a checkpoint from the quicksettings has loaded; with
+    `options`, a checkbox sets the "save detected maps" option (the same one Settings shows)."""
     units = []
     with gr.Accordion("ControlNet", open=False, elem_id=f"{tab}_controlnet"):
+        if options is not None:
+            _build_save_maps(options, tab)
         with gr.Tabs(elem_id=f"{tab}_controlnet_tabs"):
             for index in range(max(1, unit_count)):
                 with gr.Tab(f"ControlNet Unit {index}", elem_id=f"{tab}_controlnet_unit{index}_tab"):

@@ -92,7 +92,7 @@ def _build_controls(services: GenerationTabServices, defaults: GenerationRequest
     seeds = build_seed_inputs(TAB)
     controlnet = build_controlnet_section(services.control, TAB,
                                           unit_count(services.options.get("control_net_unit_count")),
-                                          images.init_image, quick) if services.control else None
+                                          images.init_image, quick, services.options) if services.control else None
     upscale = UpscaleScript(partial(build_upscale_controls, services.upscale), services.upscale.upscaler_names)
     scripts = build_script_controls(services.scripts, TAB, upscale)
     extensions = build_extension_controls(services.extensions, TAB, scripts.script)

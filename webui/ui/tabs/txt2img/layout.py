@@ -48,7 +48,7 @@ def build_txt2img_tab(services: GenerationTabServices, quick: Quicksettings,
             hires = build_hires_section(services.upscale, TAB)
             controlnet = build_controlnet_section(services.control, TAB,
                                                   unit_count(services.options.get("control_net_unit_count")),
-                                                  quick=quick) if services.control else None
+                                                  quick=quick, options=services.options) if services.control else None
             scripts = build_script_controls(services.scripts, TAB)
             extension_controls = build_extension_controls(services.extensions, TAB, scripts.script)
         with gr.Column(scale=1):
