@@ -41,6 +41,7 @@ from webui.engine.generation.scheduler_factory import make_scheduler  # noqa: E4
 from webui.engine.runtime.cpu_features import cpu_flags  # noqa: E402
 from webui.services import build_services  # noqa: E402
 from webui.testing.lora_files import write_adapter  # noqa: E402
+from webui.testing.tiny_models import write_tiny_checkpoint  # noqa: E402
 
 CKPT = "sd15-random.safetensors"
 
@@ -60,11 +61,11 @@ def data_dir_with(work: Path, name: str, checkpoints: list[Path]) -> Path:
     return root
 
 
-def services_for(root: Path, precision: str, compile_: bool = False):
+def services_for(root: Path, precision: str, compile_: bool = False, checkpoint: str = CKPT):
     settings = Settings(paths=Paths.from_dirs(root), include_demo_model=False, cpu_precision=precision,
                         memory=MemoryFlags(compile=compile_))
     services = build_services(settings)
-    services.models.select_checkpoint(CKPT)
+    services.models.select_checkpoint(checkpoint)
     return services
 
 
@@ -86,12 +87,48 @@ def bare_pipeline(services, precision: str):
 
 
 def bare_call(bare, services, request: GenerationRequest):
+    """What a diffusers user writes for the same task: txt2img; img2img (the Img2Img pipeline on the same
+    modules); hires fix with a latent upscale (txt2img to latents, interpolate, img2img on the latents)."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
     config = services.runtime.manager.require().scheduler_config
-    bare.scheduler = make_scheduler(config, request.sampler_name, seed=request.seed)[0]
-    generator = torch.Generator("cpu").manual_seed(request.seed)
-    return bare(prompt=request.prompt, negative_prompt=request.negative_prompt, num_inference_steps=request.steps,
-                guidance_scale=request.cfg_scale, width=request.width, height=request.height,
-                generator=generator, output_type="pil").images
+    scheduler = make_scheduler(config, request.sampler_name, seed=request.seed)[0]
+    common = dict(prompt=request.prompt, negative_prompt=request.negative_prompt, guidance_scale=request.cfg_scale,
+                  generator=torch.Generator("cpu").manual_seed(request.seed))
+    bare.scheduler = scheduler
+    if request.img2img is not None or request.enable_hr:
+        second = StableDiffusionImg2ImgPipeline(**bare.components, requires_safety_checker=False)
+        second.set_progress_bar_config(disable=True)
+    if request.img2img is not None:
+        return second(image=list(request.img2img.init_images), strength=request.denoising_strength,
+                      num_inference_steps=request.steps, output_type="pil", **common).images
+    first = bare(num_inference_steps=request.steps, width=request.width, height=request.height,
+                 output_type="latent" if request.enable_hr else "pil", **common).images
+    if not request.enable_hr:
+        return first
+    width, height = request.hires_size
+    factor = bare.vae_scale_factor
+    latents = torch.nn.functional.interpolate(first, size=(height // factor, width // factor), mode="bilinear")
+    second.scheduler = make_scheduler(config, request.sampler_name, seed=request.seed)[0]
+    return second(image=latents, strength=request.denoising_strength, num_inference_steps=request.steps,
+                  output_type="pil", **common).images
+
+
+def task_request(base: GenerationRequest, task: str, size: int) -> GenerationRequest:
+    """txt2img at `size`; img2img of a flat picture at `size`; hires fix from `size` to 1.5x with a latent
+    upscale (A1111's "Latent" upscaler is bilinear) and as many second-pass steps as first-pass ones."""
+    from PIL import Image
+
+    from webui.core.requests import Img2ImgInputs
+
+    request = dataclasses.replace(base, width=size, height=size)
+    if task == "img2img":
+        init = Image.new("RGB", (size, size), (90, 120, 200))
+        return dataclasses.replace(request, img2img=Img2ImgInputs(init_images=(init,)), denoising_strength=1.0)
+    if task == "hires":
+        return dataclasses.replace(request, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent",
+                                   hr_second_pass_steps=base.steps, denoising_strength=1.0)
+    return request
 
 
 def timed(fn) -> float:
@@ -135,15 +172,15 @@ def pixel_difference(a, b) -> dict[str, float]:
 
 
 def checkpoint_switch(work: Path, full: Path) -> dict[str, float]:
-    second = work / "sd15-random-b.safetensors"
+    second = work / f"{full.stem}-b.safetensors"
     if not second.exists():
         shutil.copy(full, second)
     root = data_dir_with(work, "switch", [full, second])
-    services = services_for(root, "float32")
+    services = services_for(root, "float32", checkpoint=full.name)
     services.runtime.options.update({"sd_checkpoints_limit": 2})
     try:
         cold = timed(lambda: services.models.select_checkpoint(second.name))
-        cached = timed(lambda: services.models.select_checkpoint(CKPT))
+        cached = timed(lambda: services.models.select_checkpoint(full.name))
     finally:
         services.runtime.executor.shutdown()
     return {"cold_s": cold, "ram_cached_s": cached, "ratio": cold / cached}
@@ -196,6 +233,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--compile", action="store_true", help="add a --compile float32 run at the first size")
+    parser.add_argument("--model", choices=("sd15", "tiny"), default="sd15",
+                        help="tiny: the test suite's tiny SD1 model (a quick check of the script, not a measurement)")
+    parser.add_argument("--tasks", nargs="+", default=["txt2img", "img2img", "hires"],
+                        help="img2img and hires run at the first size only")
     parser.add_argument("--skip-switch", action="store_true")
     parser.add_argument("--skip-lora", action="store_true")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -204,9 +245,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp())
     work.mkdir(parents=True, exist_ok=True)
-    full = work / CKPT
+    full = work / (CKPT if args.model == "sd15" else "tiny-sd1.safetensors")
     if not full.exists():
-        write_full_sd15(full)
+        write_full_sd15(full) if args.model == "sd15" else write_tiny_checkpoint(full, "sd1", dtype=torch.float16)
     report: dict[str, object] = {"machine": machine(), "steps": args.steps, "repeats": args.repeats, "runs": {}}
     base = GenerationRequest(prompt="a photo of a lighthouse at dusk", negative_prompt="blurry", steps=args.steps,
                              seed=3, sampler_name="Euler", save_images=True)
@@ -214,16 +255,19 @@ def main() -> None:
     setups = [(p, False) for p in args.precisions] + ([("float32", True)] if args.compile else [])
     for precision, compile_ in setups:
         root = data_dir_with(work, f"data-{precision}{'-compile' if compile_ else ''}", [full])
-        services = services_for(root, precision, compile_)
+        services = services_for(root, precision, compile_, full.name)
         try:
             bare = bare_pipeline(services, precision)
             sizes = args.sizes[:1] if compile_ else args.sizes
-            for size in sizes:
-                request = dataclasses.replace(base, width=size, height=size)
-                label = f"{precision}{' + --compile' if compile_ else ''}@{size}"
+            runs = [("txt2img", size) for size in sizes] + [(task, sizes[0]) for task in args.tasks
+                                                             if task != "txt2img" and not compile_]
+            for task, size in runs:
+                request = task_request(base, task, size)
+                tag = "" if task == "txt2img" else f" {task}"
+                label = f"{precision}{' + --compile' if compile_ else ''}{tag}@{size}"
                 run = ours_vs_bare(services, bare, request, args.repeats)
                 images[label] = run.pop("image")
-                reference = images.get(f"float32@{size}")
+                reference = images.get(f"float32{tag}@{size}")
                 if precision != "float32" and reference is not None:
                     run["pixel_diff_vs_float32"] = pixel_difference(reference, images[label])
                 report["runs"][label] = run
