@@ -17,6 +17,9 @@ LAYOUT_CSS = f"""
 /* whole images, never cropped: thumbnails and the large preview alike */
 {_GALLERY_IMAGES} {{ object-fit: contain !important; }}
 img.pixelated {{ image-rendering: pixelated; }}
+/* no scroll anchoring in the generation tabs: once the result area is scrolled to, the progress and the live preview
+   growing at its top must not push it up out of the window */
+#tab_txt2img, #tab_img2img {{ overflow-anchor: none; }}
 /* icon buttons: a glyph from the page's text font, a fixed square */
 button.icon-button, #quicksettings button, [id$="_seed_row"] button, [id$="_styles_row"] button,
 #paste, #img2img_paste {{ min-width: 2.5em !important; max-width: 3em; font-size: 1.2em; padding: 0.2em; }}
@@ -73,8 +76,8 @@ LAYOUT_HEAD = f"""
       if (!target || !gallery) return;
       const box = gallery.getBoundingClientRect();
       const narrow = window.innerWidth <= {NARROW_PX};
-      if (narrow || box.top > window.innerHeight * 0.4) target.scrollIntoView({{behavior: "smooth", block: "start"}});
-    }}, 150);
+      if (narrow || box.top > window.innerHeight * 0.4) target.scrollIntoView({{block: "start"}});
+    }}, 400);  // after the buttons swap (Generate -> Interrupt/Skip), which moves what is below them
   }}, true);
 }})();
 </script>
