@@ -50,17 +50,27 @@ def test_known_a1111_flags_are_accepted_and_reported(tmp_path):
     assert not implemented & set(settings.accepted_only_flags)
 
 
+def test_precision_flags(tmp_path):
+    """`auto` unless --no-half / --precision full force float32 (the CPU fast path, webui/core/precision.py)."""
+    base = ["--data-dir", str(tmp_path), "--use-cpu", "all"]
+    assert launch.build_settings(base).cpu_precision == "auto"
+    assert launch.build_settings([*base, "--no-half"]).cpu_precision == "float32"
+    assert launch.build_settings([*base, "--precision", "full"]).cpu_precision == "float32"
+    assert launch.build_settings([*base, "--cpu-precision", "bfloat16"]).cpu_precision == "bfloat16"
+
+
 def test_memory_flags_reach_settings(tmp_path):
     settings = launch.build_settings([
         "--data-dir", str(tmp_path), "--use-cpu", "all", "--medvram", "--medvram-sdxl", "--lowvram", "--no-half-vae",
         "--upcast-sampling", "--xformers", "--opt-sdp-attention", "--opt-split-attention",
-        "--disable-opt-split-attention", "--opt-channelslast",
+        "--disable-opt-split-attention", "--opt-channelslast", "--compile", "--compile-backend", "aot_eager",
     ])
-    assert settings.memory == MemoryFlags(True, True, True, True, True, True, True, True, True, True)
+    assert settings.memory == MemoryFlags(True, True, True, True, True, True, True, True, True, True, True,
+                                          "aot_eager")
     assert set(settings.memory.given()) == {"--medvram", "--medvram-sdxl", "--lowvram", "--no-half-vae",
                                             "--upcast-sampling", "--xformers", "--opt-sdp-attention",
                                             "--opt-split-attention", "--disable-opt-split-attention",
-                                            "--opt-channelslast"}
+                                            "--opt-channelslast", "--compile"}
     assert launch.build_settings(["--data-dir", str(tmp_path)]).memory == MemoryFlags()
 
 

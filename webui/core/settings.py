@@ -93,7 +93,7 @@ class MemoryFlags:
 
     def given(self) -> tuple[str, ...]:
         """The flags that are on, spelled as on the command line (for messages)."""
-        return tuple(f"--{name.replace('_', '-')}" for name, value in vars(self).items() if value)
+        return tuple(f"--{name.replace('_', '-')}" for name, value in vars(self).items() if value is True)
 
 
 @dataclass(frozen=True)
