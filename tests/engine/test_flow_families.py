@@ -5,6 +5,7 @@ inpainting, hires fix and X/Y/Z run, and the infotext pasted back reproduces the
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -108,6 +109,17 @@ def test_sampler_list_and_wrong_sampler(flow_services):
     for sampler in ("Euler a", "Heun", "DPM++ 2M"):
         images[sampler] = _pixels(flow_services.generation.txt2img(_request(AURA, sampler_name=sampler)))[0]
     assert not np.array_equal(images["Heun"], images["DPM++ 2M"])
+    init = Image.new("RGB", (32, 32), (200, 30, 30))
+    for sampler, schedule in (("Heun", "Automatic"), ("DPM++ 2M", "Uniform"), ("Euler a", "Exponential")):
+        with warnings.catch_warnings():  # NaN latents show up as a cast warning when the image is made
+            warnings.simplefilter("error", RuntimeWarning)
+            result = flow_services.generation.txt2img(_request(
+                FLUX_DEV, sampler_name=sampler, scheduler=schedule, steps=4, denoising_strength=0.5,
+                img2img=Img2ImgInputs(init_images=(init,))))
+        assert f"Sampler: {sampler}" in result.images[0].infotext
+    for sampler in ("Heun", "DPM++ 2M"):
+        with pytest.raises(ValidationError, match="Karras"):
+            flow_services.generation.txt2img(_request(AURA, sampler_name=sampler, scheduler="Karras"))
 
 
 @pytest.mark.slow

@@ -28,6 +28,9 @@ _SCHEDULE_KWARGS: dict[str, dict[str, object]] = {
     "Automatic": {}, "Uniform": {}, "Karras": {"use_karras_sigmas": True},
     "Exponential": {"use_exponential_sigmas": True},
 }
+# Schedules beyond the plain one, where diffusers computes them on flow sigmas: its flow Heun has none, and its
+# DPM-Solver converts Karras/Exponential from the DDPM betas, not the flow sigmas (measured: sigmas up to 157).
+_EXTRA_SCHEDULES = {"Euler": ("Karras", "Exponential"), "Euler a": ("Karras", "Exponential")}
 # The key that carries the shift differs between the scheduler classes.
 _SHIFT_KEY = {"DPMSolverMultistepScheduler": "flow_shift"}
 
@@ -58,10 +61,11 @@ def make_flow_scheduler(sampler: str, schedule: str, shift: float, steps: int):
                               f"(available: {', '.join(_FLOW_SAMPLERS)}).")
     class_name, fixed = _FLOW_SAMPLERS[sampler]
     cls = getattr(diffusers, class_name)
-    accepted = set(cls.__init__.__code__.co_varnames)
     extra = _SCHEDULE_KWARGS.get(schedule)
-    if extra is None or any(key not in accepted for key in extra):
-        raise ValidationError(f"Schedule type '{schedule}' cannot be used with the flow sampler '{sampler}'.")
+    if extra is None or (extra and schedule not in _EXTRA_SCHEDULES.get(sampler, ())):
+        allowed = ", ".join(("Automatic", "Uniform", *_EXTRA_SCHEDULES.get(sampler, ())))
+        raise ValidationError(f"Schedule type '{schedule}' cannot be used with the flow sampler '{sampler}' "
+                              f"(available: {allowed}).")
     kwargs = {**fixed, **extra, _SHIFT_KEY.get(class_name, "shift"): shift}
     scheduler = cls(**kwargs)
     if class_name == "FlowMatchEulerDiscreteScheduler" and not extra:
