@@ -184,7 +184,7 @@ def _build_unit(control: ControlUI, tab: str, index: int, img2img: bool) -> Unit
                              elem_id=f"{prefix}_module", scale=2, min_width=160)
         preview = gr.Button("Preview", elem_id=f"{prefix}_preview", size="sm", scale=0, min_width=90)
         model = gr.Dropdown(label="Model", choices=control.models_for_checkpoint(), value=NO_MODEL,
-                            elem_id=f"{prefix}_model", scale=2, min_width=160)
+                            elem_id=f"{prefix}_model", scale=3, min_width=200)
         refresh = gr.Button(REFRESH_SYMBOL, elem_id=f"{prefix}_refresh", scale=0, min_width=40,
                             elem_classes=["icon-button"])
     weight = gr.Slider(label="Control Weight", minimum=0.0, maximum=2.0, step=0.05, value=1.0,
