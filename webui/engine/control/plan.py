@@ -1,6 +1,6 @@
 """One job's ControlNet units, ready to run: models loaded, maps detected and fitted, and the pipeline views.
 
-Why `from_pipe`: the ControlNet pipelines of diffusers are built around the loaded pipeline's own modules (the
+Why views: the ControlNet pipelines of diffusers are built around the loaded pipeline's own modules (the
 UNet, VAE and text encoders are the same objects, never copies) with the units' models as one
 `ModedMultiControlNet` (per-unit weight, guidance start/end and control mode). The generation code asks this
 object for the view of a task (txt2img, img2img, inpaint) at a size; the hires pass asks again at its own size
@@ -30,6 +30,7 @@ from webui.core.errors import GenerationError
 from webui.engine.control.images import fit_map, map_tensor
 from webui.engine.control.library import ControlNetEntry
 from webui.engine.control.modes import ModedMultiControlNet
+from webui.engine.generation.pipelines import share_modules
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,9 @@ _CONTROL_ARGUMENT = {"txt2img": "image", "img2img": "control_image", "inpaint": 
 
 
 @functools.cache
-def _uncast(cls: type) -> type:
-    """`cls` whose `from_pipe` keeps every module's dtype. Diffusers' `from_pipe` ends with `to(dtype=float32)`
-    (its default), which would cast the shared float16 UNet of a GPU pipeline to float32 in place (and a float32
-    `--no-half-vae` VAE to float16 if a dtype were given); the views never change dtypes, so that call is skipped."""
-
-    def to(self, *args, **kwargs):
-        if not args and set(kwargs) == {"dtype"}:
-            return self
-        return cls.to(self, *args, **kwargs)
+def _list_maps(cls: type) -> type:
+    """`cls` taking a list of control maps with inpaint "only masked". The views are built with `share_modules`
+    (no dtype cast of the shared modules, see `webui/engine/generation/pipelines.py`)."""
 
     def check_inputs(self, *args, **kwargs):
         """Inpaint "only masked" (`padding_mask_crop`) is checked for one PIL control image; the units' maps are a
@@ -66,7 +61,7 @@ def _uncast(cls: type) -> type:
             bound.arguments["padding_mask_crop"] = None
         return cls.check_inputs(*bound.args, **bound.kwargs)
 
-    return type(cls.__name__, (cls,), {"to": to, "check_inputs": check_inputs, "__module__": cls.__module__})
+    return type(cls.__name__, (cls,), {"check_inputs": check_inputs, "__module__": cls.__module__})
 
 
 def _pixels(pipe, latents: torch.Tensor) -> torch.Tensor:
@@ -115,7 +110,7 @@ class ControlRun:
         if is_inpaint_model and task in ("txt2img", "img2img"):
             task = "inpaint"
         cls = CONTROL_PIPELINES[(getattr(pipe, "text_encoder_2", None) is not None, task)]
-        view = _uncast(cls).from_pipe(pipe, controlnet=self.net, **replace)
+        view = share_modules(_list_maps(cls), pipe, controlnet=self.net, **replace)
         view.set_progress_bar_config(disable=True)
         self.net.cfg_batch = cfg_scale > 1.0  # diffusers runs CFG as [uncond, cond] only above 1
         param = next(pipe.unet.parameters())
