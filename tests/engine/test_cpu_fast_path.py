@@ -140,3 +140,24 @@ def test_task_views_never_change_the_shared_modules_dtype(bf16):
         assert view.unet is pipe.unet and view.vae is pipe.vae
         assert next(pipe.unet.parameters()).dtype == torch.bfloat16
         assert next(pipe.vae.parameters()).dtype == torch.float32
+
+
+@pytest.mark.slow
+def test_flow_transformers_run_on_the_fast_path(flow_data):
+    """AuraFlow and Flux: the transformer in bfloat16 inside a float32 pipeline, close to float32 for a seed."""
+    from tests.conftest import AURA, FLUX_DEV
+    from webui.services import build_services
+
+    exact = build_services(make_settings(flow_data))
+    fast = build_services(make_settings(flow_data, cpu_precision="bfloat16"))
+    try:
+        for checkpoint in (AURA, FLUX_DEV):
+            request = dataclasses.replace(BASE, checkpoint=checkpoint, sampler_name="Euler", cfg_scale=2.0,
+                                          save_images=False)
+            diff = np.abs(_pixels(exact, request) - _pixels(fast, request))
+            transformer = fast.runtime.manager.require().pipeline.transformer
+            assert next(transformer.parameters()).dtype == torch.bfloat16
+            assert diff.mean() <= MAX_MEAN_DIFF, (checkpoint, diff.mean())
+    finally:
+        exact.runtime.executor.shutdown()
+        fast.runtime.executor.shutdown()
