@@ -116,6 +116,12 @@ def _plain(state: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> 
             for k, v in state.items()}
 
 
+def _ldm_vae(pipe) -> dict[str, torch.Tensor]:
+    """The VAE in LDM names without a prefix, as BFL's `ae.safetensors` stores it."""
+    prefix = "first_stage_model."
+    return {k.removeprefix(prefix): v for k, v in vae_to_ldm(pipe.vae.state_dict()).items()}
+
+
 def _t5_state(pipe) -> dict[str, torch.Tensor]:
     """T5's weights as files store them: the token embedding once, as `shared.weight` (the encoder's copy is tied)."""
     return {k: v for k, v in pipe.text_encoder_2.state_dict().items() if k != "encoder.embed_tokens.weight"}
@@ -126,7 +132,7 @@ def full_checkpoint_state(pipe) -> dict[str, torch.Tensor]:
     state = diffusers_to_bfl(pipe.transformer.state_dict(), prefix=BFL_PREFIX)
     state.update({CLIP_PREFIX + k: v for k, v in pipe.text_encoder.state_dict().items()})
     state.update({T5_PREFIX + k: v for k, v in _t5_state(pipe).items()})
-    state.update({VAE_FILE_PREFIX + k: v for k, v in vae_to_ldm(pipe.vae.state_dict()).items()})
+    state.update({VAE_FILE_PREFIX + k: v for k, v in _ldm_vae(pipe).items()})
     return state
 
 
@@ -163,6 +169,6 @@ def write_tiny_flux_parts(text_encoder_dir: str | Path, vae_dir: str | Path, *, 
              "vae": vae_dir / "ae.safetensors", "t5_tokenizer": te_dir / T5_TOKENIZER_FOLDER}
     save_file(_plain(pipe.text_encoder.state_dict()), str(paths["clip_l"]))
     save_file(_plain(_t5_state(pipe)), str(paths["t5xxl"]))
-    save_file(_plain(vae_to_ldm(pipe.vae.state_dict())), str(paths["vae"]))
+    save_file(_plain(_ldm_vae(pipe)), str(paths["vae"]))
     pipe.tokenizer_2.save_pretrained(str(paths["t5_tokenizer"]))
     return paths
