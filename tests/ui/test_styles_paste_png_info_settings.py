@@ -201,19 +201,20 @@ def test_extra_seed_options_reach_the_request(ui):
 
 
 def _capture_request(services, client, **overrides):
-    """The request the UI submits, seen at the services facade (the engine side of variation seeds is separate)."""
+    """The request the UI submits, seen where it enters the task queue (the engine side of variation seeds is
+    separate)."""
     seen = []
-    original = services.generation.submit_txt2img
+    original = services.tasks.submit_generation
 
-    def spy(request):
+    def spy(request, *args, **kwargs):
         seen.append(request)
-        return original(request)
+        return original(request, *args, **kwargs)
 
-    services.generation.submit_txt2img = spy
+    services.tasks.submit_generation = spy
     try:
         generate(client, **overrides)
     finally:
-        del services.generation.submit_txt2img
+        del services.tasks.submit_generation
     return seen[0]
 
 
