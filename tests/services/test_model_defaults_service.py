@@ -31,6 +31,7 @@ def test_native_size_from_the_file_before_loading_and_from_the_loaded_model(serv
     assert defaults.native_size().side == 64
     note = defaults.device_note()
     assert note.startswith("Running on CPU (") and "64x64" in note
+    assert "UNet/transformer in float32 (" in note  # the CPU fast path's choice (float32 in a default Settings)
 
 
 def test_sd2_768_v_from_its_yaml(tmp_path, tiny_checkpoints):

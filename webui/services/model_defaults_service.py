@@ -63,9 +63,11 @@ class ModelDefaultsService:
         return native_size(None, demo=True)
 
     def device_note(self) -> str:
-        """"Running on CPU (2 cores): ..." for the loaded (or about to load) model."""
+        """"Running on CPU (2 cores): ..." for the loaded (or about to load) model, and the number format the
+        denoiser runs in (the CPU fast path's choice, shown as `cmd-flags` shows it)."""
         described = describe_device(self._manager.device.device)
-        return device_note(described.kind, described.name, described.threads, self.native_size())
+        note = device_note(described.kind, described.name, described.threads, self.native_size())
+        return f"{note} UNet/transformer in {self._manager.device.precision_note}."
 
     def _entry(self, title: str | None) -> ModelEntry | None:
         wanted = title or self._options.get("sd_model_checkpoint")
