@@ -57,3 +57,16 @@ def test_family_slider_values_reach_the_request_only_when_given():
     assert FamilyControls.apply(base, []) is base and FamilyControls.apply(base, [None]) is base
     applied = FamilyControls.apply(base, [(4.0, 2.5)])
     assert (applied.distilled_cfg_scale, applied.shift) == (4.0, 2.5)
+
+
+@pytest.mark.slow
+def test_paste_fills_the_family_sliders(ui):
+    _, url = ui
+    client = Client(url, verbose=False)
+    text = ("a cat\nSteps: 4, Sampler: Euler, Schedule type: Uniform, CFG scale: 1, Seed: 3, Size: 32x32, "
+            "Distilled CFG Scale: 4.5, Shift: 2.25")
+    *_, distilled, shift = client.predict(text, api_name="/txt2img_paste")
+    assert distilled["value"] == 4.5 and shift["value"] == 2.25
+    *_, distilled, shift = client.predict("a dog\nSteps: 4, Sampler: Euler, Seed: 3, Size: 32x32",
+                                          api_name="/txt2img_paste")
+    assert "value" not in distilled and shift["value"] == 0.0

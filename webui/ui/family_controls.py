@@ -16,11 +16,13 @@ from typing import Any
 
 import gradio as gr
 
+from webui.core.infotext import parse_infotext
 from webui.core.model_families import FLUX, FLUX_SCHNELL, family_defaults, family_info, samplers_for
 from webui.core.requests import GenerationRequest
 from webui.services.info_service import InfoService
 from webui.services.model_defaults_service import ModelDefaultsService
 from webui.ui.components import Quicksettings
+from webui.ui.paste import SectionPaste
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,10 @@ class FamilyControls:
     def request_inputs(self) -> list[Any]:
         return [self.values]
 
+    def paste_section(self) -> SectionPaste:
+        """For `PasteTargets.sections`: the paste button and PNG Info's "Send to" fill the sliders too."""
+        return SectionPaste([self.distilled_cfg, self.shift], paste_updates)
+
     @staticmethod
     def apply(request: GenerationRequest, values: Sequence[Any]) -> GenerationRequest:
         """`request` with the sliders' values (absent when a caller of the endpoint has no session state)."""
@@ -42,6 +48,15 @@ class FamilyControls:
             return request
         distilled, shift = values[0]
         return dataclasses.replace(request, distilled_cfg_scale=float(distilled), shift=float(shift))
+
+
+def paste_updates(text: str) -> list[Any]:
+    """(distilled CFG, shift) updates from an infotext: its values; a missing Shift means 0 (the model's own), a
+    missing Distilled CFG Scale leaves the slider alone (SD infotexts have none)."""
+    fields = parse_infotext(text).to_generation_fields()
+    distilled = fields.get("distilled_cfg_scale")
+    return [gr.update(value=distilled) if distilled is not None else gr.update(),
+            gr.update(value=fields.get("shift", 0.0))]
 
 
 def build_family_controls(tab: str, sampler: gr.Dropdown, defaults: GenerationRequest) -> FamilyControls:

@@ -118,7 +118,8 @@ def build_img2img_tab(services: GenerationTabServices, quick: Quicksettings,
                "seed_resize_from_w": seeds.seed_resize_from_w, "seed_resize_from_h": seeds.seed_resize_from_h,
                "denoising_strength": controls.denoising, "mask_blur": controls.options.mask_blur}
     targets = PasteTargets(widgets, seeds.extra, quick, message, names=IMG2IMG_PASTE_FIELDS,
-                           sections=[controls.controlnet.paste_section()] if controls.controlnet else [])
+                           sections=([controls.controlnet.paste_section()] if controls.controlnet else []) +
+                           ([controls.sampling.family.paste_section()] if controls.sampling.family else []))
     _wire_generate(services, bar, quick, controls, output)
     wire_shared_events(services.info, services.queue, bar, seeds, output, EVENT_NAMES)
     bar.paste.click(lambda text: fill_from_infotext(services.info, services.models, targets, text), inputs=[bar.prompt],

@@ -61,7 +61,8 @@ def build_txt2img_tab(services: GenerationTabServices, quick: Quicksettings,
                "seed_resize_from_w": seeds.seed_resize_from_w, "seed_resize_from_h": seeds.seed_resize_from_h,
                **hires.paste_fields()}
     targets = PasteTargets(widgets, seeds.extra, quick, message,
-                           sections=[controlnet.paste_section()] if controlnet else [])
+                           sections=([controlnet.paste_section()] if controlnet else []) +
+                           ([sampling.family.paste_section()] if sampling.family else []))
     _wire_generate(services, bar, sampling, quick, hires, scripts, seeds, output, forever, controlnet,
                    extension_controls)
     wire_shared_events(services.info, services.queue, bar, seeds, output, EVENT_NAMES)
