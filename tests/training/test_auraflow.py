@@ -83,16 +83,16 @@ def test_tiny_auraflow_folder_loads_offline_and_generates(tiny_auraflow):
     assert image.size == (32, 32)
 
 
-def test_auraflow_folder_is_listed_detected_and_refused_for_generation(tiny_auraflow, tmp_path):
+def test_auraflow_folder_is_listed_detected_and_loads_for_generation_and_training(tiny_auraflow, tmp_path):
     models = tmp_path / "models" / "Stable-diffusion"
     shutil.copytree(tiny_auraflow, models / "tiny-auraflow")
     registry = ModelRegistry((models,), tmp_path / "models" / "VAE")
     entry = registry.find_checkpoint("tiny-auraflow")
     assert entry.kind == "diffusers" and diffusers_folder_family(entry.path) == "auraflow"
-    with pytest.raises(ModelLoadError, match="AuraFlow generation is not supported yet.*Train tab"):
-        load_checkpoint(entry.path, cache_dir=tmp_path / "cache")
-    loaded = load_checkpoint(entry.path, cache_dir=tmp_path / "cache", families=("auraflow",))
+    loaded = load_checkpoint(entry.path, cache_dir=tmp_path / "cache")  # generation (tests/engine/test_flow_...)
     assert loaded.family == "auraflow" and loaded.prediction_type == "flow_matching"
+    with pytest.raises(ModelLoadError, match="auraflow model, which cannot be used here"):
+        load_checkpoint(entry.path, cache_dir=tmp_path / "cache", families=("sd1",))  # a caller that wants SD1
 
 
 # ----- flow matching -----------------------------------------------------------------------------------------------
