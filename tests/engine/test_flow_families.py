@@ -226,3 +226,15 @@ def test_plain_prompt_encodes_as_the_pipeline_and_emphasis_changes_it(flux_pipe)
     assert not torch.allclose(weighted.embeds, ours.embeds)
     assert torch.allclose(weighted.embeds.mean(), ours.embeds.mean(), atol=1e-5)
     assert torch.equal(weighted.pooled, ours.pooled)  # CLIP's pooled vector gets the plain text
+
+
+def test_detection_tells_flux_models_from_flux_loras(flow_data):
+    from webui.engine.models.detection import detect_kind_from_keys
+    from webui.engine.models.state_dict import read_shapes
+
+    folder = flow_data / "models" / "Stable-diffusion"
+    for name in (FLUX_FULL, FLUX_ONLY, FLUX_FP8):
+        assert detect_kind_from_keys(read_shapes(folder / name)).family == "flux", name
+    lora_like = ["img_in.lora_A.weight", "double_blocks.0.img_attn.qkv.lora_A.weight",
+                 "single_blocks.0.linear1.lora_A.weight", "final_layer.linear.lora_A.weight"]
+    assert detect_kind_from_keys(lora_like).kind != "checkpoint"

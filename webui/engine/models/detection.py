@@ -69,10 +69,13 @@ SIGNATURES: tuple[KeySignature, ...] = (
     # Flux.1: BFL's transformer (`double_blocks` + `single_blocks`), alone or in a full checkpoint, or diffusers'.
     KeySignature(CHECKPOINT, FLUX, (BFL_PREFIX + "double_blocks.", BFL_PREFIX + "single_blocks."),
                  notes="Flux.1 full checkpoint (BFL transformer + text encoders + VAE)"),
-    KeySignature(CHECKPOINT, FLUX, ("double_blocks.", "single_blocks.", "img_in.", "final_layer."),
+    # Whole weight names (not just module prefixes), so a LoRA on the same modules (`img_in.lora_A.weight`) never
+    # reads as a model.
+    KeySignature(CHECKPOINT, FLUX, ("double_blocks.", "single_blocks.", "img_in.weight", "final_layer.linear.weight"),
                  notes="Flux.1 transformer (BFL layout)"),
-    KeySignature(CHECKPOINT, FLUX, ("transformer_blocks.", "single_transformer_blocks.", "x_embedder.",
-                                    "context_embedder."), notes="Flux.1 transformer (diffusers layout)"),
+    KeySignature(CHECKPOINT, FLUX, ("single_transformer_blocks.", "x_embedder.weight", "context_embedder.weight",
+                                    "transformer_blocks.0.attn.to_q.weight"),
+                 notes="Flux.1 transformer (diffusers layout)"),
     KeySignature(CHECKPOINT, AURAFLOW, ("joint_transformer_blocks.", "single_transformer_blocks."),
                  notes="AuraFlow transformer (diffusers layout)"),
     KeySignature(CHECKPOINT, SDXL,
