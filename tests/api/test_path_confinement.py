@@ -171,7 +171,7 @@ def test_folder_fields_are_shown_on_loopback_and_hidden_when_exposed(local, expo
         assert settings_folders.isdisjoint(components) is hidden
         assert ("outdir_txt2img_samples" in endpoint_parameters(client, "/apply_settings")) is not hidden
         assert components["extras_batch_directory_tab"].get("visible", True) is not hidden
-        train_output = next(props for key, props in components.items() if key.startswith("Output folder"))
+        train_output = components["train_field_output_dir"]
         assert train_output.get("visible", True) is not hidden
         assert components["train_base_model"]["allow_custom_value"] is not hidden
 
