@@ -42,6 +42,12 @@ def test_controlnet_accordion_opens_and_follows_the_preprocessor(browser, server
     page = context.new_page()
     try:
         page.goto(server)
+        if width <= 768:  # the generation settings start folded on a phone: one tap opens them
+            fold = page.locator("#txt2img_settings_fold .label-wrap").first
+            fold.wait_for()
+            page.wait_for_timeout(500)
+            if "open" not in (fold.get_attribute("class") or ""):
+                fold.click()
         accordion = page.locator("#txt2img_controlnet")
         accordion.scroll_into_view_if_needed()
         accordion.get_by_text("ControlNet", exact=True).first.click()

@@ -78,8 +78,25 @@ def open_tab(page, name: str, tab_id: str) -> None:
         page.locator(".overflow-dropdown button", has_text=name).click()
 
 
+def open_settings(page) -> None:
+    """Unfold txt2img's settings (closed when the page opens on a phone)."""
+    if not page.locator("#txt2img_steps").is_visible():
+        page.locator("#txt2img_settings_fold .label-wrap").first.click()
+    page.locator("#txt2img_steps").wait_for(state="visible")
+
+
 def test_first_view_fits_the_model_and_icons_render(page, tmp_path):
     page.screenshot(path=str(tmp_path / f"{page.size_name}-first.png"))
+    # on a phone the settings start folded, so the prompt, Generate and the result area come first
+    page.wait_for_timeout(500)
+    folded = page.size_name == "phone"
+    assert page.locator("#txt2img_steps").is_visible() is not folded
+    assert page.locator("#txt2img_settings_fold .label-wrap").first.is_visible()
+    if folded:
+        generate = page.locator("#txt2img_generate").bounding_box()
+        gallery = page.locator("#txt2img_gallery").bounding_box()
+        settings = page.locator("#txt2img_settings_fold").bounding_box()
+        assert generate["y"] < gallery["y"] < settings["y"], (generate, gallery, settings)
     assert page.locator("#txt2img_width input[type=number]").input_value() == "64"
     assert page.locator("#txt2img_height input[type=number]").input_value() == "64"
     assert "64x64" in page.locator("#demo_model_note").inner_text()
@@ -94,6 +111,7 @@ def test_first_view_fits_the_model_and_icons_render(page, tmp_path):
 
 
 def test_result_is_fully_visible_after_generate(page, tmp_path):
+    open_settings(page)
     page.locator("#txt2img_prompt textarea").fill("a red circle on a blue background")
     page.locator("#txt2img_steps input[type=number]").fill("4")
     page.locator("#txt2img_steps input[type=number]").press("Tab")

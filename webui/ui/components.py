@@ -61,6 +61,14 @@ class SeedWidgets:
         return [self.extra, self.subseed, self.subseed_strength, self.seed_resize_from_w, self.seed_resize_from_h]
 
 
+def settings_fold(tab: str) -> gr.Accordion:
+    """The generation settings of a tab in one fold: open on a desktop; the page script (`layout_css.LAYOUT_HEAD`)
+    closes it when the page opens on a narrow screen, so on a phone the prompt, Generate and the result come
+    first and the settings are one tap away."""
+    return gr.Accordion("Generation settings", open=True, elem_id=f"{tab}_settings_fold",
+                        elem_classes=["settings-fold"])
+
+
 def build_seed_inputs(tab: str) -> SeedWidgets:
     """The seed row and the hidden-until-"Extra" variation options; `tab` prefixes elem_ids and api_names."""
     with gr.Row(elem_id=f"{tab}_seed_row"):

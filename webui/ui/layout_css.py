@@ -65,6 +65,21 @@ LAYOUT_HEAD = f"""
     const box = img.getBoundingClientRect();
     if (box.top < 0 || box.bottom > window.innerHeight) img.scrollIntoView({{block: "center"}});
   }}, true);
+  // on a narrow screen each settings fold starts closed (once, when it first appears: Gradio may render a tab's
+  // content only when the tab is opened), so prompt, Generate and the result come first
+  if (window.innerWidth <= {NARROW_PX}) {{
+    const handled = new Set();
+    // a fold counts as handled once it is seen closed: a click before the page's scripts are ready does nothing,
+    // so it is clicked again on the next change of the page (and the user's own reopening is left alone)
+    const foldAll = () => document.querySelectorAll(".settings-fold").forEach((box) => {{
+      const toggle = box.querySelector(".label-wrap");
+      if (!toggle || handled.has(box.id)) return;
+      if (toggle.classList.contains("open")) toggle.click();
+      else handled.add(box.id);
+    }});
+    new MutationObserver(foldAll).observe(document.documentElement, {{childList: true, subtree: true,
+                                                                       attributes: true, attributeFilter: ["class"]}});
+  }}
   document.addEventListener("click", (event) => {{
     const button = event.target instanceof Element && event.target.closest("#txt2img_generate, #img2img_generate");
     if (!button) return;

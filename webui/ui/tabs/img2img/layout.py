@@ -13,7 +13,7 @@ from functools import partial
 import gradio as gr
 
 from webui.core.requests import GenerationRequest
-from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
+from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs, settings_fold
 from webui.ui.controlnet import ControlNetSection, build_controlnet_section, unit_count
 from webui.ui.extension_parts import ExtensionControls, build_extension_controls
 from webui.ui.family_controls import wire_family_controls
@@ -86,16 +86,18 @@ def _build_controls(services: GenerationTabServices, defaults: GenerationRequest
     images = build_image_inputs()
     options = build_inpaint_options()
     wire_mode_tabs(images, options)
-    sampling = build_sampling_params(services.info, services.options.get("default_sampler"), TAB, defaults)
-    denoising = gr.Slider(label="Denoising strength", minimum=0, maximum=1, step=0.01,
-                          value=defaults.denoising_strength, elem_id="img2img_denoising_strength")
-    seeds = build_seed_inputs(TAB)
-    controlnet = build_controlnet_section(services.control, TAB,
-                                          unit_count(services.options.get("control_net_unit_count")),
-                                          images.init_image, quick, services.options) if services.control else None
-    upscale = UpscaleScript(partial(build_upscale_controls, services.upscale), services.upscale.upscaler_names)
-    scripts = build_script_controls(services.scripts, TAB, upscale)
-    extensions = build_extension_controls(services.extensions, TAB, scripts.script)
+    with settings_fold(TAB):  # the input image stays outside: on a phone it is what the user acts on first
+        sampling = build_sampling_params(services.info, services.options.get("default_sampler"), TAB, defaults)
+        denoising = gr.Slider(label="Denoising strength", minimum=0, maximum=1, step=0.01,
+                              value=defaults.denoising_strength, elem_id="img2img_denoising_strength")
+        seeds = build_seed_inputs(TAB)
+        controlnet = build_controlnet_section(services.control, TAB,
+                                              unit_count(services.options.get("control_net_unit_count")),
+                                              images.init_image, quick, services.options) if services.control \
+            else None
+        upscale = UpscaleScript(partial(build_upscale_controls, services.upscale), services.upscale.upscaler_names)
+        scripts = build_script_controls(services.scripts, TAB, upscale)
+        extensions = build_extension_controls(services.extensions, TAB, scripts.script)
     return _Controls(images, options, sampling, denoising, seeds, scripts, controlnet, extensions)
 
 

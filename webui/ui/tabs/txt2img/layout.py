@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs
+from webui.ui.components import Quicksettings, SeedWidgets, build_seed_inputs, settings_fold
 from webui.ui.controlnet import ControlNetSection, build_controlnet_section, unit_count
 from webui.ui.extension_parts import ExtensionControls, build_extension_controls
 from webui.ui.family_controls import wire_family_controls
@@ -41,7 +41,7 @@ def build_txt2img_tab(services: GenerationTabServices, quick: Quicksettings,
     bar = build_prompt_bar(services.styles, services.networks, services.models, TAB, quick, paste_id="paste",
                            forever=forever)
     with gr.Row():
-        with gr.Column(scale=1):
+        with gr.Column(scale=1), settings_fold(TAB):
             sampling = build_sampling_params(services.info, services.options.get("default_sampler"), TAB,
                                              services.generation.default_request())
             seeds = build_seed_inputs(TAB)
