@@ -84,6 +84,8 @@ def page(browser, server):
     page = context.new_page()
     page.goto(url)
     page.locator("#txt2img_prompt textarea").wait_for()
+    # the page-load event sets sizes to the model's native size: type only after it, or it overwrites the values
+    page.locator("#device_note").get_by_text("Running on").wait_for()
     yield page
     context.close()
 
