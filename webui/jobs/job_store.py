@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from webui.jobs.sqlite_table import RecordTable, parse_json
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED = (
     "queued", "running", "done", "failed", "cancelled", "interrupted")
@@ -54,17 +53,17 @@ class JobRecord:
     @property
     def config_data(self) -> dict[str, Any]:
         """The job's settings; {} when the stored text is not a JSON object (see `defect`)."""
-        data = _json(self.config)
+        data = parse_json(self.config)
         return data if isinstance(data, dict) else {}
 
     @property
     def config_readable(self) -> bool:
-        return isinstance(_json(self.config), dict)
+        return isinstance(parse_json(self.config), dict)
 
     @property
     def command_args(self) -> list[str]:
         """The child's command line; [] when none is stored or it is not a list of strings (see `defect`)."""
-        args = _json(self.command)
+        args = parse_json(self.command)
         return list(args) if isinstance(args, list) and all(isinstance(a, str) for a in args) else []
 
     @property
@@ -82,37 +81,13 @@ class JobRecord:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-_COLUMNS = {f.name: f for f in fields(JobRecord)}
-_SQL_TYPES = {"str": "TEXT", "float": "REAL", "int": "INTEGER", "float | None": "REAL", "int | None": "INTEGER"}
-_SCHEMA = "CREATE TABLE IF NOT EXISTS jobs ({})".format(
-    ", ".join(f"{name} {_SQL_TYPES[str(f.type)]}{' PRIMARY KEY' if name == 'id' else ''}"
-              for name, f in _COLUMNS.items()))
-
-
 class JobStore:
     """CRUD over the `jobs` table. Unknown columns in updates are refused (typos must not pass silently)."""
 
     def __init__(self, db_path: Path):
         self.db_path = Path(db_path)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
-            present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-            for name, item in _COLUMNS.items():  # columns added by later versions
-                if name not in present:
-                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {_SQL_TYPES[str(item.type)]}")
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = sqlite3.connect(self.db_path, timeout=30)
-            try:
-                with conn:
-                    yield conn
-            finally:
-                conn.close()
+        self._table = RecordTable(self.db_path, "jobs", JobRecord)
+        self._connect = self._table.connect
 
     def create(self, name: str, config: dict[str, Any], work_dir: Path, job_id: str | None = None,
                command: list[str] | None = None) -> JobRecord:
@@ -128,27 +103,24 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._connect() as conn:
-            conn.row_factory = sqlite3.Row
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _record(row) if row is not None else None
 
     def list(self, limit: int = 100) -> list[JobRecord]:
         """Newest first."""
         with self._connect() as conn:
-            conn.row_factory = sqlite3.Row
             rows = conn.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
         return [_record(row) for row in rows]
 
     def with_status(self, *statuses: str) -> list[JobRecord]:
         """Oldest first (the queue order)."""
         with self._connect() as conn:
-            conn.row_factory = sqlite3.Row
             rows = conn.execute(f"SELECT * FROM jobs WHERE status IN ({', '.join('?' * len(statuses))}) "
                                 "ORDER BY created_at", statuses).fetchall()
         return [_record(row) for row in rows]
 
     def update(self, job_id: str, **values: Any) -> None:
-        unknown = set(values) - set(_COLUMNS) | ({"id"} & set(values))
+        unknown = set(values) - set(self._table.columns) | ({"id"} & set(values))
         if unknown:
             raise ValueError(f"Cannot update job fields {sorted(unknown)}")
         if "status" in values and values["status"] not in JOB_STATES:
@@ -164,15 +136,8 @@ class JobStore:
             conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
 
-def _json(text: str | None) -> Any:
-    """Parsed JSON, or None for a missing or unreadable value."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
+_FIELDS = frozenset(f.name for f in fields(JobRecord))
 
 
 def _record(row: sqlite3.Row) -> JobRecord:
-    return JobRecord(**{key: row[key] for key in row.keys() if key in _COLUMNS})
+    return JobRecord(**{key: row[key] for key in row.keys() if key in _FIELDS})

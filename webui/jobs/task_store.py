@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+
+from webui.jobs.sqlite_table import RecordTable, parse_json
 
 QUEUED, PAUSED, RUNNING, DONE, FAILED, CANCELLED = "queued", "paused", "running", "done", "failed", "cancelled"
 TASK_STATES = (QUEUED, PAUSED, RUNNING, DONE, FAILED, CANCELLED)
@@ -53,28 +52,24 @@ class TaskRecord:
 
     @property
     def image_paths(self) -> list[str]:
-        value = _json(self.images)
+        value = parse_json(self.images)
         return [str(item) for item in value] if isinstance(value, list) else []
 
     @property
     def result_data(self) -> dict[str, Any]:
-        value = _json(self.result)
+        value = parse_json(self.result)
         return value if isinstance(value, dict) else {}
 
     @property
     def request_data(self) -> Any:
-        return _json(self.request)
+        return parse_json(self.request)
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-_COLUMNS = {f.name: f for f in fields(TaskRecord)}
-_SQL_TYPES = {"str": "TEXT", "float": "REAL", "int": "INTEGER", "float | None": "REAL"}
-_SCHEMA = "CREATE TABLE IF NOT EXISTS tasks ({})".format(
-    ", ".join(f"{name} {_SQL_TYPES[str(f.type)]}{' PRIMARY KEY' if name == 'id' else ''}"
-              for name, f in _COLUMNS.items()))
 _META_SCHEMA = "CREATE TABLE IF NOT EXISTS task_queue_meta (key TEXT PRIMARY KEY, value TEXT)"
+_FIELDS = frozenset(f.name for f in fields(TaskRecord))
 
 
 class TaskStore:
@@ -83,27 +78,8 @@ class TaskStore:
     def __init__(self, db_path: Path, files_dir: Path):
         self.db_path = Path(db_path)
         self.files_dir = Path(files_dir)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
-            conn.execute(_META_SCHEMA)
-            present = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}
-            for name, item in _COLUMNS.items():  # columns added by later versions
-                if name not in present:
-                    conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} {_SQL_TYPES[str(item.type)]}")
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = sqlite3.connect(self.db_path, timeout=30)
-            conn.row_factory = sqlite3.Row
-            try:
-                with conn:
-                    yield conn
-            finally:
-                conn.close()
+        self._table = RecordTable(self.db_path, "tasks", TaskRecord, extra_schema=(_META_SCHEMA,))
+        self._connect = self._table.connect
 
     @staticmethod
     def new_id() -> str:
@@ -159,7 +135,7 @@ class TaskStore:
         return replace(_record(row), state=RUNNING, started_at=started, progress=0.0)
 
     def update(self, task_id: str, **values: Any) -> None:
-        unknown = set(values) - set(_COLUMNS) | ({"id"} & set(values))
+        unknown = set(values) - _FIELDS | ({"id"} & set(values))
         if unknown:
             raise ValueError(f"Cannot update task fields {sorted(unknown)}")
         if "state" in values and values["state"] not in TASK_STATES:
@@ -232,17 +208,8 @@ class TaskStore:
         return touched
 
 
-def _json(text: str | None) -> Any:
-    if not isinstance(text, str):
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
 def _record(row: sqlite3.Row) -> TaskRecord:
-    values = {key: row[key] for key in row.keys() if key in _COLUMNS}
+    values = {key: row[key] for key in row.keys() if key in _FIELDS}
     defaults = {"images": "[]", "result": "{}", "error": "", "summary": "", "source": "", "progress": 0.0,
                 "retries": 0}
     values.update({key: value for key, value in defaults.items() if values.get(key) is None})
