@@ -181,7 +181,8 @@ def test_paste_fills_the_hires_fields(ui):
     outputs = client.predict(unknown, api_name="/txt2img_paste")
     values = dict(zip(paste_plan.PASTE_FIELDS, outputs, strict=False))
     assert values["enable_hr"] is True and "value" not in values["hr_upscaler"]
-    assert "4x-NotInstalled" in outputs[-1]
+    message = outputs[len(paste_plan.PASTE_FIELDS) + 3]  # fields, extra seed, checkpoint, demo note, message
+    assert "4x-NotInstalled" in message
 
 
 # ----------------------------------------------------------------------------------------------------------------
