@@ -8,7 +8,7 @@ import pytest
 from gradio_client import Client
 
 from app import build_app
-from tests.conftest import AURA, FLUX_DEV, ServerThread, free_port, make_settings
+from tests.conftest import AURA, FLUX_DEV, FLUX_SCHNELL, ServerThread, free_port, make_settings
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def ui(flow_data, tiny_checkpoints):
 def select(client: Client, title: str) -> list:
     loaded, message, _ = client.predict(title, api_name="/select_checkpoint")
     assert loaded == title, message
-    return client.predict("Euler a", api_name="/txt2img_family_controls")
+    return client.predict("Euler a", api_name="/txt2img_family_controls")  # sampler, distilled, shift, steps, cfg
 
 
 def visible(update) -> bool | None:
@@ -38,14 +38,34 @@ def visible(update) -> bool | None:
 def test_controls_follow_the_family(ui, tiny_checkpoints):
     services, url = ui
     client = Client(url, verbose=False)
-    sampler, distilled, shift = select(client, FLUX_DEV)
+    sampler, distilled, shift, _, _ = select(client, FLUX_DEV)
     assert [c[0] if isinstance(c, (list, tuple)) else c for c in sampler["choices"]] == \
         ["DPM++ 2M", "Euler a", "Euler", "Heun"]
     assert sampler["value"] == "Euler a" and visible(distilled) is True and visible(shift) is True
-    sampler, distilled, shift = select(client, AURA)
+    sampler, distilled, shift, _, _ = select(client, AURA)
     assert visible(distilled) is False and visible(shift) is True
-    sampler, distilled, shift = select(client, tiny_checkpoints["sd1"].name)
+    sampler, distilled, shift, _, _ = select(client, tiny_checkpoints["sd1"].name)
     assert visible(distilled) is False and visible(shift) is False and len(sampler["choices"]) > 10
+
+
+def value(update):
+    return update.get("value") if isinstance(update, dict) else update
+
+
+@pytest.mark.slow
+def test_steps_and_cfg_follow_a_family_with_other_defaults(ui, tiny_checkpoints):
+    """Flux schnell starts from its 4 steps and CFG 1; back on an SD model A1111's 20 steps and CFG 7 return;
+    between models with the same defaults the user's values are left alone."""
+    _, url = ui
+    client = Client(url, verbose=False)
+    *_, steps, cfg = select(client, FLUX_SCHNELL)
+    assert (value(steps), value(cfg)) == (4, 1.0)
+    *_, steps, cfg = select(client, tiny_checkpoints["sd1"].name)
+    assert (value(steps), value(cfg)) == (20, 7.0)
+    *_, steps, cfg = select(client, AURA)
+    assert (value(steps), value(cfg)) == (50, 3.5)
+    *_, steps, cfg = select(client, AURA)
+    assert value(steps) is None and value(cfg) is None  # same defaults: no change
 
 
 def test_family_slider_values_reach_the_request_only_when_given():

@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from webui.core.infotext import parse_infotext
-from webui.core.model_families import FLUX, FLUX_SCHNELL, family_defaults, family_info, samplers_for
+from webui.core.model_families import FLUX, FLUX_SCHNELL, SD1, family_defaults, family_info, samplers_for
 from webui.core.requests import GenerationRequest
 from webui.services.info_service import InfoService
 from webui.services.model_defaults_service import ModelDefaultsService
@@ -33,6 +33,9 @@ class FamilyControls:
     distilled_cfg: gr.Slider
     shift: gr.Slider
     values: gr.State  # (distilled CFG, shift) as last set: a State is no parameter of the public endpoint
+    steps: gr.Slider
+    cfg_scale: gr.Slider
+    shown: gr.State  # the (family, variant) whose steps/CFG defaults were last applied in this session
 
     def request_inputs(self) -> list[Any]:
         return [self.values]
@@ -59,7 +62,8 @@ def paste_updates(text: str) -> list[Any]:
             gr.update(value=fields.get("shift", 0.0))]
 
 
-def build_family_controls(tab: str, sampler: gr.Dropdown, defaults: GenerationRequest) -> FamilyControls:
+def build_family_controls(tab: str, sampler: gr.Dropdown, defaults: GenerationRequest, steps: gr.Slider,
+                          cfg_scale: gr.Slider) -> FamilyControls:
     with gr.Row():
         distilled = gr.Slider(label="Distilled CFG Scale", minimum=0, maximum=30, step=0.1,
                               value=defaults.distilled_cfg_scale, visible=False, elem_id=f"{tab}_distilled_cfg",
@@ -70,30 +74,43 @@ def build_family_controls(tab: str, sampler: gr.Dropdown, defaults: GenerationRe
     for slider in (distilled, shift):
         slider.change(lambda d, s: (float(d), float(s)), inputs=[distilled, shift], outputs=[values],
                       api_name=False, show_progress="hidden")
-    return FamilyControls(sampler, distilled, shift, values)
+    return FamilyControls(sampler, distilled, shift, values, steps, cfg_scale, gr.State(None))
 
 
-def family_updates(family: str | None, variant: str, sampler: str | None, all_samplers: list[str]) -> list[Any]:
-    """Updates for (sampler, distilled CFG, shift): the family's samplers (the current one kept if allowed, else
-    the family's default) and which sliders show."""
+def family_updates(family: str | None, variant: str, sampler: str | None, all_samplers: list[str],
+                   shown: tuple[str, str] | None = None) -> list[Any]:
+    """Updates for (sampler, distilled CFG, shift, steps, CFG, shown): the family's samplers (the current one kept
+    if allowed, else the family's default), which sliders show, and, when the model's family or variant differs
+    from the one last applied in this session (a switch from SD to Flux schnell, say), that family's steps and CFG
+    (schnell: 4 steps, CFG 1); switching between models with the same defaults keeps the user's values."""
     info = family_info(family or "")
     choices = samplers_for(info.name, all_samplers)
-    value = sampler if sampler in choices else family_defaults(info.name, variant).sampler
+    wanted = family_defaults(info.name, variant)
+    value = sampler if sampler in choices else wanted.sampler
+    current = (info.name, variant)
+    # a fresh page was built with A1111's SD values: a page opened on a Flux schnell model gets its 4 steps too
+    before = family_defaults(*(shown or (SD1, "")))
+    changed = (before.steps, before.cfg_scale) != (wanted.steps, wanted.cfg_scale)
     return [gr.update(choices=choices, value=value),
             gr.update(visible=info.name == FLUX and variant != FLUX_SCHNELL),
-            gr.update(visible=info.flow)]
+            gr.update(visible=info.flow),
+            gr.update(value=wanted.steps) if changed else gr.update(),
+            gr.update(value=wanted.cfg_scale) if changed else gr.update(),
+            current]
 
 
 def wire_family_controls(defaults: ModelDefaultsService, info: InfoService, quick: Quicksettings, blocks: gr.Blocks,
                          controls: Sequence[FamilyControls], tab: str) -> None:
     """After a checkpoint is chosen and at page load, every tab's controls follow the model's family."""
-    outputs = [widget for c in controls for widget in (c.sampler, c.distilled_cfg, c.shift)]
-    inputs = [c.sampler for c in controls]
+    outputs = [widget for c in controls for widget in (c.sampler, c.distilled_cfg, c.shift, c.steps, c.cfg_scale,
+                                                         c.shown)]
+    inputs = [widget for c in controls for widget in (c.sampler, c.shown)]
 
-    def update(*samplers: str) -> list[Any]:
+    def update(*values: Any) -> list[Any]:
         family, variant = defaults.family()
         names = info.sampler_names()
-        return [u for sampler in samplers for u in family_updates(family, variant, sampler, names)]
+        pairs = zip(values[0::2], values[1::2], strict=True)
+        return [u for sampler, shown in pairs for u in family_updates(family, variant, sampler, names, shown)]
 
     if quick.selected is not None:
         quick.selected.then(update, inputs=inputs, outputs=outputs, api_name=f"{tab}_family_controls",

@@ -56,7 +56,7 @@ def build_sampling_params(info: InfoService, default_sampler: str, tab: str,
         batch_size = gr.Slider(label="Batch size", minimum=1, maximum=8, step=1, value=1, elem_id=f"{tab}_batch_size")
     cfg = gr.Slider(label="CFG Scale", minimum=1, maximum=30, step=0.5, value=defaults.cfg_scale,
                     elem_id=f"{tab}_cfg_scale")
-    family = build_family_controls(tab, sampler, defaults)
+    family = build_family_controls(tab, sampler, defaults, steps, cfg)
     return SamplingWidgets(sampler, schedule, steps, width, height, batch_count, batch_size, cfg, family)
 
 
