@@ -1,8 +1,8 @@
 """The CPU fast path (a bfloat16 UNet inside a float32 pipeline) and `--compile`, on the tiny SD1 model.
 
 The quality guard: the same seed in bfloat16 and float32 gives images whose mean absolute pixel difference stays
-under `MAX_MEAN_DIFF` (0-255 scale). Measured on the tiny model: about 1-3 levels; on full-size SD1.5 see
-benchmarks/README.md. LoRAs apply and remove bit-exactly on bfloat16 weights as on float32 ones.
+under `MAX_MEAN_DIFF` (0-255 scale). Measured on the tiny SD1 model (64 px, 20 steps, Euler, 5 seeds): mean 0.3
+levels, largest pixel 3 (benchmarks/README.md). LoRAs apply and remove bit-exactly on bfloat16 weights as on float32 ones.
 """
 from __future__ import annotations
 
