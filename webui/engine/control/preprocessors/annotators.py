@@ -42,32 +42,22 @@ def _aux(module: str) -> Any:
         return importlib.import_module(f"controlnet_aux.{module}")
 
 
-def _hed(folder: Path, files: list[Path]) -> Any:
-    return _aux("hed").HEDdetector.from_pretrained(str(folder), filename=files[0].name)
+def _released(module: str, detector: str):
+    """A loader for a detector whose `from_pretrained` reads one released file from a local folder."""
+
+    def load(folder: Path, files: list[Path]) -> Any:
+        return getattr(_aux(module), detector).from_pretrained(str(folder), filename=files[0].name)
+
+    return load
 
 
-def _pidinet(folder: Path, files: list[Path]) -> Any:
-    return _aux("pidi").PidiNetDetector.from_pretrained(str(folder), filename=files[0].name)
-
-
-def _midas(folder: Path, files: list[Path]) -> Any:
-    return _aux("midas").MidasDetector.from_pretrained(str(folder), filename=files[0].name)
-
-
-def _zoe(folder: Path, files: list[Path]) -> Any:
-    return _aux("zoe").ZoeDetector.from_pretrained(str(folder), filename=files[0].name)
-
-
-def _mlsd(folder: Path, files: list[Path]) -> Any:
-    return _aux("mlsd").MLSDdetector.from_pretrained(str(folder), filename=files[0].name)
-
-
-def _normal_bae(folder: Path, files: list[Path]) -> Any:
-    return _aux("normalbae").NormalBaeDetector.from_pretrained(str(folder), filename=files[0].name)
-
-
-def _lineart_anime(folder: Path, files: list[Path]) -> Any:
-    return _aux("lineart_anime").LineartAnimeDetector.from_pretrained(str(folder), filename=files[0].name)
+_hed = _released("hed", "HEDdetector")
+_pidinet = _released("pidi", "PidiNetDetector")
+_midas = _released("midas", "MidasDetector")
+_zoe = _released("zoe", "ZoeDetector")
+_mlsd = _released("mlsd", "MLSDdetector")
+_normal_bae = _released("normalbae", "NormalBaeDetector")
+_lineart_anime = _released("lineart_anime", "LineartAnimeDetector")
 
 
 def _lineart(folder: Path, files: list[Path]) -> Any:
