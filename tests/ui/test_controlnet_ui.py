@@ -143,6 +143,7 @@ def test_paste_restores_the_units_an_infotext_records(ui):
     from webui.core.control import ControlUnit, infotext_entries
     from webui.core.infotext import build_infotext
     from webui.ui.controlnet.unit_values import PASTED_FIELDS
+    from webui.ui.paste_plan import PASTE_FIELDS
 
     _services, client = ui
     title = next(c[0] if isinstance(c, list | tuple) else c
@@ -153,7 +154,9 @@ def test_paste_restores_the_units_an_infotext_records(ui):
     text = build_infotext("a red circle", "", {"Steps": 2, "Sampler": "Euler", "CFG scale": 5, "Seed": 5,
                                                "Size": "64x64", **dict(infotext_entries([unit]))})
     outputs = client.predict(text, api_name="/txt2img_paste")
-    units = outputs[-3 * len(PASTED_FIELDS):]  # the units' widgets come last
+    # after the fields, extra seed, checkpoint, demo note and message come the sections: the units first
+    start = len(PASTE_FIELDS) + 4
+    units = outputs[start:start + 3 * len(PASTED_FIELDS)]
     first = {name: value["value"] if isinstance(value, dict) else value  # sliders/model come as updates
              for name, value in zip(PASTED_FIELDS, units[:len(PASTED_FIELDS)], strict=True)}
     shaped = dict(zip(PASTED_FIELDS, units[:len(PASTED_FIELDS)], strict=True))
