@@ -2,7 +2,8 @@
 
 The quality guard: the same seed in bfloat16 and float32 gives images whose mean absolute pixel difference stays
 under `MAX_MEAN_DIFF` (0-255 scale). Measured on the tiny SD1 model (64 px, 20 steps, Euler, 5 seeds): mean 0.3
-levels, largest pixel 3 (benchmarks/README.md). LoRAs apply and remove bit-exactly on bfloat16 weights as on float32 ones.
+levels, largest pixel 3 (benchmarks/README.md). LoRAs apply and remove bit-exactly on bfloat16 weights as on
+float32 ones.
 """
 from __future__ import annotations
 
