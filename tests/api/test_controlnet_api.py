@@ -15,7 +15,7 @@ from tests.conftest import ServerThread, b64_png, free_port, make_data_dir, make
 from webui.core.control import ControlUnit, units_from_params
 from webui.core.infotext import parse_infotext
 from webui.core.settings import Credential, SecuritySettings
-from webui.testing.tiny_controlnet import write_tiny_controlnet
+from webui.testing.tiny_controlnet import write_tiny_control_lora, write_tiny_controlnet
 
 USER, PASSWORD = "bot", "t0ken"
 AUTH = (USER, PASSWORD)
@@ -39,6 +39,7 @@ def served(tmp_path_factory, tiny_checkpoints):
     folder = data_dir / "models" / "ControlNet"
     write_tiny_controlnet(folder / "cn-sd1.safetensors", "sd1", layout="ldm", seed=1)
     write_tiny_controlnet(folder / "cn-sdxl.safetensors", "sdxl", seed=2)
+    write_tiny_control_lora(folder / "control-lora-canny-rank4.safetensors", "sd1", seed=3)
     security = SecuritySettings(api_auth=(Credential(USER, PASSWORD),))
     services = build_services(make_settings(data_dir, api=True, nowebui=True, security=security))
     services.models.select_checkpoint("tiny-sd1.safetensors")
@@ -70,7 +71,7 @@ def test_route_shapes(served):
     client, _ = served
     assert client.get("/controlnet/version").json() == {"version": 2}
     titles = client.get("/controlnet/model_list").json()["model_list"]
-    assert [title.rsplit(" [", 1)[0] for title in titles] == ["cn-sd1", "cn-sdxl"]
+    assert [title.rsplit(" [", 1)[0] for title in titles] == ["cn-sd1", "cn-sdxl", "control-lora-canny-rank4"]
     assert all(title.endswith("]") and len(title.rsplit(" [", 1)[1]) == 9 for title in titles)
     modules = client.get("/controlnet/module_list").json()
     assert {"none", "canny", "invert"} <= set(modules["module_list"])
@@ -102,6 +103,16 @@ def test_txt2img_units_run_append_maps_and_round_trip_through_infotext(served):
                                    control_mode="My prompt is more important")
     png_info = client.post("/sdapi/v1/png-info", json={"image": answer.json()["images"][0]}).json()
     assert png_info["parameters"]["ControlNet 0"].startswith("Module: canny, Model: cn-sd1 [")
+
+
+def test_a_control_lora_model_runs_through_the_api(served):
+    client, _ = served
+    plain = client.post("/sdapi/v1/txt2img", json=body()).json()
+    answer = client.post("/sdapi/v1/txt2img", json=body(alwayson_scripts={"controlnet": {"args": [
+        unit(model="control-lora-canny-rank4", module="none")]}}))
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["images"]) == 1 and answer.json()["images"][0] != plain["images"][0]
+    assert "Model: control-lora-canny-rank4 [" in json.loads(answer.json()["info"])["infotexts"][0]
 
 
 def test_img2img_unit_with_an_image_and_mask_object_and_the_no_append_option(served):

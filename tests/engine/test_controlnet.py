@@ -15,11 +15,12 @@ from webui.core.control import ControlUnit, units_from_params
 from webui.core.errors import ModelNotFoundError, ValidationError
 from webui.core.infotext import parse_infotext
 from webui.core.requests import GenerationRequest, Img2ImgInputs
+from webui.engine.control.control_lora import ControlBase, module_weights
 from webui.engine.control.engine import ControlEngine
 from webui.engine.control.library import ControlNetLibrary
 from webui.engine.generation.img2img_inputs import resize_image
 from webui.engine.runtime.memory import MODEL_OFFLOAD, SEQUENTIAL_OFFLOAD, MemoryOptimizer, MemoryOptions, MemoryPlan
-from webui.testing.tiny_controlnet import write_tiny_controlnet
+from webui.testing.tiny_controlnet import build_tiny_controlnet, write_tiny_control_lora, write_tiny_controlnet
 
 BASE = GenerationRequest(prompt="a square", steps=3, width=32, height=32, seed=5, sampler_name="Euler",
                          save_images=False, denoising_strength=0.6)
@@ -40,8 +41,8 @@ def stripes(size: int = 64) -> Image.Image:
 
 @pytest.fixture(scope="session")
 def control_services(tmp_path_factory, tiny_checkpoints):
-    """Tiny SD1 and SDXL checkpoints, and ControlNets: SD1 in all three layouts (the LDM one with another seed),
-    a second SD1 one, and an SDXL one."""
+    """Tiny SD1 and SDXL checkpoints, and ControlNets: SD1 in all three layouts (each with another seed), an SDXL
+    one, and a ControlNet-LoRA (Stability's control-lora) for each family."""
     from webui.services import build_services
 
     torch.set_num_threads(1)
@@ -51,6 +52,8 @@ def control_services(tmp_path_factory, tiny_checkpoints):
     write_tiny_controlnet(folder / "cn-sd1-ldm.safetensors", "sd1", layout="ldm", seed=2)
     write_tiny_controlnet(folder / "cn-sd1-folder", "sd1", layout="folder", seed=3)
     write_tiny_controlnet(folder / "cn-sdxl.safetensors", "sdxl", layout="ldm", seed=4)
+    write_tiny_control_lora(folder / "control-lora-sd1.safetensors", "sd1", seed=6)
+    write_tiny_control_lora(folder / "control-lora-sdxl.safetensors", "sdxl", seed=7, checkpoint_seed=2)
     services = build_services(make_settings(data_dir))
     services.models.select_checkpoint("tiny-sd1.safetensors")
     yield services
@@ -138,8 +141,8 @@ def test_a_wrong_family_model_is_a_clear_error(control_services):
 def test_the_model_list_filters_by_the_loaded_family(control_services):
     assert control_services.control.models_for_checkpoint()[0] == "None"
     names = [title.rsplit(" [", 1)[0] for title in control_services.control.models_for_checkpoint()[1:]]
-    assert names == ["cn-sd1", "cn-sd1-folder", "cn-sd1-ldm"]
-    assert len(control_services.control.model_list()) == 4
+    assert names == ["cn-sd1", "cn-sd1-folder", "cn-sd1-ldm", "control-lora-sd1"]
+    assert len(control_services.control.model_list()) == 6
 
 
 def test_img2img_uses_its_input_as_control_image_and_inpaint_and_hires_run(control_services):
@@ -185,12 +188,19 @@ def test_loaded_controlnets_are_cached_within_the_byte_budget(control_services, 
     folder = services.settings.paths.models_dir / "ControlNet"
     budget = [0]
     library = ControlNetLibrary(folder, lambda: budget[0])
-    config = dict(pipe.unet.config)
-    first = library.load(library.find("cn-sd1"), config, torch.float32)
-    assert library.load(library.find("cn-sd1"), config, torch.float32) is first and library.load_count == 1
+    base = ControlBase(pipe.unet, "tiny-sd1", lambda: module_weights(pipe.unet))
+    first = library.load(library.find("cn-sd1"), base, torch.float32)
+    assert library.load(library.find("cn-sd1"), base, torch.float32) is first and library.load_count == 1
     budget[0] = 1  # one byte: only the model in use stays
-    library.load(library.find("cn-sd1-ldm"), config, torch.float32)
+    library.load(library.find("cn-sd1-ldm"), base, torch.float32)
     assert library.cached() == ["cn-sd1-ldm.safetensors"]
+    budget[0] = 0
+    lora = library.load(library.find("control-lora-sd1"), base, torch.float32)
+    assert library.load(library.find("control-lora-sd1"), base, torch.float32) is lora  # same checkpoint: cached
+    other = ControlBase(pipe.unet, "tiny-sd1-other", base.weights)
+    assert library.load(library.find("control-lora-sd1"), other, torch.float32) is not lora  # built per checkpoint
+    assert library.load(library.find("cn-sd1-ldm"), other, torch.float32) is library.load(
+        library.find("cn-sd1-ldm"), base, torch.float32)  # a full ControlNet does not depend on the checkpoint
 
 
 def test_detected_maps_are_saved_next_to_the_images_when_asked(control_services):
@@ -280,8 +290,8 @@ def test_files_that_are_not_controlnets_get_a_clear_message(tmp_path):
     from webui.engine.control.loading import read_facts
 
     lora = tmp_path / "control-lora-canny-rank8.safetensors"
-    save_file({"lora_controlnet": torch.zeros(1), "input_hint_block.0.weight": torch.zeros(16, 3, 3, 3)}, str(lora))
-    with pytest.raises(ModelLoadError, match="ControlNet-LoRA .* not supported yet"):
+    save_file({"lora_controlnet": torch.zeros(1), "input_blocks.1.0.in_layers.2.up": torch.zeros(4, 2)}, str(lora))
+    with pytest.raises(ModelLoadError, match="ControlNet-LoRA but has no hint encoder"):
         read_facts(lora)
     adapter = tmp_path / "t2iadapter.safetensors"
     save_file({"body.0.block1.weight": torch.zeros(4, 4, 3, 3)}, str(adapter))
@@ -306,3 +316,96 @@ def test_and_prompts_with_control_are_a_clear_error(control_services):
 
     with pytest.raises(GenerationError, match="AND .* cannot be combined with ControlNet"):
         run(control_services, prompt="a AND b", control_units=(unit(),))
+
+
+def _fresh_engine(services) -> ControlEngine:
+    folder = services.settings.paths.models_dir / "ControlNet"
+    return ControlEngine(ControlNetLibrary(folder, lambda: 0), folder / "annotators", services.runtime.manager.memory)
+
+
+def _states_close(model, expected) -> bool:
+    """Equal up to the checkpoint's float16 rounding (the test checkpoints are stored in float16; the
+    low-rank changes are far larger)."""
+    got, want = model.state_dict(), expected.state_dict()
+    return got.keys() == want.keys() and all(torch.allclose(got[k], want[k], atol=2e-3) for k in want)
+
+
+def test_a_control_lora_is_the_controlnet_it_stands_for_and_controls_the_image(control_services, plain, tmp_path):
+    expected = write_tiny_control_lora(tmp_path / "same.safetensors", "sd1", seed=6)  # the fixture's file again
+    active = control_services.runtime.manager.active
+    request = dataclasses.replace(BASE, control_units=(unit("control-lora-sd1"),))
+    control = _fresh_engine(control_services).prepare(request, active.pipeline, "sd1", active.entry.title)
+    assert _states_close(control.units[0].model, expected)
+    assert not _states_close(control.units[0].model, build_tiny_controlnet("sd1", 6))  # the low-rank parts count
+    assert np.array_equal(pixels(run(control_services, control_units=(unit("control-lora-sd1", weight=0.0),))),
+                          plain)
+    controlled = run(control_services, control_units=(unit("control-lora-sd1"),))
+    assert np.abs(pixels(controlled) - plain).mean() > 1.0
+    assert "Model: control-lora-sd1 [" in controlled.infotexts[0]
+
+
+def test_a_control_lora_is_built_on_the_checkpoint_without_the_prompts_loras(control_services, tmp_path):
+    from webui.testing.lora_files import write_adapter
+
+    active = control_services.runtime.manager.active
+    write_adapter(control_services.settings.paths.models_dir / "Lora" / "cl-style.safetensors", active.pipeline,
+                  "locon", seed=3)
+    run(control_services, prompt="a square <lora:cl-style:1>")
+    assert [a.name for a in active.adapters.current] == ["cl-style"]  # still merged after the job
+    expected = write_tiny_control_lora(tmp_path / "same.safetensors", "sd1", seed=6)
+    request = dataclasses.replace(BASE, control_units=(unit("control-lora-sd1"),))
+    on_merged = _fresh_engine(control_services).prepare(request, active.pipeline, "sd1", active.entry.title)
+    assert not _states_close(on_merged.units[0].model, expected)  # the LoRA's change would leak in ...
+    built = _fresh_engine(control_services).prepare(request, active.pipeline, "sd1", active.entry.title,
+                                                    active.adapters.original_of)
+    assert _states_close(built.units[0].model, expected)  # ... but the checkpoint's own weights are used
+    with_both = run(control_services, prompt="a square <lora:cl-style:1>", control_units=(unit("control-lora-sd1"),))
+    assert len(with_both.images) == 1 and "<lora:cl-style:1>" in with_both.infotexts[0]
+
+
+def test_a_control_lora_for_another_family_is_a_clear_error(control_services):
+    with pytest.raises(ValidationError, match=r"'control-lora-sdxl \[[0-9a-f]{8}\]' is for SDXL models"):
+        run(control_services, control_units=(unit("control-lora-sdxl"),))
+
+
+def test_a_control_lora_that_does_not_fit_the_checkpoint_names_the_problem(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from webui.core.errors import ModelLoadError
+    from webui.engine.control.control_lora import ControlBase, load_control_lora, module_weights
+    from webui.testing.tiny_models import build_tiny_components
+
+    path = tmp_path / "cl.safetensors"
+    write_tiny_control_lora(path, "sd1", seed=1)
+    unet = build_tiny_components("sd1", 0)["unet"]
+    base = ControlBase(unet, "tiny", lambda: module_weights(unet))
+    state = load_file(str(path))
+    state["input_blocks.9.1.proj_in.up"], state["input_blocks.9.1.proj_in.down"] = torch.zeros(8, 2), torch.zeros(2, 8)
+    save_file(state, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ModelLoadError, match="weights the loaded checkpoint's UNet does not have .*input_blocks.9"):
+        load_control_lora(tmp_path / "other.safetensors", base, torch.float32)
+    state = load_file(str(path))
+    key = next(k for k in state if k.endswith(".up"))
+    state[key] = torch.zeros(3, 2)
+    save_file(state, str(tmp_path / "shape.safetensors"))
+    with pytest.raises(ModelLoadError, match="does not fit the loaded checkpoint"):
+        load_control_lora(tmp_path / "shape.safetensors", base, torch.float32)
+
+
+def test_control_lora_base_weights_are_read_under_lowvram_streaming():
+    """`--lowvram` leaves the UNet's parameters on the meta device (accelerate keeps them in its hooks); the
+    ControlNet-LoRA's base weights are read from there."""
+    from accelerate import cpu_offload
+    from accelerate.hooks import remove_hook_from_module
+
+    from webui.testing.tiny_models import build_tiny_components
+
+    unet = build_tiny_components("sd1", 0)["unet"]
+    expected = {key: value.clone() for key, value in unet.state_dict().items()}
+    cpu_offload(unet, execution_device=torch.device("cpu"))
+    try:
+        assert any(param.is_meta for param in unet.parameters())
+        got = module_weights(unet)
+    finally:
+        remove_hook_from_module(unet, recurse=True)
+    assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in expected)

@@ -80,3 +80,37 @@ def write_tiny_controlnet(path: str | Path, family: str = "sd1", *, layout: str 
     state = controlnet_to_ldm(model) if layout == "ldm" else model.state_dict()
     save_file(_contiguous(state, dtype), str(target))
     return target
+
+
+def write_tiny_control_lora(path: str | Path, family: str = "sd1", *, rank: int = 4, seed: int = 0,
+                            checkpoint_seed: int = 0) -> ControlNetModel:
+    """Write a control-lora file (Stability's layout: LDM names, `<module>.up`/`.down` pairs for the encoder's
+    convolutions and linear layers, full norms, biases, hint encoder and zero convolutions, a `lora_controlnet`
+    marker) for `write_tiny_checkpoint(family, seed=checkpoint_seed)`; returns the ControlNet it stands for
+    (the base encoder plus `up @ down`), to compare a loaded one with."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model = build_tiny_controlnet(family, seed, checkpoint_seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    ldm = {key.removeprefix("control_model."): value for key, value in controlnet_to_ldm(model).items()}
+    state = model.state_dict()
+    encoder = [key for key in state if not key.startswith(("controlnet_", "controlnet_cond_embedding."))]
+    names = {ldm_key: key for key, ldm_key in unet_key_map(encoder, model.config).items()}
+    out: dict[str, torch.Tensor] = {"lora_controlnet": torch.zeros(())}
+    for ldm_key, tensor in ldm.items():
+        own = ldm_key.startswith(("input_hint_block.", "zero_convs.", "middle_block_out."))
+        if own:
+            out[ldm_key] = tensor
+        elif ldm_key.endswith(".weight") and tensor.dim() >= 2:
+            module = ldm_key.removesuffix(".weight")
+            down = torch.randn((rank, *tensor.shape[1:]), generator=generator) * 0.05
+            up = torch.randn((tensor.shape[0], rank, *([1] * (tensor.dim() - 2))), generator=generator) * 0.05
+            out[module + ".down"], out[module + ".up"] = down, up
+            state[names[ldm_key]] = tensor + (up.flatten(1) @ down.flatten(1)).reshape(tensor.shape)
+        else:  # norms and biases: trained in full
+            changed = tensor + torch.randn(tensor.shape, generator=generator) * 0.01
+            out[ldm_key] = changed
+            state[names[ldm_key]] = changed
+    save_file(_contiguous(out, torch.float32), str(target))
+    model.load_state_dict(state)
+    return model.eval()

@@ -19,6 +19,7 @@ from webui.core.control import NO_MODULE, ControlUnit
 from webui.core.control_modules import pixel_perfect_resolution
 from webui.core.errors import ValidationError
 from webui.core.requests import GenerationRequest
+from webui.engine.control.control_lora import ControlBase, module_weights
 from webui.engine.control.library import ControlNetLibrary
 from webui.engine.control.loading import check_family
 from webui.engine.control.plan import ControlRun, PreparedUnit
@@ -46,9 +47,11 @@ class ControlEngine:
         return detect(unit.module or NO_MODULE, image, resolution, unit.threshold_a, unit.threshold_b,
                       self.annotators_dir, mask, cache=self.annotators, device=str(self.memory.device), seed=seed)
 
-    def prepare(self, request: GenerationRequest, pipe, family: str, checkpoint: str) -> ControlRun | None:
+    def prepare(self, request: GenerationRequest, pipe, family: str, checkpoint: str,
+                original: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor) -> ControlRun | None:
         """A `ControlRun` for the request's enabled units, or None when there are none. Wrong-family models,
-        missing models and units without an image fail here, before any sampling."""
+        missing models and units without an image fail here, before any sampling. `original` gives a UNet
+        weight's checkpoint value where a LoRA changed it (ControlNet-LoRAs are built on those)."""
         units = [unit for unit in request.control_units if unit.enabled]
         if not units:
             return None
@@ -56,11 +59,12 @@ class ControlEngine:
         for entry in entries:
             check_family(self.library.facts(entry), entry.title, family, pipe.unet, checkpoint)
         dtype = next(pipe.unet.parameters()).dtype
+        base = ControlBase(pipe.unet, checkpoint, lambda: module_weights(pipe.unet, original))
         size = (request.width, request.height)
         prepared = []
         for index, (unit, entry) in enumerate(zip(units, entries, strict=True)):
             image, mask = _unit_image(unit, request, index)
-            model = self.library.load(entry, dict(pipe.unet.config), dtype, keep=tuple(entries))
+            model = self.library.load(entry, base, dtype, keep=tuple(entries))
             detected = self.detect_map(unit, image, size, mask, seed=max(request.seed, 0))
             prepared.append(PreparedUnit(unit, entry, model, detected))
         return ControlRun(prepared, size)
@@ -72,7 +76,8 @@ class ControlEngine:
             return None
         if engine is None:
             raise ValidationError("ControlNet units were sent, but ControlNet is not available in this set-up.")
-        return engine.prepare(request, active.pipeline, active.loaded.family, active.entry.title)
+        return engine.prepare(request, active.pipeline, active.loaded.family, active.entry.title,
+                              active.adapters.original_of)
 
     @staticmethod
     def placed_for(engine: ControlEngine | None, run: ControlRun | None, family: str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,8 @@ import torch
 
 from webui.core.control import NO_MODEL
 from webui.core.errors import ModelLoadError, ModelNotFoundError
-from webui.engine.control.loading import ControlNetFacts, load_controlnet, read_facts, short_hash
+from webui.engine.control.control_lora import ControlBase, load_control_lora
+from webui.engine.control.loading import CONTROL_LORA, ControlNetFacts, load_controlnet, read_facts, short_hash
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ class ControlNetLibrary:
         self.root = root
         self._budget = budget
         self._entries: list[ControlNetEntry] = []
-        self._loaded: OrderedDict[tuple[str, int, str], torch.nn.Module] = OrderedDict()
+        self._facts: dict[tuple[str, int], ControlNetFacts] = {}
+        self._loaded: OrderedDict[tuple[str, int, str, str], torch.nn.Module] = OrderedDict()
         self.load_count = 0
         self.refresh()
 
@@ -120,23 +122,38 @@ class ControlNetLibrary:
                                  "refresh button next to the model list.")
 
     def facts(self, entry: ControlNetEntry) -> ControlNetFacts:
-        return read_facts(entry.path)
+        """What the file says (layout, family), read once per file version (a `.pth` is read whole)."""
+        key = (str(entry.path), entry.mtime_ns)
+        facts = self._facts.get(key)
+        if facts is None:
+            facts = self._facts[key] = read_facts(entry.path)
+        return facts
 
-    def load(self, entry: ControlNetEntry, base_config: Mapping[str, object], dtype: torch.dtype,
+    def load(self, entry: ControlNetEntry, base: ControlBase, dtype: torch.dtype,
              keep: tuple[ControlNetEntry, ...] = ()) -> torch.nn.Module:
         """The loaded model (from the cache when there), then drop least recently used ones over the budget,
-        never one in `keep` (the units of the running job)."""
-        key = (str(entry.path), entry.mtime_ns, str(dtype))
+        never one in `keep` (the units of the running job). A ControlNet-LoRA is built on the checkpoint's UNet,
+        so its cache entry belongs to that checkpoint."""
+        key = self._key(entry, dtype, base)
         model = self._loaded.pop(key, None)
         if model is None:
             log.info("Loading ControlNet %s", entry.path)
-            model = load_controlnet(entry.path, base_config, dtype)
+            if self._is_control_lora(entry):
+                model = load_control_lora(entry.path, base, dtype)
+            else:
+                model = load_controlnet(entry.path, base.config, dtype)
             self.load_count += 1
         self._loaded[key] = model
-        self._evict({(str(e.path), e.mtime_ns, str(dtype)) for e in (*keep, entry)})
+        self._evict({self._key(e, dtype, base) for e in (*keep, entry)})
         return model
 
-    def _evict(self, keep: set[tuple[str, int, str]]) -> None:
+    def _is_control_lora(self, entry: ControlNetEntry) -> bool:
+        return self.facts(entry).layout == CONTROL_LORA
+
+    def _key(self, entry: ControlNetEntry, dtype: torch.dtype, base: ControlBase) -> tuple[str, int, str, str]:
+        return (str(entry.path), entry.mtime_ns, str(dtype), base.checkpoint if self._is_control_lora(entry) else "")
+
+    def _evict(self, keep: set[tuple[str, int, str, str]]) -> None:
         budget = self._budget()
         while budget and sum(model_bytes(m) for m in self._loaded.values()) > budget:
             victim = next((key for key in self._loaded if key not in keep), None)

@@ -26,6 +26,8 @@ from webui.engine.models.detection import SD1, SD2, SDXL
 from webui.engine.models.safetensors_header import header_shapes
 
 LDM_PREFIX = "control_model."
+CONTROL_LORA_MARKER = "lora_controlnet"
+CONTROL_LORA = "control-lora"
 _ADDED_EMBEDDING = (("label_emb.0.0", "add_embedding.linear_1"), ("label_emb.0.2", "add_embedding.linear_2"))
 _HINT_RE = re.compile(r"^input_hint_block\.(\d+)\.(weight|bias)$")
 _FAMILY_NAMES = {SD1: "SD 1.x", SD2: "SD 2.x", SDXL: "SDXL"}
@@ -36,7 +38,7 @@ _FOLDER_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_mod
 class ControlNetFacts:
     """What the weights say: key layout and the base-model family they were trained for."""
 
-    layout: str  # "ldm" or "diffusers"
+    layout: str  # "ldm", "diffusers", "folder" or "control-lora"
     family: str
     cross_attention_dim: int | None
 
@@ -71,10 +73,14 @@ def _strip_ldm(keys: Mapping[str, object]) -> dict[str, object]:
 
 def facts_from_shapes(shapes: Mapping[str, tuple[int, ...]], name: str) -> ControlNetFacts:
     """Layout and family of a ControlNet from its tensor names and shapes (no tensor is read)."""
-    if "lora_controlnet" in shapes:
-        raise ModelLoadError(f"'{name}' is a ControlNet-LoRA (Stability's control-lora), which is not supported "
-                             "yet; use a full ControlNet file.")
-    if any(key.startswith("controlnet_cond_embedding.") for key in shapes):
+    if CONTROL_LORA_MARKER in shapes:  # Stability's control-lora: low-rank pairs `<module>.up`/`.down`, LDM names
+        layout, keys = CONTROL_LORA, dict(shapes)
+        added = any(key.startswith("label_emb.") for key in keys)
+        attn = [s for k, s in keys.items() if k.endswith(("attn2.to_k.weight", "attn2.to_k.down"))]
+        if not any(key.startswith("input_hint_block.") for key in keys):
+            raise ModelLoadError(f"'{name}' is marked as a ControlNet-LoRA but has no hint encoder "
+                                 "(input_hint_block); the file is incomplete.")
+    elif any(key.startswith("controlnet_cond_embedding.") for key in shapes):
         layout, keys = "diffusers", dict(shapes)
         added = "add_embedding.linear_1.weight" in keys
         attn = [s for k, s in keys.items() if k.endswith("attn2.to_k.weight")]
@@ -84,7 +90,7 @@ def facts_from_shapes(shapes: Mapping[str, tuple[int, ...]], name: str) -> Contr
         attn = [s for k, s in keys.items() if k.endswith("attn2.to_k.weight")]
     else:
         raise ModelLoadError(f"'{name}' is not a ControlNet model (no ControlNet hint encoder in the file). "
-                             "ControlNet-LoRA and T2I-Adapter files are not supported yet.")
+                             "T2I-Adapter files are not supported yet.")
     context = attn[0][1] if attn else None
     family = SDXL if added else SD2 if context == 1024 else SD1
     return ControlNetFacts(layout, family, context)
@@ -156,9 +162,7 @@ def derive_config(state: Mapping[str, torch.Tensor], base_config: Mapping[str, o
     has_attention = [any(k.startswith(f"down_blocks.{i}.attentions.") for k in keys) for i in range(levels)]
     depth = tuple(max(1, _count(keys, rf"^down_blocks\.{i}\.attentions\.0\.transformer_blocks\.(\d+)\."))
                   for i in range(levels))
-    hint_blocks = _count(keys, r"^controlnet_cond_embedding\.blocks\.(\d+)\.")
-    hint = (int(state["controlnet_cond_embedding.conv_in.weight"].shape[0]),
-            *(int(state[f"controlnet_cond_embedding.blocks.{i}.weight"].shape[0]) for i in range(1, hint_blocks, 2)))
+    hint = hint_channels(state)
     config = {key: base_config[key] for key in ("attention_head_dim", "num_attention_heads", "norm_num_groups",
                                                 "addition_time_embed_dim", "upcast_attention")
               if key in base_config}
@@ -199,13 +203,29 @@ def ldm_to_diffusers(state: Mapping[str, torch.Tensor], layers_per_block: int) -
         for part in ("weight", "bias"):
             if f"{ldm}.{part}" in rest:  # SDXL's size/crop embedding, which that converter leaves out
                 converted[f"{diffusers_name}.{part}"] = rest[f"{ldm}.{part}"]
+    converted.update(hint_to_diffusers(hint))
+    return {key: value for key, value in converted.items() if value is not None}
+
+
+def hint_to_diffusers(hint: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`input_hint_block.K` (convolutions at even K, activations between) -> `controlnet_cond_embedding.*`, by
+    position: the first is `conv_in`, the last `conv_out`, the others `blocks.N`, whatever their number."""
     positions = sorted({int(m.group(1)) for key in hint if (m := _HINT_RE.match(key))})
+    converted = {}
     for order, position in enumerate(positions):
         target = ("conv_in" if order == 0 else "conv_out" if order == len(positions) - 1
                   else f"blocks.{order - 1}")
         for part in ("weight", "bias"):
             converted[f"controlnet_cond_embedding.{target}.{part}"] = hint[f"input_hint_block.{position}.{part}"]
-    return {key: value for key, value in converted.items() if value is not None}
+    return converted
+
+
+def hint_channels(state: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
+    """`conditioning_embedding_out_channels` of a diffusers-keyed hint encoder (conv_in, then every second
+    block: the strided ones that change the width)."""
+    blocks = _count(state, r"^controlnet_cond_embedding\.blocks\.(\d+)\.")
+    return (int(state["controlnet_cond_embedding.conv_in.weight"].shape[0]),
+            *(int(state[f"controlnet_cond_embedding.blocks.{i}.weight"].shape[0]) for i in range(1, blocks, 2)))
 
 
 def _ldm_layers_per_block(state: Mapping[str, torch.Tensor]) -> int:

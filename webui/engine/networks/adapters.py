@@ -293,6 +293,12 @@ class AdapterSet:
                         self._backup[id(weight)] = (module, weight.detach().clone())
                     weight.copy_((weight.to(torch.float32) + multiplier * part.to(weight.device)).to(weight.dtype))
 
+    def original_of(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The checkpoint's value of a weight this set may have changed (`tensor` itself when untouched): what a
+        ControlNet-LoRA is built on, whatever LoRAs the last prompt merged."""
+        saved = self._backup.get(id(tensor))
+        return saved[1] if saved is not None else tensor
+
     def restore(self) -> None:
         """Copy every touched weight back: the base model, bit for bit."""
         with torch.no_grad():
