@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -163,9 +165,22 @@ def _end_gradio_streams(app: Any) -> None:
 def main(settings: Settings) -> None:
     services = build_services(settings)
     services.models.load_startup_model()
+    # Attached before the UI is built (the Extensions tab says whether it restarts); `server` exists when called.
+    services.restart.attach(lambda: setattr(server, "should_exit", True))
     app = build_app(services)
     _announce(settings)
     server = StoppingServer(uvicorn.Config(app, **server_options(settings)), services.runtime.executor)
     server.run()
     if not server.started:
         raise SystemExit(STARTUP_FAILURE)
+    if services.restart.requested.is_set():
+        restart_process(services)
+
+
+def restart_process(services: Services) -> None:
+    """Start this program again with the same command line ("Apply and restart UI"): the server has stopped and
+    the GPU worker has finished; the training worker's watchers stop (a restart is refused while one trains)."""
+    services.runtime.shutdown(terminate_training=False)
+    logging.shutdown()
+    args = [sys.executable, *sys.orig_argv[1:]]
+    os.execv(sys.executable, args)

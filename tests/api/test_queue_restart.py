@@ -24,11 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"steps": 2, "width": 64, "height": 64, "cfg_scale": 5, "sampler_name": "Euler"}
 
 
-def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
+def start_server(data_dir: Path, port: int, log: Path, ui: bool = False) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     return subprocess.Popen(
-        [sys.executable, "launch.py", "--skip-install", "--data-dir", str(data_dir), "--api", "--nowebui",
-         "--port", str(port), "--use-cpu", "all", "--no-demo-model", "--threads", "1"],
+        [sys.executable, "launch.py", "--skip-install", "--data-dir", str(data_dir), "--api",
+         *(() if ui else ("--nowebui",)), "--port", str(port), "--use-cpu", "all", "--no-demo-model",
+         "--threads", "1"],
         cwd=ROOT, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT)
 
 

@@ -94,13 +94,13 @@ class GpuExecutor:
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def close(self) -> None:
+    def close(self, interrupt: bool = True) -> None:
         """Stop for good, promptly (the server is exiting): queued jobs are cancelled, the running one is
-        interrupted (it ends after its current step and keeps what it finished) and nothing starts afterwards.
-        `shutdown` then waits for the worker."""
+        interrupted (it ends after its current step and keeps what it finished; with `interrupt=False` it runs to
+        its end, for a restart) and nothing starts afterwards. `shutdown` then waits for the worker."""
         with self._lock:
             self._closing = True
-            if self._current is not None:
+            if interrupt and self._current is not None:
                 self._current.token.interrupt()
                 self.progress.update(interrupted=True)
         while True:

@@ -26,6 +26,7 @@ from webui.extensions.loader import LoadPlan, discover, load_all, roots_for
 from webui.extensions.manifest import read_manifest
 from webui.extensions.registry import ExtensionRecord, ExtensionRegistry
 from webui.extensions.requirements import checked_requirements, pip_install
+from webui.services.server_restart import ServerRestart
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "extensions-builtin"
 DISABLED_KEY = "disabled_extensions"  # A1111's config.json key
@@ -74,10 +75,12 @@ class Installed:
 class ExtensionService:
     """The extensions of one app (its registry is shared with the generation service, which runs the hooks)."""
 
-    def __init__(self, settings: Settings, options: Options, registry: ExtensionRegistry):
+    def __init__(self, settings: Settings, options: Options, registry: ExtensionRegistry,
+                 restart: ServerRestart | None = None):
         self._settings = settings
         self._options = options
         self._registry = registry
+        self._restart = restart
         self._services: Mapping[str, Any] = {}
 
     # --- loading ---------------------------------------------------------------------------------------------
@@ -186,6 +189,17 @@ class ExtensionService:
         disabled = (set(self._disabled()) - among) | (among - set(enabled))
         self._options.update({DISABLED_KEY: sorted(disabled)})
         return RESTART_NOTE
+
+    @property
+    def can_restart(self) -> bool:
+        """Whether "Apply and restart UI" restarts this server (started by launch.py) or only saves."""
+        return self._restart is not None and self._restart.available
+
+    def apply_and_restart(self, enabled: list[str], shown: list[str] | None = None) -> str:
+        """"Apply and restart UI": save the choice (`set_enabled`, refused on an exposed server), then restart the
+        server so it takes effect (a new process, when this server can restart itself)."""
+        note = self.set_enabled(enabled, shown)
+        return self._restart.request() if self._restart is not None and self.can_restart else note
 
     def install(self, url: str, branch: str = "") -> Installed:
         """`git clone` `url` into `extensions/`; the clone must hold a valid extension.toml (else it is removed).

@@ -51,6 +51,7 @@ from webui.services.network_service import NetworkService
 from webui.services.option_service import OptionsService
 from webui.services.queue_service import QueueService
 from webui.services.script_service import ScriptParts, ScriptService, ScriptUsing
+from webui.services.server_restart import ServerRestart
 from webui.services.shown_paths import ShownPaths
 from webui.services.style_service import StyleService
 from webui.services.task_service import TaskService, TaskUsing
@@ -108,6 +109,7 @@ class Services:
     tasks: TaskService  # the persistent generation queue (task store + GPU executor)
     extensions: ExtensionService  # extension folders, installs, and what the active ones registered
     control: ControlService  # ControlNet model/module lists and detection (units run inside generation jobs)
+    restart: ServerRestart  # "Apply and restart UI": a clean stop and a new process (when app.main serves)
 
 
 def checkpoint_cache_limits(options: Options) -> tuple[int, int]:
@@ -209,16 +211,17 @@ def _services(settings: Settings, runtime: Runtime) -> Services:
     training = TrainingService(
         TrainingForms(settings, policy, runtime.registry), runtime.training_worker, policy, settings.paths,
         TrainingNeighbours(runtime.loras, runtime.registry, runtime.device_share, executor, generation, scripts))
+    restart = ServerRestart(executor, training.running_jobs)
     return Services(settings=settings, models=models, generation=generation, queue=QueueService(executor,
                     runtime.previews), networks=networks, styles=styles, upscale=upscale, scripts=scripts,
                     training=training, options=OptionsService(runtime.options, models, manager, executor, policy),
                     info=InfoService(runtime.registry, manager.hashes), runtime=runtime,
-                    extensions=ExtensionService(settings, runtime.options, runtime.extensions),
+                    extensions=ExtensionService(settings, runtime.options, runtime.extensions, restart),
                     defaults=ModelDefaultsService(runtime.registry, manager, runtime.options),
                     tasks=_task_service(settings, runtime, TaskUsing(generation, scripts, upscale, models,
                                                                      runtime.device_share,
                                                                      runtime.training_worker.jobs)),
-                    control=control_service)
+                    control=control_service, restart=restart)
 
 
 def _control_engine(settings: Settings, runtime: Runtime) -> ControlEngine:

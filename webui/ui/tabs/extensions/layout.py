@@ -7,12 +7,14 @@ reason up front and the same refusal the API gives if a click gets through.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import gradio as gr
 
 from webui.core.errors import ExtensionAccessError, WebUIError
 from webui.services.extension_service import RESTART_NOTE, ExtensionService
+from webui.services.server_restart import RESTART_MARK
 from webui.ui.formatting import error_markdown
 from webui.ui.tabs.extensions.mapping import (
     AVAILABLE_HEADERS,
@@ -21,6 +23,19 @@ from webui.ui.tabs.extensions.mapping import (
     installed_rows,
     refused_markdown,
 )
+
+
+# After "Apply and restart UI" answered that the server restarts: wait for it to go down, then reload the page
+# once it answers again (the restart waits for a running generation, so this may take a while).
+RELOAD_WHEN_BACK_JS = f"""(note) => {{
+  if (!note || !note.includes({json.dumps(RESTART_MARK)})) return [];
+  let down = false;
+  const poll = () => fetch(location.href, {{cache: "no-store", credentials: "same-origin"}})
+    .then(() => {{ if (down) location.reload(); else setTimeout(poll, 1000); }})
+    .catch(() => {{ down = true; setTimeout(poll, 1000); }});
+  setTimeout(poll, 1000);
+  return [];
+}}"""
 
 
 def _problem(exc: WebUIError) -> str:
@@ -51,7 +66,9 @@ def _build_installed(extensions: ExtensionService, refused: str) -> None:
                                label="Enabled extensions", elem_id="extensions_enabled", interactive=not refused)
     table = gr.Dataframe(headers=INSTALLED_HEADERS, value=installed_rows(infos), interactive=False,
                          elem_id="extensions_table", wrap=True)
-    message = gr.Markdown(RESTART_NOTE.replace("Saved to config.json; takes", "Changes take"),
+    message = gr.Markdown("*Apply and restart UI* saves the choice and restarts the server with it."
+                          if extensions.can_restart else RESTART_NOTE.replace("Saved to config.json; takes",
+                                                                               "Changes take"),
                           elem_id="extensions_message")
     failures = gr.Markdown(failures_markdown(infos), elem_id="extensions_failures")
 
@@ -62,7 +79,7 @@ def _build_installed(extensions: ExtensionService, refused: str) -> None:
 
     def on_apply(chosen: list[str]) -> list[Any]:
         try:
-            note = extensions.set_enabled(list(chosen or []), names)  # the choices Gradio accepts
+            note = extensions.apply_and_restart(list(chosen or []), names)  # the choices Gradio accepts
         except WebUIError as exc:
             return [*listing(), _problem(exc)]
         return [*listing(), note]
@@ -75,7 +92,8 @@ def _build_installed(extensions: ExtensionService, refused: str) -> None:
         return [installed_rows(extensions.extensions(), updates), "Checked for updates."]
 
     refresh.click(listing, outputs=[enabled, table, failures], api_name="extensions_list")
-    apply.click(on_apply, inputs=[enabled], outputs=[enabled, table, failures, message], api_name="extensions_apply")
+    apply.click(on_apply, inputs=[enabled], outputs=[enabled, table, failures, message],
+                api_name="extensions_apply").then(None, inputs=[message], js=RELOAD_WHEN_BACK_JS)
     check.click(on_check, outputs=[table, message], api_name="extensions_check_updates")
 
 
