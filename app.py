@@ -15,9 +15,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from webui.api.body_limit import install_limits
+from webui.api.extension_auth import UiSessions, extension_guard
 from webui.api.extension_routes import install_extension_routes
 from webui.api.gradio_guard import require_uploaded_files
-from webui.api.security import basic_auth, gradio_auth, install_docs, install_security, lan_urls
+from webui.api.security import gradio_auth, install_docs, install_security, lan_urls
 from webui.core.limits import LIMITS
 from webui.core.settings import Settings
 from webui.services import Services, build_services
@@ -45,8 +46,11 @@ def build_app(services: Services, ui_builder: UiBuilder | None = None) -> FastAP
         from webui.api.routes import install_api
 
         install_api(app, services)
-    api_auth = settings.security.api_auth  # extension routes: the same auth as /sdapi, mounted before the UI
-    install_extension_routes(app, services.extensions, basic_auth(api_auth) if api_auth else None)
+    security = settings.security  # extension routes: mounted before the UI; see webui/api/extension_auth.py
+    sessions = None if settings.nowebui else UiSessions()
+    install_extension_routes(app, services.extensions,
+                             extension_guard(False, security.api_auth, security.gradio_auth, sessions),
+                             extension_guard(True, security.api_auth, security.gradio_auth, sessions))
     file_roots: list[str] = []
     upload_dir: str | None = None
     if settings.nowebui:
@@ -54,6 +58,8 @@ def build_app(services: Services, ui_builder: UiBuilder | None = None) -> FastAP
     else:
         app, upload_dir = _mount_ui(app, services, ui_builder)
         file_roots.append(upload_dir)
+        if sessions is not None:
+            sessions.bind(app)
     install_security(app, settings, file_roots, upload_dir)
     install_limits(app)  # outermost: no middleware reads a body before its size is capped
     return app

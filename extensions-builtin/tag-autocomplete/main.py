@@ -62,7 +62,7 @@ def setup(ext: ExtensionContext) -> None:
     ext.add_setting("tag_autocomplete_replace_underscores", True,
                     "Write tags with spaces instead of underscores", section="Tag autocomplete")
     complete = TagComplete(ext)
-    ext.add_api_route("/tags", complete.tags)
+    ext.add_api_route("/tags", complete.tags, page=True)  # fetched by the page script, under the UI login
     folder = ext.paths.extension_dir
     script = (folder / "javascript" / "tagcomplete.js").read_text(encoding="utf-8")
     ext.add_js(script.replace("__TAGCOMPLETE_ROUTE__", f"{ext.route_prefix}/tags"))

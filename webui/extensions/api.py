@@ -136,6 +136,7 @@ class RouteSpec:
     fn: Callable[..., Any]
     methods: tuple[str, ...] = ("GET",)
     extension: str = ""
+    page: bool = False  # called by the extension's page script: the UI's login guards it (see add_api_route)
 
 
 class TabUI(Protocol):
@@ -275,11 +276,16 @@ class ExtensionContext:
         self.registrations.settings.append(SettingSpec(key, default, label, section,
                                                        tuple(choices) if choices is not None else None, self.name))
 
-    def add_api_route(self, path: str, fn: Callable[..., Any], methods: Sequence[str] = ("GET",)) -> None:
-        """`fn` (a FastAPI endpoint function) at `/ext/<name>/<path>`, behind the same auth as `/sdapi`."""
+    def add_api_route(self, path: str, fn: Callable[..., Any], methods: Sequence[str] = ("GET",),
+                      page: bool = False) -> None:
+        """`fn` (a FastAPI endpoint function) at `/ext/<name>/<path>`, behind the same auth as `/sdapi`
+        (`--api-auth`). `page=True` marks a route your page script (`add_js`) fetches: a browser has no API
+        credentials, so it is guarded by the UI's login instead (`--gradio-auth`; open when the UI is open).
+        An exception in `fn` answers 500 with the extension's name and the error, and is logged."""
         if not path.startswith("/") or ".." in path:
             raise ExtensionError(f"Route paths start with '/' and have no '..' (got {path!r}).")
-        self.registrations.routes.append(RouteSpec(path, fn, tuple(m.upper() for m in methods), self.name))
+        self.registrations.routes.append(RouteSpec(path, fn, tuple(m.upper() for m in methods), self.name,
+                                                   page))
 
     def add_css(self, css: str) -> None:
         """CSS text added to the page (read a file yourself: `(ext.paths.extension_dir / "style.css").read_text()`)."""
