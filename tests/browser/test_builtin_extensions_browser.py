@@ -89,3 +89,37 @@ def test_image_browser_tab_shows_a_generated_image(page, server, tmp_path):
                            "'Seed: 777')", timeout=TIMEOUT_MS)
     assert info.input_value().startswith("an image for the browser tab")
     page.screenshot(path=str(tmp_path / "image-browser.png"))
+
+
+@pytest.fixture(scope="module")
+def locked_server(tmp_path_factory, tiny_checkpoints):
+    """The app behind both logins, `--gradio-auth` for the UI and `--api-auth` for the API."""
+    from webui.core.settings import Credential, SecuritySettings
+    from webui.services import build_services
+
+    data_dir = make_data_dir(tmp_path_factory.mktemp("ext-browser-auth"), tiny_checkpoints, ("sd1",))
+    security = SecuritySettings(gradio_auth=(Credential("painter", "brush-1"),),
+                                api_auth=(Credential("bot", "t0ken"),))
+    services = build_services(make_settings(data_dir, security=security))
+    with ServerThread(build_app(services), free_port()) as running:
+        yield running.url
+    services.runtime.executor.shutdown()
+
+
+def test_tag_autocomplete_works_behind_the_ui_login_and_api_auth(browser, locked_server, tmp_path):  # noqa: F811
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto(locked_server)
+        page.get_by_label("username").fill("painter")
+        page.get_by_label("password").fill("brush-1")
+        page.keyboard.press("Enter")
+        box = page.locator("#txt2img_prompt textarea")
+        box.wait_for()
+        box.click()
+        box.press_sequentially("a cat, smi", delay=30)
+        assert _items(page)[:1] == ["smile"]  # the page's fetch carries the UI login; no password dialog
+        page.screenshot(path=str(tmp_path / "tag-autocomplete-logged-in.png"))
+    finally:
+        context.close()
