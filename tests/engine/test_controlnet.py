@@ -357,7 +357,7 @@ def test_a_control_lora_is_built_on_the_checkpoint_without_the_prompts_loras(con
     on_merged = _fresh_engine(control_services).prepare(request, active.pipeline, "sd1", active.entry.title)
     assert not _states_close(on_merged.units[0].model, expected)  # the LoRA's change would leak in ...
     built = _fresh_engine(control_services).prepare(request, active.pipeline, "sd1", active.entry.title,
-                                                    active.adapters.original_of)
+                                                    active.adapters.originals)
     assert _states_close(built.units[0].model, expected)  # ... but the checkpoint's own weights are used
     with_both = run(control_services, prompt="a square <lora:cl-style:1>", control_units=(unit("control-lora-sd1"),))
     assert len(with_both.images) == 1 and "<lora:cl-style:1>" in with_both.infotexts[0]

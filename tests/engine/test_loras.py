@@ -129,3 +129,44 @@ def test_loras_listed_with_metadata(services):
     names = {row["name"]: row for row in services.networks.lora_list()}
     assert {"lora", "loha", "lokr", "second"} <= set(names)
     assert names["lora"]["metadata"]["ss_network_dim"] == "4"
+
+
+def test_loras_apply_and_restore_under_lowvram_streaming(tmp_path):
+    """`--lowvram` (accelerate's sequential offload) leaves the parameters on the meta device and streams the real
+    ones from the offload hooks' store: a LoRA must be merged there, or it silently does nothing."""
+    from accelerate import cpu_offload
+    from accelerate.hooks import remove_hook_from_module
+    from diffusers import StableDiffusionPipeline
+
+    from webui.engine.networks.adapters import AdapterRequest, AdapterSet
+    from webui.testing.tiny_models import build_tiny_components
+
+    torch.set_num_threads(1)
+    pipe = StableDiffusionPipeline(**build_tiny_components("sd1", 0), tokenizer=None, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    path = write_adapter(tmp_path / "style.safetensors", pipe, "locon", seed=4)
+    inputs = (torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor(10),
+              torch.randn(1, 77, 32, generator=torch.Generator().manual_seed(1)))
+    request = AdapterRequest("style", path, "k")
+
+    def unet_out() -> torch.Tensor:
+        with torch.no_grad():
+            return pipe.unet(*inputs).sample
+
+    base = unet_out()
+    adapters = AdapterSet(pipe)
+    adapters.apply([request])
+    with_lora = unet_out()
+    adapters.restore()
+    for module in (pipe.unet, pipe.text_encoder):
+        cpu_offload(module, execution_device=torch.device("cpu"))
+    try:
+        assert any(param.is_meta for param in pipe.unet.parameters())
+        streamed = AdapterSet(pipe)
+        assert streamed.apply([request]) == []
+        assert torch.allclose(unet_out(), with_lora, atol=1e-6) and not torch.allclose(with_lora, base)
+        streamed.restore()
+        assert torch.equal(unet_out(), base)
+    finally:
+        for module in (pipe.unet, pipe.text_encoder):
+            remove_hook_from_module(module, recurse=True)

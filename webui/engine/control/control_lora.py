@@ -43,17 +43,19 @@ class ControlBase:
         return dict(self.unet.config)
 
 
-def module_weights(model: torch.nn.Module,
-                   original: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor) -> dict[str, torch.Tensor]:
-    """`model`'s tensors by name, each through `original` (the adapter set's pre-LoRA value), read from
-    accelerate's offload store where `--lowvram` left them on the meta device."""
+def module_weights(model: torch.nn.Module, originals: Mapping[int, torch.Tensor] | None = None
+                   ) -> dict[str, torch.Tensor]:
+    """`model`'s tensors by name, read from accelerate's offload store where `--lowvram` left them on the meta
+    device; `originals` (`AdapterSet.originals()`: pre-LoRA weights by `id(module)`) replace changed weights."""
+    originals = originals or {}
     state: dict[str, torch.Tensor] = {}
     for module_name, module in model.named_modules():
         prefix = f"{module_name}." if module_name else ""
         hook_weights = getattr(getattr(module, "_hf_hook", None), "weights_map", None)
         for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
-            tensor = original(tensor)
-            if tensor.is_meta and hook_weights is not None:
+            if name == "weight" and id(module) in originals:
+                tensor = originals[id(module)]
+            elif tensor.is_meta and hook_weights is not None:
                 tensor = hook_weights[name]
             state[prefix + name] = tensor.detach()
     return state

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -48,10 +48,11 @@ class ControlEngine:
                       self.annotators_dir, mask, cache=self.annotators, device=str(self.memory.device), seed=seed)
 
     def prepare(self, request: GenerationRequest, pipe, family: str, checkpoint: str,
-                original: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor) -> ControlRun | None:
+                originals: Callable[[], Mapping[int, torch.Tensor]] = dict) -> ControlRun | None:
         """A `ControlRun` for the request's enabled units, or None when there are none. Wrong-family models,
-        missing models and units without an image fail here, before any sampling. `original` gives a UNet
-        weight's checkpoint value where a LoRA changed it (ControlNet-LoRAs are built on those)."""
+        missing models and units without an image fail here, before any sampling. `originals` gives the
+        checkpoint's weights where LoRAs changed them (`AdapterSet.originals`; ControlNet-LoRAs are built on
+        those)."""
         units = [unit for unit in request.control_units if unit.enabled]
         if not units:
             return None
@@ -59,7 +60,7 @@ class ControlEngine:
         for entry in entries:
             check_family(self.library.facts(entry), entry.title, family, pipe.unet, checkpoint)
         dtype = next(pipe.unet.parameters()).dtype
-        base = ControlBase(pipe.unet, checkpoint, lambda: module_weights(pipe.unet, original))
+        base = ControlBase(pipe.unet, checkpoint, lambda: module_weights(pipe.unet, originals()))
         size = (request.width, request.height)
         prepared = []
         for index, (unit, entry) in enumerate(zip(units, entries, strict=True)):
@@ -77,7 +78,7 @@ class ControlEngine:
         if engine is None:
             raise ValidationError("ControlNet units were sent, but ControlNet is not available in this set-up.")
         return engine.prepare(request, active.pipeline, active.loaded.family, active.entry.title,
-                              active.adapters.original_of)
+                              active.adapters.originals)
 
     @staticmethod
     def placed_for(engine: ControlEngine | None, run: ControlRun | None, family: str):

@@ -216,6 +216,18 @@ def parse_adapter(path: Path, index: dict[str, Target], model_family: str | None
     return ParsedAdapter(tuple(matched), tuple(unmatched))
 
 
+def stored_weight(module: torch.nn.Module) -> torch.Tensor:
+    """The tensor that holds `module`'s weight. Under `--lowvram` (accelerate's sequential offload) the parameter
+    sits on the meta device and the real one is in the offload hook's store, copied to the GPU for each forward:
+    a LoRA merged into the meta parameter would silently do nothing, so it goes into the store."""
+    weight = module.weight
+    if weight.is_meta:
+        store = getattr(getattr(module, "_hf_hook", None), "weights_map", None)
+        if store is not None:
+            return store["weight"]
+    return weight
+
+
 class AdapterSet:
     """The adapters merged into one pipeline's weights. Owned by the pipeline manager; used by the single GPU
     worker only (no locking)."""
@@ -288,22 +300,21 @@ class AdapterSet:
                     continue
                 delta = module_adapter.delta(target.shape())
                 for module, part in target.split(delta):
-                    weight = module.weight
-                    if id(weight) not in self._backup:
-                        self._backup[id(weight)] = (module, weight.detach().clone())
+                    weight = stored_weight(module)
+                    if id(module) not in self._backup:
+                        self._backup[id(module)] = (module, weight.detach().clone())
                     weight.copy_((weight.to(torch.float32) + multiplier * part.to(weight.device)).to(weight.dtype))
 
-    def original_of(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The checkpoint's value of a weight this set may have changed (`tensor` itself when untouched): what a
-        ControlNet-LoRA is built on, whatever LoRAs the last prompt merged."""
-        saved = self._backup.get(id(tensor))
-        return saved[1] if saved is not None else tensor
+    def originals(self) -> dict[int, torch.Tensor]:
+        """The checkpoint's weights of the modules this set changed, by `id(module)`: what a ControlNet-LoRA is
+        built on, whatever LoRAs the last prompt merged."""
+        return {key: original for key, (_, original) in self._backup.items()}
 
     def restore(self) -> None:
         """Copy every touched weight back: the base model, bit for bit."""
         with torch.no_grad():
             for module, original in self._backup.values():
-                module.weight.copy_(original)
+                stored_weight(module).copy_(original)
         self._backup.clear()
         self._current = ()
 
