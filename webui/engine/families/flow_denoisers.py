@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from webui.engine.families.flow_prompts import FlowConditioning
+from webui.engine.runtime.offload_store import execution_device
 
 
 class FlowDenoiser:
@@ -31,7 +32,7 @@ class FlowDenoiser:
 
     @property
     def device(self) -> torch.device:
-        return next(self.transformer.parameters()).device
+        return execution_device(self.transformer)
 
     def latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
         return int(self.vae.config.latent_channels), height // self.scale_factor, width // self.scale_factor

@@ -21,6 +21,7 @@ from diffusers import AutoencoderTiny
 from PIL import Image
 
 from webui.core.errors import ModelLoadError
+from webui.engine.runtime.offload_store import execution_device
 
 log = logging.getLogger(__name__)
 
@@ -121,5 +122,5 @@ def vae_decode(vae: torch.nn.Module, latents: torch.Tensor) -> Image.Image:
     shift = getattr(config, "shift_factor", None) or 0.0
     scaled = latents.unsqueeze(0) / config.scaling_factor + shift
     with torch.no_grad():
-        decoded = vae.decode(scaled.to(vae.device, vae.dtype)).sample[0]
+        decoded = vae.decode(scaled.to(execution_device(vae), vae.dtype)).sample[0]
     return _to_image(decoded)

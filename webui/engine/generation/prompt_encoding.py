@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from webui.engine.runtime.offload_store import execution_device, is_streamed, replace_stored, stored_tensor
+
 CHUNK_TOKENS = 75
 COMMA_BACKTRACK = 20  # A1111: a chunk that overflows is split at a comma within its last 20 tokens
 BREAK = "BREAK"
@@ -80,6 +82,17 @@ def _install_rows(encoder: torch.nn.Module, base_vocab: int, rows: torch.Tensor)
     touched, so prompts without embeddings encode exactly as before."""
     table = encoder.get_input_embeddings()
     needed = base_vocab + rows.shape[0]
+    if is_streamed(table):  # --lowvram: the rows go into the offload store (see offload_store.py)
+        weight = stored_tensor(table)
+        if weight.shape[0] < needed:
+            with torch.inference_mode(False), torch.no_grad():  # a normal tensor: the hook makes a Parameter of it
+                grown = torch.zeros((needed, weight.shape[1]), dtype=weight.dtype, device=weight.device)
+                grown[: weight.shape[0]] = weight
+            replace_stored(table, "weight", grown)
+            table.num_embeddings = needed
+        with torch.no_grad():
+            stored_tensor(table)[base_vocab:needed] = rows.to(weight.device, weight.dtype)
+        return
     if table.weight.shape[0] < needed:
         encoder.resize_token_embeddings(needed, mean_resizing=False)
         table = encoder.get_input_embeddings()
@@ -181,7 +194,7 @@ def _slots(pipe) -> list[_EncoderSlot]:
 
 
 def _encode_chunk(slot: _EncoderSlot, ids: list[int], weights: list[float], clip_skip: int):
-    device = next(slot.encoder.parameters()).device
+    device = execution_device(slot.encoder)
     input_ids = torch.tensor([ids], device=device)
     out = slot.encoder(input_ids, output_hidden_states=True)
     if slot.penultimate_default:

@@ -38,6 +38,7 @@ from webui.engine.generation.scheduler_factory import make_scheduler
 from webui.engine.networks.adapters import AdapterRequest, AdapterSet
 from webui.engine.networks.embeddings import Embedding
 from webui.engine.runtime.fast_paths import working_dtype
+from webui.engine.runtime.offload_store import execution_device
 from webui.engine.upscale.upscalers import LATENT_MODES, UpscalerLibrary
 
 log = logging.getLogger(__name__)
@@ -169,14 +170,14 @@ def _denoise(pipe, task: str, plan: ConditioningPlan, request: GenerationRequest
 
 
 def _txt2img_batch(pipe, plan, request, batch, ctx, output_type: str):
-    param = next(pipe.unet.parameters())
+    device = execution_device(pipe.unet)
     dtype = working_dtype(pipe)  # float32 latents around a bfloat16 UNet (the CPU fast path)
     shape = _latent_shape(pipe, request.width, request.height)
     resize_from = None
     if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0:
         resize_from = _latent_shape(pipe, request.seed_resize_from_w, request.seed_resize_from_h)
     latents = batch_noise(batch.seeds, shape, subseeds=batch.subseeds, subseed_strength=request.subseed_strength,
-                          resize_from=resize_from).to(param.device, dtype)
+                          resize_from=resize_from).to(device, dtype)
     kwargs = dict(width=request.width, height=request.height, latents=latents, output_type=output_type)
     if ctx.is_inpaint_model:
         # A1111 runs txt2img on inpainting models as inpainting of a fully masked blank canvas.
@@ -246,10 +247,10 @@ def latent_filled(pipe, inits: list[Image.Image], mask: Image.Image, fill: int, 
     takes a 4-channel tensor as ready latents). Noise comes from one CPU generator per image seed, like the
     initial noise. Not used for 9-channel inpainting models or "only masked", which need pixels (they keep the
     pixel-space approximation of `fill_masked`)."""
-    param = next(pipe.vae.parameters())
+    device, dtype = execution_device(pipe.vae), pipe.vae.dtype
     processor = pipe.image_processor
     with torch.inference_mode():
-        pixels = torch.cat([processor.preprocess(img.convert("RGB")) for img in inits]).to(param.device, param.dtype)
+        pixels = torch.cat([processor.preprocess(img.convert("RGB")) for img in inits]).to(device, dtype)
         latents = pipe.vae.encode(pixels).latent_dist.mode() * pipe.vae.config.scaling_factor
     height, width = latents.shape[-2:]
     small = np.asarray(mask.convert("L").resize((width, height), Image.BILINEAR), dtype=np.float32) / 255.0
@@ -263,16 +264,16 @@ def latent_filled(pipe, inits: list[Image.Image], mask: Image.Image, fill: int, 
 
 def _latent_resized(pipe, init_images, count: int, request: GenerationRequest) -> torch.Tensor:
     processor = pipe.image_processor
-    param = next(pipe.vae.parameters())
+    device, dtype = execution_device(pipe.vae), pipe.vae.dtype
     latents = []
     for i in range(count):
         source = init_images[i % len(init_images)].convert("RGB")
         width, height = source.width // 8 * 8, source.height // 8 * 8
-        tensor = processor.preprocess(source.resize((width, height))).to(param.device, param.dtype)
+        tensor = processor.preprocess(source.resize((width, height))).to(device, dtype)
         with torch.inference_mode():
             encoded = pipe.vae.encode(tensor).latent_dist.mode() * pipe.vae.config.scaling_factor
         latents.append(torch.nn.functional.interpolate(encoded.float(), size=_latent_shape(
-            pipe, request.width, request.height)[1:], mode="bilinear").to(param.dtype))
+            pipe, request.width, request.height)[1:], mode="bilinear").to(dtype))
     return torch.cat(latents)
 
 

@@ -27,6 +27,7 @@ from webui.engine.networks.flow_layouts import (
     original_layout_names,
 )
 from webui.engine.networks.formats import ModuleAdapter, group_by_module
+from webui.engine.runtime.offload_store import stored_tensor
 
 log = logging.getLogger(__name__)
 
@@ -216,18 +217,6 @@ def parse_adapter(path: Path, index: dict[str, Target], model_family: str | None
     return ParsedAdapter(tuple(matched), tuple(unmatched))
 
 
-def stored_weight(module: torch.nn.Module) -> torch.Tensor:
-    """The tensor that holds `module`'s weight. Under `--lowvram` (accelerate's sequential offload) the parameter
-    sits on the meta device and the real one is in the offload hook's store, copied to the GPU for each forward:
-    a LoRA merged into the meta parameter would silently do nothing, so it goes into the store."""
-    weight = module.weight
-    if weight.is_meta:
-        store = getattr(getattr(module, "_hf_hook", None), "weights_map", None)
-        if store is not None:
-            return store["weight"]
-    return weight
-
-
 class AdapterSet:
     """The adapters merged into one pipeline's weights. Owned by the pipeline manager; used by the single GPU
     worker only (no locking)."""
@@ -300,7 +289,7 @@ class AdapterSet:
                     continue
                 delta = module_adapter.delta(target.shape())
                 for module, part in target.split(delta):
-                    weight = stored_weight(module)
+                    weight = stored_tensor(module)
                     if id(module) not in self._backup:
                         self._backup[id(module)] = (module, weight.detach().clone())
                     weight.copy_((weight.to(torch.float32) + multiplier * part.to(weight.device)).to(weight.dtype))
@@ -314,7 +303,7 @@ class AdapterSet:
         """Copy every touched weight back: the base model, bit for bit."""
         with torch.no_grad():
             for module, original in self._backup.values():
-                stored_weight(module).copy_(original)
+                stored_tensor(module).copy_(original)
         self._backup.clear()
         self._current = ()
 
