@@ -7,17 +7,19 @@ into the UNet) start at zero, so they are perturbed to give the model an effect.
 - `diffusers`: one `.safetensors` with diffusers keys,
 - `ldm`: one `.safetensors` with the original release's `control_model.*` keys,
 - `folder`: a diffusers folder (`config.json` + `diffusion_pytorch_model.safetensors`).
+Also Stability's ControlNet-LoRA files (`write_tiny_control_lora`) and T2I-Adapters (`write_tiny_adapter`, in
+TencentARC's original keys, diffusers keys or a diffusers folder).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from diffusers import ControlNetModel
+from diffusers import ControlNetModel, T2IAdapter
 from safetensors.torch import save_file
 
 from webui.engine.models.ldm_convert import unet_key_map
-from webui.testing.tiny_models import build_tiny_components
+from webui.testing.tiny_models import UNET_CHANNELS, build_tiny_components
 
 HINT_CHANNELS = (16, 32)
 LAYOUTS = ("diffusers", "ldm", "folder")
@@ -114,3 +116,45 @@ def write_tiny_control_lora(path: str | Path, family: str = "sd1", *, rank: int 
     save_file(_contiguous(out, torch.float32), str(target))
     model.load_state_dict(state)
     return model.eval()
+
+
+ADAPTER_LAYOUTS = ("original", "diffusers", "folder")
+
+
+def build_tiny_adapter(seed: int = 0, in_channels: int = 3, family: str = "sd1") -> T2IAdapter:
+    """A full T2I-Adapter for the tiny checkpoints: one level per UNet down block (widths (32, 64)), two blocks
+    per level, pixel-unshuffle by 2 (the tiny VAE's factor), seeded random weights."""
+    torch.manual_seed(seed)
+    model = T2IAdapter(in_channels=in_channels, channels=UNET_CHANNELS, num_res_blocks=2, downscale_factor=2,
+                       adapter_type="full_adapter")
+    return model.eval()
+
+
+def adapter_to_original(model: T2IAdapter) -> dict[str, torch.Tensor]:
+    """TencentARC's keys: `conv_in`, `body.K.block1/block2/in_conv` with K = level * blocks per level + block."""
+    per_level = int(model.config.num_res_blocks)
+    out = {}
+    for key, value in model.state_dict().items():
+        parts = key.removeprefix("adapter.").split(".")
+        if parts[0] == "conv_in":
+            out[".".join(parts)] = value
+        elif parts[2] == "in_conv":
+            out[f"body.{int(parts[1]) * per_level}.in_conv.{parts[3]}"] = value
+        elif parts[2] == "resnets":
+            out[f"body.{int(parts[1]) * per_level + int(parts[3])}.{parts[4]}.{parts[5]}"] = value
+    return out
+
+
+def write_tiny_adapter(path: str | Path, *, layout: str = "original", seed: int = 0, in_channels: int = 3,
+                       dtype: torch.dtype = torch.float32) -> T2IAdapter:
+    """Write a tiny T2I-Adapter in `layout` ("original", "diffusers" keys in one file, or a diffusers "folder");
+    returns the model written."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model = build_tiny_adapter(seed, in_channels)
+    if layout == "folder":
+        model.to(dtype).save_pretrained(target, safe_serialization=True)
+        return model
+    state = adapter_to_original(model) if layout == "original" else model.state_dict()
+    save_file(_contiguous(state, dtype), str(target))
+    return model

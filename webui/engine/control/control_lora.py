@@ -37,6 +37,7 @@ class ControlBase:
     unet: torch.nn.Module
     checkpoint: str
     weights: Callable[[], Mapping[str, torch.Tensor]] = field(repr=False)
+    vae_scale_factor: int = 8  # pixels per latent (a T2I-Adapter's first level is the latents' size)
 
     @property
     def config(self) -> dict[str, object]:

@@ -60,7 +60,8 @@ class ControlEngine:
         for entry in entries:
             check_family(self.library.facts(entry), entry.title, family, pipe.unet, checkpoint)
         dtype = next(pipe.unet.parameters()).dtype
-        base = ControlBase(pipe.unet, checkpoint, lambda: module_weights(pipe.unet, originals()))
+        base = ControlBase(pipe.unet, checkpoint, lambda: module_weights(pipe.unet, originals()),
+                           int(getattr(pipe, "vae_scale_factor", 8)))
         size = (request.width, request.height)
         prepared = []
         for index, (unit, entry) in enumerate(zip(units, entries, strict=True)):
@@ -99,30 +100,32 @@ class ControlEngine:
 
     @contextlib.contextmanager
     def placed(self, run: ControlRun | None, family: str) -> Iterator[None]:
-        """The units' models on the device for the job, as the memory flags place the pipeline: streamed layer by
-        layer under `--lowvram`, on the device only during the job under `--medvram`, else kept there."""
+        """The units' models on the device for the job, as the memory flags place the pipeline: ControlNets
+        streamed layer by layer under `--lowvram`, on the device only during the job under `--medvram` (and the
+        small T2I-Adapters under both), else kept there."""
         if run is None:
             yield
             return
         actions = self.memory.plan(family).actions
-        net = run.net
-        if SEQUENTIAL_OFFLOAD in actions:
+        streamed = run.net if SEQUENTIAL_OFFLOAD in actions else None
+        resident = [model for model in run.models() if model is not streamed]
+        if streamed is not None:
             from accelerate import cpu_offload
-            from accelerate.hooks import remove_hook_from_module
 
-            net.to("cpu")
-            cpu_offload(net, execution_device=self.memory.device)
-            try:
-                yield
-            finally:
-                remove_hook_from_module(net, recurse=True)
-            return
-        _move(net, self.memory.device)
+            streamed.to("cpu")
+            cpu_offload(streamed, execution_device=self.memory.device)
+        for model in resident:
+            _move(model, self.memory.device)
         try:
             yield
         finally:
-            if MODEL_OFFLOAD in actions:
-                _move(net, torch.device("cpu"))
+            if streamed is not None:
+                from accelerate.hooks import remove_hook_from_module
+
+                remove_hook_from_module(streamed, recurse=True)
+            if MODEL_OFFLOAD in actions or SEQUENTIAL_OFFLOAD in actions:
+                for model in resident:
+                    _move(model, torch.device("cpu"))
 
 
 def _move(net: torch.nn.Module, device: torch.device) -> None:

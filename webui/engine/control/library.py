@@ -1,4 +1,4 @@
-"""The ControlNet files in `models/ControlNet` and the loaded ones kept in RAM.
+"""The ControlNet (and T2I-Adapter) files in `models/ControlNet` and the loaded ones kept in RAM.
 
 Why a cache with a byte budget: a job with three units loads three ControlNets (about 1.4 GB each for SD1, 2.5 GB
 for SDXL); the next job usually uses the same ones. They stay loaded, least recently used dropped first, within
@@ -19,7 +19,17 @@ import torch
 from webui.core.control import NO_MODEL
 from webui.core.errors import ModelLoadError, ModelNotFoundError
 from webui.engine.control.control_lora import ControlBase, load_control_lora
-from webui.engine.control.loading import CONTROL_LORA, ControlNetFacts, load_controlnet, read_facts, short_hash
+from webui.engine.control.loading import (
+    ADAPTER_FOLDER,
+    ADAPTER_LAYOUTS,
+    CONTROL_LORA,
+    ControlNetFacts,
+    load_controlnet,
+    read_facts,
+    read_state,
+    short_hash,
+)
+from webui.engine.control.t2i_adapter import build_adapter, load_adapter_folder
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +52,11 @@ class ControlNetEntry:
 
 
 def _is_controlnet_folder(folder: Path) -> bool:
+    """A diffusers folder of a ControlNet or a T2I-Adapter."""
     config = folder / "config.json"
     try:
-        return config.is_file() and '"ControlNetModel"' in config.read_text(encoding="utf-8")
+        return config.is_file() and any(f'"{name}"' in config.read_text(encoding="utf-8")
+                                        for name in ("ControlNetModel", "T2IAdapter"))
     except OSError:
         return False
 
@@ -138,8 +150,14 @@ class ControlNetLibrary:
         model = self._loaded.pop(key, None)
         if model is None:
             log.info("Loading ControlNet %s", entry.path)
-            if self._is_control_lora(entry):
+            layout = self.facts(entry).layout
+            if layout == CONTROL_LORA:
                 model = load_control_lora(entry.path, base, dtype)
+            elif layout == ADAPTER_FOLDER:
+                model = load_adapter_folder(entry.path, dtype)
+            elif layout in ADAPTER_LAYOUTS:
+                model = build_adapter(read_state(entry.path), layout, base.config, base.vae_scale_factor,
+                                      entry.path.name, dtype)
             else:
                 model = load_controlnet(entry.path, base.config, dtype)
             self.load_count += 1

@@ -22,12 +22,17 @@ from diffusers import ControlNetModel
 from safetensors.torch import load_file
 
 from webui.core.errors import ModelLoadError, ValidationError
+from webui.engine.control.t2i_adapter import DIFFUSERS as ADAPTER_DIFFUSERS
+from webui.engine.control.t2i_adapter import ORIGINAL as ADAPTER_ORIGINAL
+from webui.engine.control.t2i_adapter import adapter_layout, folder_family
 from webui.engine.models.detection import SD1, SD2, SDXL
 from webui.engine.models.safetensors_header import header_shapes
 
 LDM_PREFIX = "control_model."
 CONTROL_LORA_MARKER = "lora_controlnet"
 CONTROL_LORA = "control-lora"
+ADAPTER_FOLDER = "t2i-adapter-folder"
+ADAPTER_LAYOUTS = (ADAPTER_ORIGINAL, ADAPTER_DIFFUSERS, ADAPTER_FOLDER)
 _ADDED_EMBEDDING = (("label_emb.0.0", "add_embedding.linear_1"), ("label_emb.0.2", "add_embedding.linear_2"))
 _HINT_RE = re.compile(r"^input_hint_block\.(\d+)\.(weight|bias)$")
 _FAMILY_NAMES = {SD1: "SD 1.x", SD2: "SD 2.x", SDXL: "SDXL"}
@@ -38,7 +43,7 @@ _FOLDER_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_mod
 class ControlNetFacts:
     """What the weights say: key layout and the base-model family they were trained for."""
 
-    layout: str  # "ldm", "diffusers", "folder" or "control-lora"
+    layout: str  # "ldm", "diffusers", "folder", "control-lora", or a T2I-Adapter's (see ADAPTER_LAYOUTS)
     family: str
     cross_attention_dim: int | None
 
@@ -80,6 +85,8 @@ def facts_from_shapes(shapes: Mapping[str, tuple[int, ...]], name: str) -> Contr
         if not any(key.startswith("input_hint_block.") for key in keys):
             raise ModelLoadError(f"'{name}' is marked as a ControlNet-LoRA but has no hint encoder "
                                  "(input_hint_block); the file is incomplete.")
+    elif (adapter := adapter_layout(shapes)) is not None:
+        return ControlNetFacts(adapter, SD1, None)
     elif any(key.startswith("controlnet_cond_embedding.") for key in shapes):
         layout, keys = "diffusers", dict(shapes)
         added = "add_embedding.linear_1.weight" in keys
@@ -89,8 +96,8 @@ def facts_from_shapes(shapes: Mapping[str, tuple[int, ...]], name: str) -> Contr
         added = "label_emb.0.0.weight" in keys
         attn = [s for k, s in keys.items() if k.endswith("attn2.to_k.weight")]
     else:
-        raise ModelLoadError(f"'{name}' is not a ControlNet model (no ControlNet hint encoder in the file). "
-                             "T2I-Adapter files are not supported yet.")
+        raise ModelLoadError(f"'{name}' is neither a ControlNet nor a T2I-Adapter (no hint encoder or adapter "
+                             "body in the file).")
     context = attn[0][1] if attn else None
     family = SDXL if added else SD2 if context == 1024 else SD1
     return ControlNetFacts(layout, family, context)
@@ -98,6 +105,8 @@ def facts_from_shapes(shapes: Mapping[str, tuple[int, ...]], name: str) -> Contr
 
 def folder_facts(folder: Path) -> ControlNetFacts:
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if config.get("_class_name") == "T2IAdapter":
+        return ControlNetFacts(ADAPTER_FOLDER, folder_family(config), None)
     if config.get("_class_name", "ControlNetModel") != "ControlNetModel":
         raise ModelLoadError(f"'{folder.name}' is a {config.get('_class_name')}, not a ControlNetModel.")
     added = config.get("addition_embed_type") == "text_time"

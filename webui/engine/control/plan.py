@@ -22,15 +22,18 @@ from diffusers import (
     StableDiffusionXLControlNetImg2ImgPipeline,
     StableDiffusionXLControlNetInpaintPipeline,
     StableDiffusionXLControlNetPipeline,
+    T2IAdapter,
 )
 from PIL import Image
 
 from webui.core.control import NO_MODULE, ControlUnit, infotext_entries
 from webui.core.errors import GenerationError
+from webui.engine.control.adapter_unet import AdapterInput, AdapterUNet, run_steps
 from webui.engine.control.images import fit_map, map_tensor
 from webui.engine.control.library import ControlNetEntry
 from webui.engine.control.modes import ModedMultiControlNet
-from webui.engine.generation.pipelines import share_modules
+from webui.engine.generation.pipelines import pipeline_for, share_modules
+from webui.engine.runtime.offload_store import execution_device
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +96,15 @@ class ControlRun:
     def __init__(self, units: list[PreparedUnit], first_size: tuple[int, int]):
         self.units = units
         self.first_size = first_size
-        self.net = ModedMultiControlNet([u.model for u in units], [u.unit.control_mode for u in units])
+        self.control_units = [u for u in units if not isinstance(u.model, T2IAdapter)]
+        self.adapter_units = [u for u in units if isinstance(u.model, T2IAdapter)]
+        self.net = ModedMultiControlNet([u.model for u in self.control_units],
+                                        [u.unit.control_mode for u in self.control_units]) \
+            if self.control_units else None
+
+    def models(self) -> list[torch.nn.Module]:
+        """What must sit on the device during the job: the ControlNets (as one module) and the adapters."""
+        return [*([self.net] if self.net is not None else []), *(u.model for u in self.adapter_units)]
 
     def detected_maps(self) -> list[Image.Image]:
         """The maps of units with a preprocessor (module "none" only repeats the input), at the first size."""
@@ -106,23 +117,35 @@ class ControlRun:
     def view(self, pipe, task: str, is_inpaint_model: bool, cfg_scale: float, size: tuple[int, int],
              task_kwargs: dict[str, Any], **replace) -> tuple[Any, dict[str, Any]]:
         """The ControlNet pipeline for `task` on `pipe`'s modules and the call's arguments with the units added
-        (arguments that pipeline class does not take are dropped, with a log line)."""
+        (arguments that pipeline class does not take are dropped, with a log line); with T2I-Adapter units its UNet
+        is the stand-in that adds their features, and with adapters only it is the task's plain pipeline."""
+        device, dtype = execution_device(pipe.unet), pipe.unet.dtype
+        holder: list[Any] = []  # the view, for the stand-in UNet to read its scheduler's steps when it runs
+        if self.adapter_units:  # T2I-Adapters: a stand-in UNet adds their features (see adapter_unet.py)
+            replace["unet"] = AdapterUNet(pipe.unet, [
+                AdapterInput(u.model, map_tensor(u.map_at(size), device, dtype), float(u.unit.weight),
+                             float(u.unit.guidance_start), float(u.unit.guidance_end), u.unit.control_mode)
+                for u in self.adapter_units], lambda: run_steps(holder[0].scheduler), cfg_scale > 1.0)
+        if self.net is None:
+            view = pipeline_for(pipe, task, is_inpaint_model, **replace)
+            holder.append(view)
+            return view, task_kwargs
         if is_inpaint_model and task in ("txt2img", "img2img"):
             task = "inpaint"
         cls = CONTROL_PIPELINES[(getattr(pipe, "text_encoder_2", None) is not None, task)]
         view = share_modules(_list_maps(cls), pipe, controlnet=self.net, **replace)
+        holder.append(view)
         view.set_progress_bar_config(disable=True)
         self.net.cfg_batch = cfg_scale > 1.0  # diffusers runs CFG as [uncond, cond] only above 1
-        param = next(pipe.unet.parameters())
         accepted = set(inspect.signature(cls.__call__).parameters)
-        maps = [u.map_at(size) for u in self.units]
+        maps = [u.map_at(size) for u in self.control_units]
         if task_kwargs.get("padding_mask_crop") is not None:  # "only masked": the maps are cropped like the image
             if any(image.mode == "RGBA" for image in maps):
                 raise GenerationError("The inpaint preprocessor cannot be combined with inpaint area 'Only masked' "
                                       "yet; use 'Whole picture'.")
             control = list(maps)  # PIL images: the pipeline crops them to the masked area
         else:
-            control = [map_tensor(image, param.device, param.dtype) for image in maps]
+            control = [map_tensor(image, device, dtype) for image in maps]
         if "masked_image_latents" in task_kwargs and "masked_image_latents" not in accepted:
             task_kwargs = {**task_kwargs, "image": _pixels(pipe, task_kwargs["image"])}
         dropped = [name for name in task_kwargs if name not in accepted]
@@ -130,9 +153,10 @@ class ControlRun:
             log.info("The ControlNet %s pipeline does not take %s; left out.", task, ", ".join(dropped))
         kwargs = {name: value for name, value in task_kwargs.items() if name in accepted}
         kwargs[_CONTROL_ARGUMENT[task]] = control
-        kwargs.update(controlnet_conditioning_scale=[float(u.unit.weight) for u in self.units],
-                      control_guidance_start=[float(u.unit.guidance_start) for u in self.units],
-                      control_guidance_end=[float(u.unit.guidance_end) for u in self.units], guess_mode=False)
+        units = self.control_units
+        kwargs.update(controlnet_conditioning_scale=[float(u.unit.weight) for u in units],
+                      control_guidance_start=[float(u.unit.guidance_start) for u in units],
+                      control_guidance_end=[float(u.unit.guidance_end) for u in units], guess_mode=False)
         if task != "txt2img":
             kwargs.setdefault("width", size[0])
             kwargs.setdefault("height", size[1])
