@@ -293,10 +293,10 @@ def test_files_that_are_not_controlnets_get_a_clear_message(tmp_path):
     save_file({"lora_controlnet": torch.zeros(1), "input_blocks.1.0.in_layers.2.up": torch.zeros(4, 2)}, str(lora))
     with pytest.raises(ModelLoadError, match="ControlNet-LoRA but has no hint encoder"):
         read_facts(lora)
-    adapter = tmp_path / "t2iadapter.safetensors"
-    save_file({"body.0.block1.weight": torch.zeros(4, 4, 3, 3)}, str(adapter))
-    with pytest.raises(ModelLoadError, match="is not a ControlNet model"):
-        read_facts(adapter)
+    other = tmp_path / "upscaler.safetensors"
+    save_file({"body.0.weight": torch.zeros(4, 4, 3, 3)}, str(other))
+    with pytest.raises(ModelLoadError, match="is neither a ControlNet nor a T2I-Adapter"):
+        read_facts(other)
 
 
 @pytest.mark.parametrize("inputs", [dict(inpainting_fill=2), dict(inpainting_fill=3),
