@@ -1,4 +1,6 @@
 """ControlNet benchmark: the per-step cost of one and two ControlNet units relative to no unit, same model, one run.
+A T2I-Adapter unit is measured too (its features are computed once per image, so it should cost almost nothing
+per step).
 
 Per-step cost is measured by difference: each configuration generates at a short and a long step count, and
 (t_long - t_short) / (steps_long - steps_short) removes what does not grow with steps (prompt encoding, the
@@ -26,6 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from diffusers import T2IAdapter  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
@@ -33,7 +36,13 @@ from webui.core.control import ControlUnit  # noqa: E402
 from webui.core.requests import GenerationRequest  # noqa: E402
 from webui.core.settings import Paths, Settings  # noqa: E402
 from webui.services import build_services  # noqa: E402
-from webui.testing.tiny_controlnet import controlnet_from_unet, controlnet_to_ldm, write_tiny_controlnet  # noqa: E402
+from webui.testing.tiny_controlnet import (  # noqa: E402
+    adapter_to_original,
+    controlnet_from_unet,
+    controlnet_to_ldm,
+    write_tiny_adapter,
+    write_tiny_controlnet,
+)
 from webui.testing.tiny_models import write_tiny_checkpoint  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "webui" / "engine" / "models" / "configs" / "sd15"
@@ -47,6 +56,7 @@ def write_models(data: Path, model: str) -> str:
         write_tiny_checkpoint(ckpt_dir / "tiny-sd1.safetensors", "sd1", dtype=torch.float32)
         for seed in (1, 2):
             write_tiny_controlnet(cn_dir / f"cn-{seed}.safetensors", "sd1", layout="ldm", seed=seed)
+        write_tiny_adapter(cn_dir / "t2i-adapter.safetensors", layout="original", seed=3)
         return "tiny-sd1.safetensors"
     from diffusers import UNet2DConditionModel
 
@@ -59,6 +69,9 @@ def write_models(data: Path, model: str) -> str:
         state = controlnet_to_ldm(controlnet_from_unet(unet, (16, 32, 96, 256), seed))
         save_file({k: v.detach().to(torch.float16).contiguous() for k, v in state.items()},
                   str(cn_dir / f"cn-{seed}.safetensors"))
+    adapter = T2IAdapter(in_channels=3, channels=(320, 640, 1280, 1280), num_res_blocks=2, downscale_factor=8)
+    save_file({k: v.to(torch.float16).contiguous() for k, v in adapter_to_original(adapter).items()},
+              str(cn_dir / "t2i-adapter.safetensors"))  # TencentARC's full SD1.5 adapter, random weights
     return "sd15-random.safetensors"
 
 
@@ -104,9 +117,11 @@ def main() -> None:
                                      seed=1, sampler_name="Euler", save_images=False)
             image = control_image(args.size)
             units = [ControlUnit(model=f"cn-{seed}", image=image) for seed in (1, 2)]
-            runs = {label: per_step(services, dataclasses.replace(base, control_units=tuple(units[:count])),
-                                    *args.steps, args.repeats)
-                    for label, count in (("no unit", 0), ("one unit", 1), ("two units", 2))}
+            adapter = (ControlUnit(model="t2i-adapter", image=image),)
+            runs = {label: per_step(services, dataclasses.replace(base, control_units=chosen), *args.steps,
+                                    args.repeats)
+                    for label, chosen in (("no unit", ()), ("one unit", tuple(units[:1])),
+                                          ("two units", tuple(units)), ("one T2I-Adapter unit", adapter))}
         finally:
             services.runtime.executor.shutdown()
     baseline = statistics.median(runs["no unit"])
