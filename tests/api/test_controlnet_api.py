@@ -115,6 +115,18 @@ def test_a_control_lora_model_runs_through_the_api(served):
     assert "Model: control-lora-canny-rank4 [" in json.loads(answer.json()["info"])["infotexts"][0]
 
 
+def test_a_reference_unit_needs_no_model(served):
+    client, _ = served
+    plain = client.post("/sdapi/v1/txt2img", json=body()).json()
+    answer = client.post("/sdapi/v1/txt2img", json=body(alwayson_scripts={"controlnet": {"args": [
+        unit(module="reference_adain+attn", model="None", threshold_a=0.5)]}}))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["images"][0] != plain["images"][0]
+    assert "Module: reference_adain+attn, Model: None" in json.loads(answer.json()["info"])["infotexts"][0]
+    detail = client.get("/controlnet/module_list").json()["module_detail"]["reference_only"]
+    assert detail["model_free"] is True and detail["sliders"][1]["name"].startswith("Style Fidelity")
+
+
 def test_img2img_unit_with_an_image_and_mask_object_and_the_no_append_option(served):
     client, services = served
     control = unit(module="none", image={"image": b64_png(square()), "mask": b64_png(Image.new("L", (64, 64)))},

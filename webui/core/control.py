@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from webui.core.control_modules import preprocessor_spec
 from webui.core.errors import ValidationError
 
 # The extension's enums, in its index order (clients send the name or the index).
@@ -79,9 +80,16 @@ class ControlUnit:
         if self.resize_mode not in CONTROL_RESIZE_MODES:
             problems.append(f"{what}: unknown resize mode {self.resize_mode!r}; "
                             f"one of {', '.join(CONTROL_RESIZE_MODES)}.")
-        if self.enabled and self.model in ("", NO_MODEL):
+        if self.enabled and self.model in ("", NO_MODEL) and not _model_free(self.module):
             problems.append(f"{what} is enabled but has no model.")
         return problems
+
+
+def _model_free(module: str) -> bool:
+    try:
+        return preprocessor_spec(module).model_free
+    except ValidationError:
+        return False
 
 
 def _finite(value: object) -> bool:

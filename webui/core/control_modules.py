@@ -46,6 +46,7 @@ class PreprocessorSpec:
     threshold_b: Slider | None = None
     annotator_files: tuple[str, ...] = ()
     needs_mask: bool = False
+    model_free: bool = False  # works without a ControlNet model (the reference modules)
 
     @property
     def sliders(self) -> list[dict | None]:
@@ -67,6 +68,7 @@ _PIDI = ("table5_pidinet.pth",)
 _BODY = "body_pose_model.pth"
 _HAND = "hand_pose_model.pth"
 _FACE = "facenet.pth"
+_FIDELITY = Slider('Style Fidelity (only for "Balanced" mode)', 0.5, 0.0, 1.0, 0.01)
 
 # Order: "none" first, then as the extension's dropdown sorts them (by the alias shown).
 PREPROCESSORS: tuple[PreprocessorSpec, ...] = (
@@ -92,6 +94,9 @@ PREPROCESSORS: tuple[PreprocessorSpec, ...] = (
                      annotator_files=("mlsd_large_512_fp32.pth",)),
     PreprocessorSpec("normal_bae", "normal_bae", _res(), annotator_files=("scannet.pt",)),
     PreprocessorSpec("openpose", "openpose", _res(), annotator_files=(_BODY,)),
+    PreprocessorSpec("reference_adain", "reference_adain", None, _FIDELITY, model_free=True),
+    PreprocessorSpec("reference_adain+attn", "reference_adain+attn", None, _FIDELITY, model_free=True),
+    PreprocessorSpec("reference_only", "reference_only", None, _FIDELITY, model_free=True),
     PreprocessorSpec("openpose_face", "openpose_face", _res(), annotator_files=(_BODY, _FACE)),
     PreprocessorSpec("openpose_faceonly", "openpose_faceonly", _res(), annotator_files=(_BODY, _FACE)),
     PreprocessorSpec("openpose_full", "openpose_full", _res(), annotator_files=(_BODY, _HAND, _FACE)),
@@ -128,7 +133,7 @@ def module_list(alias_names: bool = False) -> list[str]:
 
 def module_detail(alias_names: bool = False) -> dict[str, dict]:
     """The extension's `module_detail`: per module, `model_free` and its `sliders` list."""
-    return {(spec.ui_name if alias_names else spec.name): {"model_free": False, "sliders": spec.sliders}
+    return {(spec.ui_name if alias_names else spec.name): {"model_free": spec.model_free, "sliders": spec.sliders}
             for spec in PREPROCESSORS}
 
 

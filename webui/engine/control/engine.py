@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from webui.core.control import NO_MODULE, ControlUnit
-from webui.core.control_modules import pixel_perfect_resolution
+from webui.core.control_modules import pixel_perfect_resolution, preprocessor_spec
 from webui.core.errors import ValidationError
 from webui.core.requests import GenerationRequest
 from webui.engine.control.control_lora import ControlBase, module_weights
@@ -56,9 +56,14 @@ class ControlEngine:
         units = [unit for unit in request.control_units if unit.enabled]
         if not units:
             return None
-        entries = [self.library.find(unit.model) for unit in units]
+        free = [preprocessor_spec(unit.module).model_free for unit in units]  # the reference modules
+        if any(free) and getattr(pipe, "unet", None) is None:
+            raise ValidationError("The reference preprocessors need a UNet model (SD 1.x, SD 2.x or SDXL).")
+        entries = [None if model_free else self.library.find(unit.model)
+                   for unit, model_free in zip(units, free, strict=True)]
         for entry in entries:
-            check_family(self.library.facts(entry), entry.title, family, pipe.unet, checkpoint)
+            if entry is not None:
+                check_family(self.library.facts(entry), entry.title, family, pipe.unet, checkpoint)
         dtype = next(pipe.unet.parameters()).dtype
         base = ControlBase(pipe.unet, checkpoint, lambda: module_weights(pipe.unet, originals()),
                            int(getattr(pipe, "vae_scale_factor", 8)))
@@ -66,10 +71,11 @@ class ControlEngine:
         prepared = []
         for index, (unit, entry) in enumerate(zip(units, entries, strict=True)):
             image, mask = _unit_image(unit, request, index)
-            model = self.library.load(entry, base, dtype, keep=tuple(entries))
+            model = None if entry is None else self.library.load(
+                entry, base, dtype, keep=tuple(e for e in entries if e is not None))
             detected = self.detect_map(unit, image, size, mask, seed=max(request.seed, 0))
             prepared.append(PreparedUnit(unit, entry, model, detected))
-        return ControlRun(prepared, size)
+        return ControlRun(prepared, size, max(request.seed, 0))
 
     @staticmethod
     def run_for(engine: ControlEngine | None, request: GenerationRequest, active) -> ControlRun | None:

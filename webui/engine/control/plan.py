@@ -26,12 +26,14 @@ from diffusers import (
 )
 from PIL import Image
 
-from webui.core.control import NO_MODULE, ControlUnit, infotext_entries
+from webui.core.control import NO_MODEL, NO_MODULE, ControlUnit, infotext_entries
+from webui.core.control_modules import preprocessor_spec
 from webui.core.errors import GenerationError
 from webui.engine.control.adapter_unet import AdapterInput, AdapterUNet, run_steps
 from webui.engine.control.images import fit_map, map_tensor
 from webui.engine.control.library import ControlNetEntry
 from webui.engine.control.modes import ModedMultiControlNet
+from webui.engine.control.reference import ReferenceInput, ReferenceUNet, style_fidelity
 from webui.engine.generation.pipelines import pipeline_for, share_modules
 from webui.engine.runtime.offload_store import execution_device
 
@@ -67,6 +69,15 @@ def _list_maps(cls: type) -> type:
     return type(cls.__name__, (cls,), {"check_inputs": check_inputs, "__module__": cls.__module__})
 
 
+def _reference_latents(pipe, image: Image.Image) -> torch.Tensor:
+    """The reference image's latents as the UNet sees them (VAE mean, scaled)."""
+    vae = pipe.vae
+    pixels = map_tensor(image.convert("RGB"), execution_device(vae), vae.dtype) * 2 - 1
+    with torch.inference_mode():
+        latents = vae.encode(pixels).latent_dist.mean
+    return (latents - (getattr(vae.config, "shift_factor", None) or 0.0)) * vae.config.scaling_factor
+
+
 def _pixels(pipe, latents: torch.Tensor) -> torch.Tensor:
     """Latent-filled inpainting input ("latent noise"/"latent nothing") as pixels in [-1, 1]: the ControlNet
     inpaint pipelines take no ready latents, so the filled latents go through the VAE and back."""
@@ -79,8 +90,8 @@ class PreparedUnit:
     """An enabled unit with its model and its detected map (before fitting to a size)."""
 
     unit: ControlUnit
-    entry: ControlNetEntry
-    model: torch.nn.Module
+    entry: ControlNetEntry | None  # None for the model-free reference modules
+    model: torch.nn.Module | None
     detected: Image.Image
     fitted: dict[tuple[int, int], Image.Image] = field(default_factory=dict)
 
@@ -93,11 +104,13 @@ class PreparedUnit:
 class ControlRun:
     """The units of one job. `first_size` is the first pass's size (the maps shown and saved are at it)."""
 
-    def __init__(self, units: list[PreparedUnit], first_size: tuple[int, int]):
+    def __init__(self, units: list[PreparedUnit], first_size: tuple[int, int], seed: int = 0):
         self.units = units
         self.first_size = first_size
-        self.control_units = [u for u in units if not isinstance(u.model, T2IAdapter)]
+        self.seed = seed  # the reference modules' noise
+        self.control_units = [u for u in units if u.model is not None and not isinstance(u.model, T2IAdapter)]
         self.adapter_units = [u for u in units if isinstance(u.model, T2IAdapter)]
+        self.reference_units = [u for u in units if u.model is None]
         self.net = ModedMultiControlNet([u.model for u in self.control_units],
                                         [u.unit.control_mode for u in self.control_units]) \
             if self.control_units else None
@@ -112,7 +125,8 @@ class ControlRun:
 
     def infotext_params(self) -> dict[str, str]:
         """`ControlNet N` entries, the model named by its title "name [hash]"."""
-        return dict(infotext_entries([u.unit for u in self.units], [u.entry.title for u in self.units]))
+        return dict(infotext_entries([u.unit for u in self.units],
+                                     [u.entry.title if u.entry is not None else NO_MODEL for u in self.units]))
 
     def view(self, pipe, task: str, is_inpaint_model: bool, cfg_scale: float, size: tuple[int, int],
              task_kwargs: dict[str, Any], **replace) -> tuple[Any, dict[str, Any]]:
@@ -121,8 +135,15 @@ class ControlRun:
         is the stand-in that adds their features, and with adapters only it is the task's plain pipeline."""
         device, dtype = execution_device(pipe.unet), pipe.unet.dtype
         holder: list[Any] = []  # the view, for the stand-in UNet to read its scheduler's steps when it runs
+        if self.reference_units:  # reference modules: a stand-in UNet runs their write pass (see reference.py)
+            replace["unet"] = ReferenceUNet(pipe.unet, [
+                ReferenceInput(preprocessor_spec(u.unit.module).name, _reference_latents(pipe, u.map_at(size)),
+                               float(u.unit.weight), float(u.unit.guidance_start), float(u.unit.guidance_end),
+                               style_fidelity(u.unit.control_mode, float(u.unit.threshold_a)))
+                for u in self.reference_units], lambda: holder[0].scheduler, lambda: run_steps(holder[0].scheduler),
+                cfg_scale > 1.0, self.seed)
         if self.adapter_units:  # T2I-Adapters: a stand-in UNet adds their features (see adapter_unet.py)
-            replace["unet"] = AdapterUNet(pipe.unet, [
+            replace["unet"] = AdapterUNet(replace.get("unet", pipe.unet), [
                 AdapterInput(u.model, map_tensor(u.map_at(size), device, dtype), float(u.unit.weight),
                              float(u.unit.guidance_start), float(u.unit.guidance_end), u.unit.control_mode)
                 for u in self.adapter_units], lambda: run_steps(holder[0].scheduler), cfg_scale > 1.0)

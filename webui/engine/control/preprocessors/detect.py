@@ -53,6 +53,9 @@ def _weight_free(spec: PreprocessorSpec, rgb: np.ndarray, a: float, b: float, ma
     """The map of a weight-free module, or None when the module needs an annotator."""
     table: dict[str, Callable[[], np.ndarray]] = {
         "none": lambda: rgb,
+        "reference_only": lambda: rgb,  # the reference modules use the image itself (reference.py)
+        "reference_adain": lambda: rgb,
+        "reference_adain+attn": lambda: rgb,
         "canny": lambda: weight_free.canny(rgb, a, b),
         "invert": lambda: weight_free.invert(rgb),
         "threshold": lambda: weight_free.threshold(rgb, a),
