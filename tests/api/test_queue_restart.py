@@ -33,6 +33,15 @@ def start_server(data_dir: Path, port: int, log: Path, ui: bool = False) -> subp
         cwd=ROOT, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT)
 
 
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM, then a kill if it is not gone within 20 s."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def wait_state(url: str, task_id: str, states: tuple[str, ...], timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -87,8 +96,4 @@ def test_kill_9_during_a_task_then_restart(tmp_path, tiny_checkpoints):
         listed = {task["id"]: task["state"] for task in httpx.get(f"{url}/sdapi/v1/queue", timeout=30).json()["tasks"]}
         assert listed == {finished["id"]: "done", slow["id"]: "failed", behind["id"]: "done"}
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from tests.conftest import make_data_dir, make_settings
+from tests.engine.control_support import control_services as build_control_services
+from tests.engine.control_support import pixels, square, stripes
 from webui.core.control import ControlUnit, units_from_params
 from webui.core.errors import ModelNotFoundError, ValidationError
 from webui.core.infotext import parse_infotext
@@ -26,46 +27,27 @@ BASE = GenerationRequest(prompt="a square", steps=3, width=32, height=32, seed=5
                          save_images=False, denoising_strength=0.6)
 
 
-def square(size: int = 64) -> Image.Image:
-    image = Image.new("RGB", (size, size), "black")
-    ImageDraw.Draw(image).rectangle((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill="white")
-    return image
-
-
-def stripes(size: int = 64) -> Image.Image:
-    image = Image.new("RGB", (size, size), "black")
-    for x in range(0, size, 8):
-        ImageDraw.Draw(image).rectangle((x, 0, x + 3, size), fill="white")
-    return image
-
-
 @pytest.fixture(scope="session")
 def control_services(tmp_path_factory, tiny_checkpoints):
     """Tiny SD1 and SDXL checkpoints, and ControlNets: SD1 in all three layouts (each with another seed), an SDXL
     one, and a ControlNet-LoRA (Stability's control-lora) for each family."""
-    from webui.services import build_services
 
-    torch.set_num_threads(1)
-    data_dir = make_data_dir(tmp_path_factory.mktemp("controlnet"), tiny_checkpoints, ("sd1", "sdxl"))
-    folder = data_dir / "models" / "ControlNet"
-    write_tiny_controlnet(folder / "cn-sd1.safetensors", "sd1", layout="diffusers", seed=1)
-    write_tiny_controlnet(folder / "cn-sd1-ldm.safetensors", "sd1", layout="ldm", seed=2)
-    write_tiny_controlnet(folder / "cn-sd1-folder", "sd1", layout="folder", seed=3)
-    write_tiny_controlnet(folder / "cn-sdxl.safetensors", "sdxl", layout="ldm", seed=4)
-    write_tiny_control_lora(folder / "control-lora-sd1.safetensors", "sd1", seed=6)
-    write_tiny_control_lora(folder / "control-lora-sdxl.safetensors", "sdxl", seed=7, checkpoint_seed=2)
-    services = build_services(make_settings(data_dir))
-    services.models.select_checkpoint("tiny-sd1.safetensors")
+    def write(folder: Path) -> None:
+        write_tiny_controlnet(folder / "cn-sd1.safetensors", "sd1", layout="diffusers", seed=1)
+        write_tiny_controlnet(folder / "cn-sd1-ldm.safetensors", "sd1", layout="ldm", seed=2)
+        write_tiny_controlnet(folder / "cn-sd1-folder", "sd1", layout="folder", seed=3)
+        write_tiny_controlnet(folder / "cn-sdxl.safetensors", "sdxl", layout="ldm", seed=4)
+        write_tiny_control_lora(folder / "control-lora-sd1.safetensors", "sd1", seed=6)
+        write_tiny_control_lora(folder / "control-lora-sdxl.safetensors", "sdxl", seed=7, checkpoint_seed=2)
+
+    services = build_control_services(tmp_path_factory.mktemp("controlnet"), tiny_checkpoints, ("sd1", "sdxl"),
+                                      write)
     yield services
     services.runtime.executor.shutdown()
 
 
 def run(services, **fields):
     return services.generation.txt2img(dataclasses.replace(BASE, **fields))
-
-
-def pixels(result, index: int = 0) -> np.ndarray:
-    return np.asarray(result.images[index].image).astype(np.int16)
 
 
 def unit(model: str = "cn-sd1", **fields) -> ControlUnit:

@@ -8,10 +8,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from tests.conftest import make_data_dir, make_settings
+from tests.engine.control_support import control_services, pixels
+from tests.engine.control_support import stripes as striped
 from webui.core.control import ControlUnit, validate_units
 from webui.core.control_modules import module_detail
 from webui.core.requests import GenerationRequest, Img2ImgInputs
@@ -21,32 +21,20 @@ BASE = GenerationRequest(prompt="a square", steps=4, width=32, height=32, seed=5
                          save_images=False, denoising_strength=0.6)
 
 
-def stripes(size: int = 64) -> Image.Image:
-    image = Image.new("RGB", (size, size), "navy")
-    for x in range(0, size, 8):
-        ImageDraw.Draw(image).rectangle((x, 0, x + 3, size), fill="yellow")
-    return image
-
-
 @pytest.fixture(scope="module")
 def services(tmp_path_factory, tiny_checkpoints):
-    from webui.services import build_services
-
-    torch.set_num_threads(1)
-    data_dir = make_data_dir(tmp_path_factory.mktemp("reference"), tiny_checkpoints, ("sd1",))
-    write_tiny_controlnet(data_dir / "models" / "ControlNet" / "cn-sd1.safetensors", "sd1", seed=1)
-    services = build_services(make_settings(data_dir))
-    services.models.select_checkpoint("tiny-sd1.safetensors")
+    services = control_services(tmp_path_factory.mktemp("reference"), tiny_checkpoints, ("sd1",),
+                                lambda folder: write_tiny_controlnet(folder / "cn-sd1.safetensors", "sd1", seed=1))
     yield services
     services.runtime.executor.shutdown()
 
 
+def stripes() -> Image.Image:
+    return striped(background="navy", line="yellow")
+
+
 def run(services, **fields):
     return services.generation.txt2img(dataclasses.replace(BASE, **fields))
-
-
-def pixels(result) -> np.ndarray:
-    return np.asarray(result.images[0].image).astype(np.int16)
 
 
 def ref(module: str = "reference_adain+attn", **fields) -> ControlUnit:

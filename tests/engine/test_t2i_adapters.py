@@ -6,13 +6,13 @@ model list and the family check treat adapters like ControlNets."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
-from tests.conftest import make_data_dir, make_settings
+from tests.engine.control_support import control_services, pixels, square
 from webui.core.control import ControlUnit
 from webui.core.errors import ModelLoadError, ValidationError
 from webui.core.requests import GenerationRequest, Img2ImgInputs
@@ -22,36 +22,22 @@ BASE = GenerationRequest(prompt="a square", steps=4, width=32, height=32, seed=5
                          save_images=False, denoising_strength=0.6)
 
 
-def square(size: int = 64) -> Image.Image:
-    image = Image.new("RGB", (size, size), "black")
-    ImageDraw.Draw(image).rectangle((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill="white")
-    return image
-
-
 @pytest.fixture(scope="module")
 def services(tmp_path_factory, tiny_checkpoints):
-    from webui.services import build_services
+    def write(folder: Path) -> None:
+        for layout in ("original", "diffusers", "folder"):
+            suffix = "" if layout == "folder" else ".safetensors"
+            write_tiny_adapter(folder / f"t2iadapter-{layout}{suffix}", layout=layout, seed=3)
+        write_tiny_adapter(folder / "t2iadapter-sketch.safetensors", layout="original", seed=4, in_channels=1)
+        write_tiny_controlnet(folder / "cn-sd1.safetensors", "sd1", seed=1)
 
-    torch.set_num_threads(1)
-    data_dir = make_data_dir(tmp_path_factory.mktemp("t2i"), tiny_checkpoints, ("sd1", "sdxl"))
-    folder = data_dir / "models" / "ControlNet"
-    for layout in ("original", "diffusers", "folder"):
-        suffix = "" if layout == "folder" else ".safetensors"
-        write_tiny_adapter(folder / f"t2iadapter-{layout}{suffix}", layout=layout, seed=3)
-    write_tiny_adapter(folder / "t2iadapter-sketch.safetensors", layout="original", seed=4, in_channels=1)
-    write_tiny_controlnet(folder / "cn-sd1.safetensors", "sd1", seed=1)
-    services = build_services(make_settings(data_dir))
-    services.models.select_checkpoint("tiny-sd1.safetensors")
+    services = control_services(tmp_path_factory.mktemp("t2i"), tiny_checkpoints, ("sd1", "sdxl"), write)
     yield services
     services.runtime.executor.shutdown()
 
 
 def run(services, **fields):
     return services.generation.txt2img(dataclasses.replace(BASE, **fields))
-
-
-def pixels(result) -> np.ndarray:
-    return np.asarray(result.images[0].image).astype(np.int16)
 
 
 def unit(model: str = "t2iadapter-original", **fields) -> ControlUnit:

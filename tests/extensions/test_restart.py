@@ -16,7 +16,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from tests.api.test_queue_restart import SMALL, start_server, wait_state
+from tests.api.test_queue_restart import SMALL, start_server, stop_server, wait_state
 from tests.api.test_shutdown import wait_until_up
 from tests.conftest import free_port, make_data_dir
 from tests.extensions.conftest import SAMPLES
@@ -89,8 +89,4 @@ def test_apply_and_restart_ui_restarts_the_launcher_with_the_new_choice(tmp_path
         assert wait_state(url, behind["id"], ("done", "failed"))["state"] == "done"  # ran in the new process
         assert "Restarting the server" in log.read_text(encoding="utf-8")
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)

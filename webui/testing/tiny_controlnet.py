@@ -12,6 +12,7 @@ TencentARC's original keys, diffusers keys or a diffusers folder).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -50,6 +51,15 @@ def _contiguous(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str,
     return {key: value.detach().to(dtype).contiguous().clone() for key, value in state.items()}
 
 
+def _save(model, target: Path, layout: str, state: Callable[[], dict[str, torch.Tensor]], dtype: torch.dtype) -> None:
+    """A diffusers folder (`layout == "folder"`), else one `.safetensors` file of `state()`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if layout == "folder":
+        model.to(dtype).save_pretrained(target, safe_serialization=True)
+    else:
+        save_file(_contiguous(state(), dtype), str(target))
+
+
 def controlnet_to_ldm(model: ControlNetModel) -> dict[str, torch.Tensor]:
     """The original release's layout: `control_model.` + LDM UNet names, `zero_convs.N.0`, `middle_block_out.0`
     and `input_hint_block.K` (a Sequential with an activation between convolutions, so even indices)."""
@@ -73,15 +83,10 @@ def controlnet_to_ldm(model: ControlNetModel) -> dict[str, torch.Tensor]:
 def write_tiny_controlnet(path: str | Path, family: str = "sd1", *, layout: str = "diffusers", seed: int = 0,
                           dtype: torch.dtype = torch.float32) -> Path:
     """Write a tiny ControlNet in `layout` ("diffusers", "ldm" or "folder") at `path`."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     model = build_tiny_controlnet(family, seed)
-    if layout == "folder":
-        model.to(dtype).save_pretrained(target, safe_serialization=True)
-        return target
-    state = controlnet_to_ldm(model) if layout == "ldm" else model.state_dict()
-    save_file(_contiguous(state, dtype), str(target))
-    return target
+    _save(model, Path(path), layout, lambda: controlnet_to_ldm(model) if layout == "ldm" else model.state_dict(),
+          dtype)
+    return Path(path)
 
 
 def write_tiny_control_lora(path: str | Path, family: str = "sd1", *, rank: int = 4, seed: int = 0,
@@ -149,12 +154,7 @@ def write_tiny_adapter(path: str | Path, *, layout: str = "original", seed: int 
                        dtype: torch.dtype = torch.float32) -> T2IAdapter:
     """Write a tiny T2I-Adapter in `layout` ("original", "diffusers" keys in one file, or a diffusers "folder");
     returns the model written."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     model = build_tiny_adapter(seed, in_channels)
-    if layout == "folder":
-        model.to(dtype).save_pretrained(target, safe_serialization=True)
-        return model
-    state = adapter_to_original(model) if layout == "original" else model.state_dict()
-    save_file(_contiguous(state, dtype), str(target))
+    _save(model, Path(path), layout,
+          lambda: adapter_to_original(model) if layout == "original" else model.state_dict(), dtype)
     return model
