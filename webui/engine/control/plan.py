@@ -1,4 +1,5 @@
-"""One job's ControlNet units, ready to run: models loaded, maps detected and fitted, and the pipeline views.
+"""One job's ControlNet units (and T2I-Adapter and reference units), ready to run: models loaded, maps detected
+and fitted, and the pipeline views.
 
 Why views: the ControlNet pipelines of diffusers are built around the loaded pipeline's own modules (the
 UNet, VAE and text encoders are the same objects, never copies) with the units' models as one
@@ -131,8 +132,9 @@ class ControlRun:
     def view(self, pipe, task: str, is_inpaint_model: bool, cfg_scale: float, size: tuple[int, int],
              task_kwargs: dict[str, Any], **replace) -> tuple[Any, dict[str, Any]]:
         """The ControlNet pipeline for `task` on `pipe`'s modules and the call's arguments with the units added
-        (arguments that pipeline class does not take are dropped, with a log line); with T2I-Adapter units its UNet
-        is the stand-in that adds their features, and with adapters only it is the task's plain pipeline."""
+        (arguments that pipeline class does not take are dropped, with a log line). T2I-Adapter and reference
+        units work through stand-in UNets (`adapter_unet.py`, `reference.py`; both when both are used); without
+        ControlNet units the view is the task's plain pipeline with that UNet."""
         device, dtype = execution_device(pipe.unet), pipe.unet.dtype
         holder: list[Any] = []  # the view, for the stand-in UNet to read its scheduler's steps when it runs
         if self.reference_units:  # reference modules: a stand-in UNet runs their write pass (see reference.py)
