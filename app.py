@@ -154,12 +154,12 @@ class StoppingServer(uvicorn.Server):
 
     async def shutdown(self, sockets: Any = None) -> None:
         self.executor.close()
-        _end_gradio_streams(self.config.app)
+        end_gradio_streams(self.config.app)
         await super().shutdown(sockets)
         await asyncio.to_thread(self.executor.shutdown, JOB_STOP_SECONDS)
 
 
-def _end_gradio_streams(app: Any) -> None:
+def end_gradio_streams(app: Any) -> None:
     """Set the stop event of every mounted Gradio app: its heartbeat streams end on it (as after Gradio's own
     `close()`, which a mounted app does not get)."""
     for route in getattr(app, "routes", ()):

@@ -85,7 +85,10 @@ class ServerThread:
         import uvicorn
 
         self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.app = app
+        # Open streams (a gradio_client's heartbeat) would hold the stop for as long as the join waits.
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                                    timeout_graceful_shutdown=2))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ServerThread:
@@ -98,6 +101,9 @@ class ServerThread:
         return self
 
     def __exit__(self, *exc) -> None:
+        from app import end_gradio_streams
+
+        end_gradio_streams(self.app)  # as the real server does when it stops
         self.server.should_exit = True
         self.thread.join(10)
 
