@@ -238,3 +238,16 @@ def test_detection_tells_flux_models_from_flux_loras(flow_data):
     lora_like = ["img_in.lora_A.weight", "double_blocks.0.img_attn.qkv.lora_A.weight",
                  "single_blocks.0.linear1.lora_A.weight", "final_layer.linear.lora_A.weight"]
     assert detect_kind_from_keys(lora_like).kind != "checkpoint"
+
+
+def test_controlnet_units_on_a_flow_model_are_a_clear_error(flow_services):
+    """AuraFlow and Flux have a transformer, not a UNet: ControlNet, T2I-Adapter and reference units are refused
+    with a message before anything runs, and the model keeps working."""
+    from webui.core.control import ControlUnit
+
+    image = Image.new("RGB", (32, 32), "white")
+    for unit in (ControlUnit(module="reference_only", image=image), ControlUnit(module="canny", model="any",
+                                                                                  image=image)):
+        with pytest.raises(ValidationError, match="ControlNet units work with SD 1.x, SD 2.x and SDXL checkpoints"):
+            flow_services.generation.txt2img(_request(AURA, control_units=(unit,)))
+    assert flow_services.generation.txt2img(_request(AURA)).images[0].image.size == (32, 32)

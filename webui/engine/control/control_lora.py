@@ -25,6 +25,7 @@ from diffusers import ControlNetModel
 from webui.core.errors import ModelLoadError
 from webui.engine.control.loading import CONTROL_LORA_MARKER, hint_channels, hint_to_diffusers, read_state
 from webui.engine.models.ldm_convert import unet_key_map
+from webui.engine.runtime.offload_store import stored_tensor
 
 _OWN_PREFIXES = ("controlnet_down_blocks.", "controlnet_mid_block.", "controlnet_cond_embedding.")
 
@@ -52,13 +53,9 @@ def module_weights(model: torch.nn.Module, originals: Mapping[int, torch.Tensor]
     state: dict[str, torch.Tensor] = {}
     for module_name, module in model.named_modules():
         prefix = f"{module_name}." if module_name else ""
-        hook_weights = getattr(getattr(module, "_hf_hook", None), "weights_map", None)
-        for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
-            if name == "weight" and id(module) in originals:
-                tensor = originals[id(module)]
-            elif tensor.is_meta and hook_weights is not None:
-                tensor = hook_weights[name]
-            state[prefix + name] = tensor.detach()
+        for name, _ in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            changed = originals.get(id(module)) if name == "weight" else None
+            state[prefix + name] = (changed if changed is not None else stored_tensor(module, name)).detach()
     return state
 
 

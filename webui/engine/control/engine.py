@@ -21,7 +21,7 @@ from webui.core.errors import ValidationError
 from webui.core.requests import GenerationRequest
 from webui.engine.control.control_lora import ControlBase, module_weights
 from webui.engine.control.library import ControlNetLibrary
-from webui.engine.control.loading import check_family
+from webui.engine.control.loading import check_family, family_name
 from webui.engine.control.plan import ControlRun, PreparedUnit
 from webui.engine.control.preprocessors import AnnotatorCache, detect
 from webui.engine.runtime.memory import MODEL_OFFLOAD, SEQUENTIAL_OFFLOAD, MemoryOptimizer
@@ -56,9 +56,10 @@ class ControlEngine:
         units = [unit for unit in request.control_units if unit.enabled]
         if not units:
             return None
+        if getattr(pipe, "unet", None) is None:  # AuraFlow, Flux: transformers, no UNet to control
+            raise ValidationError(f"ControlNet units work with SD 1.x, SD 2.x and SDXL checkpoints; the loaded "
+                                  f"'{checkpoint}' is {family_name(family)}. Disable the units or load another model.")
         free = [preprocessor_spec(unit.module).model_free for unit in units]  # the reference modules
-        if any(free) and getattr(pipe, "unet", None) is None:
-            raise ValidationError("The reference preprocessors need a UNet model (SD 1.x, SD 2.x or SDXL).")
         entries = [None if model_free else self.library.find(unit.model)
                    for unit, model_free in zip(units, free, strict=True)]
         for entry in entries:

@@ -165,11 +165,9 @@ class ControlNetLibrary:
         self._evict({self._key(e, dtype, base) for e in (*keep, entry)})
         return model
 
-    def _is_control_lora(self, entry: ControlNetEntry) -> bool:
-        return self.facts(entry).layout == CONTROL_LORA
-
     def _key(self, entry: ControlNetEntry, dtype: torch.dtype, base: ControlBase) -> tuple[str, int, str, str]:
-        return (str(entry.path), entry.mtime_ns, str(dtype), base.checkpoint if self._is_control_lora(entry) else "")
+        own = self.facts(entry).layout == CONTROL_LORA  # built on the checkpoint's UNet: one per checkpoint
+        return (str(entry.path), entry.mtime_ns, str(dtype), base.checkpoint if own else "")
 
     def _evict(self, keep: set[tuple[str, int, str, str]]) -> None:
         budget = self._budget()

@@ -132,14 +132,28 @@ def _adain_ranks(unet) -> dict[int, float]:
     return ranks
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where the reference passes act in one UNet, found once per pipeline call (not at every step)."""
+
+    attention: list[BasicTransformerBlock]
+    resnets: list[ResnetBlock2D]
+    ranks: dict[int, float]
+
+    @classmethod
+    def of(cls, unet) -> _Layout:
+        ranks = _adain_ranks(unet)
+        resnets = [m for m in unet.modules() if isinstance(m, ResnetBlock2D) and id(m) in ranks]
+        return cls(_attention_layers(unet), resnets, ranks)
+
+
 @contextlib.contextmanager
-def _installed(unet, step: _Step) -> Iterator[None]:
-    """The processors and resnet hooks on `unet` for one call; removed afterwards whatever happens."""
-    layers = _attention_layers(unet)
+def _installed(layout: _Layout, step: _Step) -> Iterator[None]:
+    """The processors and resnet hooks for one call; removed afterwards whatever happens."""
+    layers, ranks = layout.attention, layout.ranks
     originals = [(block.attn1, block.attn1.processor) for block in layers]
     for index, block in enumerate(layers):
         block.attn1.processor = _Attention(block.attn1.processor, step, index / max(1, len(layers)), index)
-    ranks = _adain_ranks(unet)
     handles = []
 
     def adain(module, args, output):
@@ -160,9 +174,7 @@ def _installed(unet, step: _Step) -> Iterator[None]:
         return _blend(steered, lambda: output, step.fidelity([unit for unit, _, _ in kept]), step.cfg)
 
     try:
-        for module in unet.modules():
-            if isinstance(module, ResnetBlock2D) and id(module) in ranks:
-                handles.append(module.register_forward_hook(adain))
+        handles.extend(module.register_forward_hook(adain) for module in layout.resnets)
         yield
     finally:
         for handle in handles:
@@ -185,6 +197,7 @@ class ReferenceUNet(torch.nn.Module):
         self._cfg = cfg_batch
         self._generator = torch.Generator().manual_seed(seed)
         self._calls = 0
+        self._layout = _Layout.of(unet)
 
     def __getattr__(self, name: str):
         try:
@@ -214,7 +227,7 @@ class ReferenceUNet(torch.nn.Module):
         plain_kwargs = {k: v for k, v in kwargs.items() if k not in (
             "down_block_additional_residuals", "mid_block_additional_residual",
             "down_intrablock_additional_residuals")}
-        with _installed(self.unet, step):
+        with _installed(self._layout, step):
             for index, unit in enumerate(active):
                 step.unit = index
                 self.unet(self._reference_input(unit, sample, timestep), timestep, encoder_hidden_states, *args,

@@ -14,7 +14,6 @@ colour adapter and the CLIP-vision style adapter are refused with a message.
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,13 +43,6 @@ def folder_family(config: Mapping[str, object]) -> str:
     return SDXL if config.get("adapter_type") == "full_adapter_xl" else SD1
 
 
-def is_adapter_folder(folder: Path) -> bool:
-    try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("_class_name") == "T2IAdapter"
-    except (OSError, ValueError):
-        return False
-
-
 def _original_to_diffusers(state: Mapping[str, torch.Tensor], blocks_per_level: int) -> dict[str, torch.Tensor]:
     converted = {f"adapter.conv_in.{part}": state[f"conv_in.{part}"] for part in ("weight", "bias")}
     for key, value in state.items():
@@ -76,7 +68,6 @@ def build_adapter(state: Mapping[str, torch.Tensor], layout: str, unet_config: M
                              "light (colour) and style adapters are not supported.")
     widths = tuple(int(w) for w in unet_config["block_out_channels"])
     levels = len(widths)
-    body = state if layout == ORIGINAL else {k.removeprefix("adapter."): v for k, v in state.items()}
     if layout == ORIGINAL:
         count = len({int(m.group(1)) for key in state if (m := _BODY_RE.match(key))})
         if count % levels:
@@ -87,7 +78,7 @@ def build_adapter(state: Mapping[str, torch.Tensor], layout: str, unet_config: M
     else:
         per_level = len({key.split(".")[4] for key in state if key.startswith("adapter.body.0.resnets.")})
         converted = dict(state)
-    inputs = int(body["conv_in.weight"].shape[1])
+    inputs = int(converted["adapter.conv_in.weight"].shape[1])
     if inputs % (vae_scale_factor ** 2):
         raise ModelLoadError(f"The T2I-Adapter '{name}' takes {inputs} input channels, which do not fit the loaded "
                              f"checkpoint's latent scale ({vae_scale_factor}x).")
@@ -106,7 +97,3 @@ def load_adapter_folder(folder: Path, dtype: torch.dtype) -> T2IAdapter:
         return T2IAdapter.from_pretrained(folder, local_files_only=True, torch_dtype=dtype).eval()
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"The T2I-Adapter folder '{folder.name}' could not be loaded: {exc}") from exc
-
-
-def adapter_in_channels(model: T2IAdapter) -> int:
-    return int(model.config.in_channels)

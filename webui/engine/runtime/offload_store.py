@@ -39,15 +39,25 @@ def replace_stored(module: torch.nn.Module, name: str, tensor: torch.Tensor) -> 
                                              requires_grad=False))
 
 
+def _hook_device(module: torch.nn.Module) -> torch.device | None:
+    hook = getattr(module, "_hf_hook", None)
+    for part in getattr(hook, "hooks", (hook,)):  # accelerate's SequentialHook holds several
+        device = getattr(part, "execution_device", None)
+        if device is not None:
+            return torch.device(device)
+    return None
+
+
 def execution_device(module: torch.nn.Module) -> torch.device:
-    """The device `module` computes on: an offload hook's execution device (`--medvram`, `--lowvram`), else where
-    its parameters are. Inputs made for the module go there; a parameter's device is `meta` under `--lowvram`,
-    and a tensor made on the meta device cannot be copied anywhere."""
-    for sub in module.modules():
-        hook = getattr(sub, "_hf_hook", None)
-        for part in getattr(hook, "hooks", (hook,)):
-            device = getattr(part, "execution_device", None)
-            if device is not None:
-                return torch.device(device)
+    """The device `module` computes on: an offload hook's execution device (`--medvram` hooks the module itself,
+    `--lowvram` its layers), else where its parameters are. Inputs made for the module go there; a parameter's
+    device is `meta` under `--lowvram`, and a tensor made on the meta device cannot be copied anywhere. Cheap
+    unless streamed: the layers are only searched when the parameters are on the meta device."""
+    own = _hook_device(module)
+    if own is not None:
+        return own
     param = next(module.parameters(), None)
-    return param.device if param is not None and not param.is_meta else torch.device("cpu")
+    if param is None or not param.is_meta:
+        return param.device if param is not None else torch.device("cpu")
+    return next((device for sub in module.modules() if (device := _hook_device(sub)) is not None),
+                torch.device("cpu"))
