@@ -74,7 +74,7 @@ def open_tab(page, name: str, tab_id: str) -> None:
     if button.is_visible():
         button.click()
     else:
-        page.locator('button[aria-label="More tabs"]').click()
+        page.locator('button[aria-label="More tabs"]').first.click()  # the main tabs' (nested tabs have one too)
         page.locator(".overflow-dropdown button", has_text=name).click()
 
 
